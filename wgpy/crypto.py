@@ -1,0 +1,143 @@
+"""WireGuard's cryptographic primitives (wireguard.md §1).
+
+Contract: pure functions over bytes; no RNG is read here (callers pass
+random bytes in).  HASH is BLAKE2s-256, MAC is keyed BLAKE2s-128 (not HMAC),
+HMAC is RFC 2104 over BLAKE2s, KDF1..3 are HKDF over that HMAC, DH is X25519
+with the all-zero result rejected, AEAD is ChaCha20-Poly1305 with the nonce
+``0^4 || le64(counter)``, XAEAD is XChaCha20-Poly1305.  Authentication
+failures raise ``cryptography.exceptions.InvalidTag``; callers turn that into
+a counted drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac as _hmac
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from nacl.bindings import (
+    crypto_aead_xchacha20poly1305_ietf_decrypt,
+    crypto_aead_xchacha20poly1305_ietf_encrypt,
+)
+from nacl.exceptions import CryptoError
+
+from .constants import CONSTRUCTION, IDENTIFIER
+
+__all__ = [
+    "InvalidTag", "ZeroDHError", "hash_", "mac", "hmac", "kdf1", "kdf2", "kdf3", "dh",
+    "Aead", "aead_seal", "aead_open", "xaead_seal", "xaead_open", "counter_nonce",
+    "C0", "H0",
+]
+
+_NONCE = struct.Struct("<4xQ")
+
+
+class ZeroDHError(ValueError):
+    """X25519 produced the all-zero shared secret (low-order point)."""
+
+
+def hash_(*parts: bytes) -> bytes:
+    """HASH(parts...) = BLAKE2s-256 of the concatenation."""
+    h = hashlib.blake2s()
+    for p in parts:
+        h.update(p)
+    return h.digest()
+
+
+def mac(key: bytes, data: bytes) -> bytes:
+    """MAC(key, data): keyed BLAKE2s with a 16-byte output."""
+    return hashlib.blake2s(data, digest_size=16, key=key).digest()
+
+
+def hmac(key: bytes, data: bytes) -> bytes:
+    """HMAC-BLAKE2s-256 (RFC 2104, block size 64)."""
+    return _hmac.new(key, data, hashlib.blake2s).digest()
+
+
+def kdf1(key: bytes, data: bytes) -> bytes:
+    t0 = hmac(key, data)
+    return hmac(t0, b"\x01")
+
+
+def kdf2(key: bytes, data: bytes) -> tuple[bytes, bytes]:
+    t0 = hmac(key, data)
+    t1 = hmac(t0, b"\x01")
+    t2 = hmac(t0, t1 + b"\x02")
+    return t1, t2
+
+
+def kdf3(key: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
+    t0 = hmac(key, data)
+    t1 = hmac(t0, b"\x01")
+    t2 = hmac(t0, t1 + b"\x02")
+    t3 = hmac(t0, t2 + b"\x03")
+    return t1, t2, t3
+
+
+def dh(private: bytes, public: bytes) -> bytes:
+    """X25519(private, public); raises ``ZeroDHError`` on an all-zero result."""
+    priv = X25519PrivateKey.from_private_bytes(private)
+    try:
+        shared = priv.exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError as exc:  # OpenSSL refuses the all-zero output itself
+        raise ZeroDHError("all-zero DH result") from exc
+    if not any(shared):
+        raise ZeroDHError("all-zero DH result")
+    return shared
+
+
+def public_from_private(private: bytes) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw
+    )
+
+
+def counter_nonce(counter: int) -> bytes:
+    """The 12-byte transport nonce: four zero bytes then le64(counter)."""
+    return _NONCE.pack(counter)
+
+
+class Aead:
+    """A ChaCha20-Poly1305 context keyed once (one per keypair direction)."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = ChaCha20Poly1305(key)
+
+    def seal(self, counter: int, plaintext: bytes, ad: bytes = b"") -> bytes:
+        return self._aead.encrypt(_NONCE.pack(counter), plaintext, ad or None)
+
+    def open(self, counter: int, ciphertext: bytes, ad: bytes = b"") -> bytes:
+        return self._aead.decrypt(_NONCE.pack(counter), ciphertext, ad or None)
+
+    def __repr__(self) -> str:
+        return "Aead(<redacted>)"
+
+
+def aead_seal(key: bytes, counter: int, plaintext: bytes, ad: bytes) -> bytes:
+    return ChaCha20Poly1305(key).encrypt(_NONCE.pack(counter), plaintext, ad or None)
+
+
+def aead_open(key: bytes, counter: int, ciphertext: bytes, ad: bytes) -> bytes:
+    return ChaCha20Poly1305(key).decrypt(_NONCE.pack(counter), ciphertext, ad or None)
+
+
+def xaead_seal(key: bytes, nonce: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    return bytes(crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, ad, nonce, key))
+
+
+def xaead_open(key: bytes, nonce: bytes, ciphertext: bytes, ad: bytes) -> bytes:
+    try:
+        return bytes(crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, ad, nonce, key))
+    except CryptoError as exc:
+        raise InvalidTag() from exc
+
+
+C0: bytes = hash_(CONSTRUCTION)
+H0: bytes = hash_(C0, IDENTIFIER)
