@@ -1,0 +1,12 @@
+"""KubeSpan discovery: the Sidero discovery-service protocol, client and server.
+
+Modules (spec/kubespan.md §3):
+  protocol.py  affiliate payload model + client-side encryption (pure)
+  limits.py    server limits (§3.5) and their validators (pure)
+  state.py     clusters/affiliates/subscriptions, garbage_collect(now) (pure)
+  snapshot.py  state <-> StateSnapshot protobuf, atomic snapshot file
+  ratelimit.py per-source token buckets (pure, now passed in)
+  rpc.py       gRPC method table of sidero.discovery.server.Cluster
+  service.py   grpc.aio server shell, `kubespan discovery-service`
+  client.py    grpc.aio client: hello -> watch -> refresh every TTL/2
+"""

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Regenerate the Python modules of kubespan/discovery/proto from the .proto files.
+# Run from anywhere; uses the project venv's grpcio-tools.  Protos are compiled
+# with the repository root as include path, so the generated imports are
+# absolute package imports (kubespan.discovery.proto.*_pb2).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+python=${PYTHON:-$root/.venv/bin/python}
+cd "$root"
+"$python" -m grpc_tools.protoc -I . \
+  --python_out=. --pyi_out=. --grpc_python_out=. \
+  kubespan/discovery/proto/cluster.proto \
+  kubespan/discovery/proto/affiliate.proto \
+  kubespan/discovery/proto/storage.proto
+# grpc_python_out writes no __future__ annotations and no typing; mark the
+# generated modules so mypy skips them.
+for f in kubespan/discovery/proto/*_pb2_grpc.py; do
+  grep -q '^# mypy: ignore-errors' "$f" || sed -i "1i # mypy: ignore-errors" "$f"
+done
+# Only cluster.proto has a service; the others' empty *_grpc modules are noise.
+rm -f kubespan/discovery/proto/affiliate_pb2_grpc.py kubespan/discovery/proto/storage_pb2_grpc.py
