@@ -1,0 +1,137 @@
+"""Test support: a fake clock, a seeded RNG, and two devices joined by an in-memory link."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import struct
+from dataclasses import dataclass, field
+
+from wgpy.config import DeviceUpdate, Endpoint, PeerUpdate
+from wgpy.device import Device, SendDatagram, WriteTun
+from wgpy.keys import PresharedKey, PrivateKey
+
+WALL_EPOCH = 1_700_000_000.0
+
+
+class FakeClock:
+    """Monotonic ``now`` plus a wall clock that moves with it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.wall_offset = WALL_EPOCH - start
+
+    def wall(self) -> float:
+        return self.now + self.wall_offset
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class SeededRng:
+    def __init__(self, seed: int) -> None:
+        self._r = random.Random(seed)
+
+    def __call__(self, n: int) -> bytes:
+        return self._r.randbytes(n)
+
+
+def ipv4_packet(src: str, dst: str, payload: bytes = b"x" * 20, proto: int = 17) -> bytes:
+    total = 20 + len(payload)
+    hdr = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, total, 0, 0, 64, proto, 0,
+        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed,
+    )
+    return hdr + payload
+
+
+def ipv6_packet(src: str, dst: str, payload: bytes = b"y" * 20, nh: int = 17) -> bytes:
+    hdr = struct.pack("!IHBB16s16s", 0x60000000, len(payload), nh, 64,
+                      ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed)
+    return hdr + payload
+
+
+@dataclass
+class Node:
+    name: str
+    device: Device
+    key: PrivateKey
+    endpoint: Endpoint
+    addr4: str
+    addr6: str
+    tun: list[bytes] = field(default_factory=list)
+    sent: list[SendDatagram] = field(default_factory=list)
+
+
+class DevicePair:
+    """Two devices ``a`` and ``b`` that deliver datagrams to each other on ``pump``.
+
+    Datagrams go through ``self.wire`` (a list of (dst_node, data, src_endpoint));
+    tests may drop, replay or tamper with them before ``deliver``.
+    """
+
+    def __init__(self, seed: int = 1, psk: bool = True, keepalive_a: int = 0, keepalive_b: int = 0,
+                 clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.rng = SeededRng(seed)
+        ka, kb = PrivateKey.generate(self.rng), PrivateKey.generate(self.rng)
+        self.psk = PresharedKey.generate(self.rng) if psk else None
+        self.a = Node("a", Device(rng=self.rng, wall_clock=self.clock.wall), ka,
+                      ("192.0.2.1", 51820), "10.0.0.1", "fd00::1")
+        self.b = Node("b", Device(rng=self.rng, wall_clock=self.clock.wall), kb,
+                      ("192.0.2.2", 51821), "10.0.0.2", "fd00::2")
+        self.wire: list[tuple[Node, bytes, Endpoint]] = []
+        self._configure(self.a, self.b, keepalive_a)
+        self._configure(self.b, self.a, keepalive_b)
+
+    def _configure(self, me: Node, other: Node, keepalive: int) -> None:
+        upd = DeviceUpdate(private_key=me.key, listen_port=me.endpoint[1], peers=[PeerUpdate(
+            public_key=other.key.public_key(), preshared_key=self.psk, endpoint=other.endpoint,
+            persistent_keepalive=keepalive,
+            allowed_ips=[ipaddress.ip_network(other.addr4 + "/32"), ipaddress.ip_network(other.addr6 + "/128")],
+        )])
+        self.collect(me, me.device.apply(upd, self.clock.now))
+
+    def other(self, node: Node) -> Node:
+        return self.b if node is self.a else self.a
+
+    def collect(self, node: Node, actions: list[SendDatagram | WriteTun]) -> None:
+        for act in actions:
+            if isinstance(act, WriteTun):
+                node.tun.append(act.packet)
+            else:
+                node.sent.append(act)
+                dst = self.other(node)
+                assert act.endpoint == dst.endpoint, (act.endpoint, dst.endpoint)
+                self.wire.append((dst, act.data, node.endpoint))
+
+    def send_ip(self, node: Node, payload: bytes = b"hello", v6: bool = False) -> None:
+        dst = self.other(node)
+        pkt = ipv6_packet(node.addr6, dst.addr6, payload) if v6 else ipv4_packet(node.addr4, dst.addr4, payload)
+        self.collect(node, node.device.tun_packet(pkt, self.clock.now))
+
+    def deliver(self, max_steps: int = 100) -> int:
+        """Deliver queued datagrams (and their answers) until the wire is empty."""
+        steps = 0
+        while self.wire and steps < max_steps:
+            dst, data, src = self.wire.pop(0)
+            self.collect(dst, dst.device.datagram_received(data, src, self.clock.now))
+            steps += 1
+        assert not self.wire, "link did not settle"
+        return steps
+
+    def tick(self, seconds: float, step: float = 0.5) -> None:
+        """Advance the clock in steps, firing timers and delivering traffic."""
+        end = self.clock.now + seconds
+        guard = int(seconds / step) + 10
+        while self.clock.now < end and guard > 0:
+            guard -= 1
+            self.clock.advance(min(step, end - self.clock.now))
+            for node in (self.a, self.b):
+                self.collect(node, node.device.handle_timeout(self.clock.now))
+            self.deliver()
+
+    def peer_of(self, node: Node):  # type: ignore[no-untyped-def]
+        peer = node.device.peer(self.other(node).key.public_key())
+        assert peer is not None
+        return peer

@@ -1,0 +1,351 @@
+"""The WireGuard device engine: sans-IO, driven by bytes and ``now``.
+
+Contract: ``Device`` owns the whole protocol state of one interface (static
+identity, peers, allowed IPs, index table, cookie checker, handshake queue,
+timers) and never touches a socket, a file descriptor, a clock or an RNG.
+Inputs are the UAPI-shaped ``apply(DeviceUpdate)``, ``datagrams_received``,
+``tun_packets`` and ``handle_timeout(now)``; each returns a list of actions
+(``SendDatagram`` to a UDP endpoint, ``WriteTun`` to the TUN device).
+``next_deadline()`` tells the caller when to call ``handle_timeout`` next.
+Remote input never raises: it is dropped and counted in ``drops``.
+
+Handshake messages (types 1–3) wait in a bounded queue and at most
+``HANDSHAKE_BUDGET`` of them are processed per call, so transport data keeps
+flowing during a flood; a long queue puts the device under load
+(wireguard.md §4) and cookie replies engage.  Follows wireguard.md §3–§8 and
+wireguard-go's send/receive/timers semantics.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import logging
+from typing import Callable, Iterable, NamedTuple
+
+from .allowedips import AllowedIPs, destination
+from .config import DeviceUpdate, Endpoint, PeerUpdate
+from .constants import (
+    COOKIE_REPLY_SIZE, DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, INITIATION_SIZE, MAX_PEERS,
+    MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE,
+    MESSAGE_TRANSPORT, RESPONSE_SIZE, TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
+)
+from .cookie import CookieChecker
+from .errors import ConfigError, DropReason
+from .handshake import StaticIdentity
+from .indextable import IndexTable
+from .keypair import Keypair
+from .keys import PrivateKey, PublicKey
+from .peer import Peer
+from .ratelimiter import RateLimiter
+from . import receive, send
+
+log = logging.getLogger("wgpy.device")
+
+HANDSHAKE_BUDGET = 16
+"""Handshake messages processed per call; the rest wait in the queue."""
+
+_HANDSHAKE_SIZES = {
+    MESSAGE_INITIATION: INITIATION_SIZE,
+    MESSAGE_RESPONSE: RESPONSE_SIZE,
+    MESSAGE_COOKIE_REPLY: COOKIE_REPLY_SIZE,
+}
+
+
+class SendDatagram(NamedTuple):
+    """Send ``data`` as one UDP datagram to ``endpoint``."""
+
+    data: bytes
+    endpoint: Endpoint
+
+
+class WriteTun(NamedTuple):
+    """Write one decrypted IP packet to the TUN device."""
+
+    packet: bytes
+
+
+Action = SendDatagram | WriteTun
+
+
+class Device:
+    """One WireGuard interface's protocol engine."""
+
+    def __init__(
+        self,
+        *,
+        rng: Callable[[int], bytes],
+        wall_clock: Callable[[], float],
+        mtu: int = DEFAULT_MTU,
+    ) -> None:
+        self.rng = rng
+        self.wall_clock = wall_clock
+        self.mtu = mtu
+        self.listen_port = 0
+        self.fwmark = 0
+        self.is_up = True
+        self.drops: collections.Counter[DropReason] = collections.Counter()
+        self.identity: StaticIdentity | None = None
+        self.checker = CookieChecker(None)
+        self.ratelimiter = RateLimiter()
+        self.allowed: AllowedIPs[Peer] = AllowedIPs()
+        self.indices: IndexTable[Peer | Keypair] = IndexTable()
+        self._peers: dict[PublicKey, Peer] = {}
+        self._heap: list[tuple[float, int, Peer]] = []
+        self._seq = 0
+        self._hs_queue: collections.deque[tuple[bytes, Endpoint]] = collections.deque()
+        self._under_load_until = float("-inf")
+        self._last_now = 0.0
+
+    # ------------------------------------------------------------------ config
+    @property
+    def private_key(self) -> PrivateKey | None:
+        return self.identity.private if self.identity else None
+
+    @property
+    def public_key(self) -> PublicKey | None:
+        return self.identity.public if self.identity else None
+
+    def peers(self) -> list[Peer]:
+        return list(self._peers.values())
+
+    def peer(self, public_key: PublicKey) -> Peer | None:
+        return self._peers.get(public_key)
+
+    def apply(self, update: DeviceUpdate, now: float) -> list[Action]:
+        """Carry out one set transaction atomically (validated before any change)."""
+        self._validate(update)
+        out: list[Action] = []
+        if update.private_key is not None:
+            self._set_private_key(update.private_key, now)
+        if update.listen_port is not None:
+            self.listen_port = update.listen_port
+        if update.fwmark is not None:
+            self.fwmark = update.fwmark
+        if update.replace_peers:
+            for peer in list(self._peers.values()):
+                self._remove_peer(peer)
+        for pu in update.peers:
+            self._apply_peer(pu, now, out)
+        return out
+
+    def _validate(self, update: DeviceUpdate) -> None:
+        known = set() if update.replace_peers else set(self._peers)
+        for pu in update.peers:
+            if pu.remove:
+                known.discard(pu.public_key)
+            elif not pu.update_only:
+                known.add(pu.public_key)
+        if len(known) > MAX_PEERS:
+            raise ConfigError(f"too many peers (max {MAX_PEERS})")
+
+    def _set_private_key(self, key: PrivateKey, now: float) -> None:
+        identity = None if key.is_zero() else StaticIdentity(key)
+        if identity is not None and self.identity is not None and identity.private == self.identity.private:
+            return
+        if identity is not None and identity.public in self._peers:
+            self._remove_peer(self._peers[identity.public])
+        self.identity = identity
+        self.checker.set_public(identity.public if identity else None)
+        for peer in self._peers.values():
+            self._release_handshake_index(peer)
+            peer.handshake.set_local(identity)
+            for kp in (peer.keypairs.current, peer.keypairs.next):
+                if kp is not None:
+                    kp.expire_sending()
+            peer.last_sent_handshake = float("-inf")
+
+    def _apply_peer(self, pu: PeerUpdate, now: float, out: list[Action]) -> None:
+        if self.identity is not None and pu.public_key == self.identity.public:
+            return  # our own key: a dummy peer, silently ignored (as wireguard-go)
+        peer = self._peers.get(pu.public_key)
+        if pu.remove:
+            if peer is not None:
+                self._remove_peer(peer)
+            return
+        if peer is None:
+            if pu.update_only:
+                return
+            peer = Peer(pu.public_key, self.identity, self.allowed)
+            self._peers[pu.public_key] = peer
+        if pu.preshared_key is not None:
+            peer.handshake.set_preshared_key(None if pu.preshared_key.is_zero() else pu.preshared_key)
+        if pu.endpoint is not None:
+            peer.endpoint = pu.endpoint
+        if pu.replace_allowed_ips:
+            self.allowed.remove_by_value(peer)
+        for net in pu.remove_allowed_ips:
+            self.allowed.remove(net, peer)
+        for net in pu.allowed_ips:
+            self.allowed.insert(net, peer)
+        if pu.persistent_keepalive is not None:
+            old = peer.timers.persistent_keepalive_interval
+            peer.timers.persistent_keepalive_interval = pu.persistent_keepalive
+            if pu.persistent_keepalive == 0:
+                peer.timers.persistent_keepalive = None
+            elif old == 0 and self.is_up:
+                send.send_keepalive(self, peer, now, out)
+        self._schedule(peer)
+
+    def _remove_peer(self, peer: Peer) -> None:
+        peer.timers.stop()
+        peer._scheduled = None
+        self._release_handshake_index(peer)
+        self.release_keypairs(peer.keypairs.clear())
+        peer.handshake.clear()
+        peer.staged.clear()
+        self.allowed.remove_by_value(peer)
+        self._peers.pop(peer.public_key, None)
+
+    def _release_handshake_index(self, peer: Peer) -> None:
+        idx = peer.handshake.local_index
+        if idx and self.indices.get(idx) is peer:
+            self.indices.remove(idx)
+
+    def release_keypairs(self, keypairs: Iterable[Keypair]) -> None:
+        for kp in keypairs:
+            if self.indices.get(kp.local_index) is kp:
+                self.indices.remove(kp.local_index)
+            kp.zero()
+
+    # ------------------------------------------------------------------ up/down
+    def up(self, now: float) -> list[Action]:
+        """Interface up: peers with persistent keepalive send one at once."""
+        self.is_up = True
+        out: list[Action] = []
+        for peer in self._peers.values():
+            if peer.timers.persistent_keepalive_interval > 0:
+                send.send_keepalive(self, peer, now, out)
+                self._schedule(peer)
+        return out
+
+    def down(self, now: float) -> None:
+        """Interface down: stop timers, forget sessions and staged packets."""
+        self.is_up = False
+        for peer in self._peers.values():
+            peer.timers.stop()
+            peer._scheduled = None
+            self._release_handshake_index(peer)
+            self.release_keypairs(peer.keypairs.clear())
+            peer.handshake.clear()
+            peer.staged.clear()
+        self._heap.clear()
+
+    # ------------------------------------------------------------------ inputs
+    def datagram_received(self, data: bytes, src: Endpoint, now: float) -> list[Action]:
+        return self.datagrams_received(((data, src),), now)
+
+    def datagrams_received(self, batch: Iterable[tuple[bytes, Endpoint]], now: float) -> list[Action]:
+        """Handle UDP datagrams: transport data at once, handshakes via the queue."""
+        self._last_now = now
+        out: list[Action] = []
+        if not self.is_up:
+            return out
+        touched: dict[Peer, None] = {}
+        for data, src in batch:
+            n = len(data)
+            if n < 4 or data[1:4] != b"\x00\x00\x00":
+                self.drops[DropReason.MALFORMED if n < 4 else DropReason.UNKNOWN_TYPE] += 1
+                continue
+            mtype = data[0]
+            if mtype == MESSAGE_TRANSPORT:
+                if n < TRANSPORT_MIN_SIZE:
+                    self.drops[DropReason.MALFORMED] += 1
+                    continue
+                peer = receive.receive_transport(self, data, src, now, out)
+                if peer is not None:
+                    touched[peer] = None
+            elif mtype in _HANDSHAKE_SIZES:
+                if n != _HANDSHAKE_SIZES[mtype]:
+                    self.drops[DropReason.MALFORMED] += 1
+                elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
+                    self.drops[DropReason.HANDSHAKE_QUEUE_FULL] += 1
+                else:
+                    self._hs_queue.append((bytes(data), src))
+            else:
+                self.drops[DropReason.UNKNOWN_TYPE] += 1
+        for peer in touched:
+            self._schedule(peer)
+        self._process_handshakes(now, out)
+        return out
+
+    def tun_packet(self, packet: bytes, now: float) -> list[Action]:
+        return self.tun_packets((packet,), now)
+
+    def tun_packets(self, packets: Iterable[bytes], now: float) -> list[Action]:
+        """Route IP packets read from the TUN device to their peers and send them."""
+        self._last_now = now
+        out: list[Action] = []
+        if not self.is_up:
+            return out
+        touched: dict[Peer, None] = {}
+        lookup = self.allowed.lookup
+        for packet in packets:
+            dst = destination(packet)
+            if dst is None:
+                self.drops[DropReason.INVALID_INNER_PACKET] += 1
+                continue
+            peer = lookup(dst)
+            if peer is None:
+                self.drops[DropReason.NO_ROUTE] += 1
+                continue
+            if len(peer.staged) == peer.staged.maxlen:
+                self.drops[DropReason.STAGED_OVERFLOW] += 1
+            peer.staged.append(bytes(packet))
+            touched[peer] = None
+        for peer in touched:
+            send.send_staged(self, peer, now, out)
+            self._schedule(peer)
+        return out
+
+    # ------------------------------------------------------------------ handshakes
+    def under_load(self, now: float) -> bool:
+        if len(self._hs_queue) >= UNDER_LOAD_QUEUE_LEN:
+            self._under_load_until = now + UNDER_LOAD_AFTER_TIME
+            return True
+        return self._under_load_until > now
+
+    @property
+    def handshake_queue_length(self) -> int:
+        return len(self._hs_queue)
+
+    def _process_handshakes(self, now: float, out: list[Action], budget: int = HANDSHAKE_BUDGET) -> None:
+        while self._hs_queue and budget > 0:
+            budget -= 1
+            under_load = self.under_load(now)
+            data, src = self._hs_queue.popleft()
+            peer = receive.receive_handshake(self, data, src, now, under_load, out)
+            if peer is not None:
+                self._schedule(peer)
+
+    # ------------------------------------------------------------------ timers
+    def _schedule(self, peer: Peer) -> None:
+        deadline = peer.timers.next_deadline()
+        if deadline is None:
+            return
+        if peer._scheduled is None or deadline < peer._scheduled:
+            peer._scheduled = deadline
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline, self._seq, peer))
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timeout`` should run next (monotonic seconds), or None."""
+        if self._hs_queue:
+            return self._last_now
+        return self._heap[0][0] if self._heap else None
+
+    def handle_timeout(self, now: float) -> list[Action]:
+        """Fire every timer whose deadline is ≤ now; drain queued handshakes."""
+        self._last_now = now
+        out: list[Action] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, peer = heapq.heappop(heap)
+            if peer._scheduled != deadline or self._peers.get(peer.public_key) is not peer:
+                continue
+            peer._scheduled = None
+            for timer in peer.timers.expired(now):
+                send.on_timer(self, peer, timer, now, out)
+            self._schedule(peer)
+        self._process_handshakes(now, out)
+        return out

@@ -1,0 +1,76 @@
+"""One configured peer: its Noise state, keypairs, timers, staged packets, counters.
+
+Contract: ``Peer`` is the per-peer state the device engine works on.  It owns
+no behaviour beyond small state helpers; the device decides what to send.
+Callers outside the engine treat it as read-only (``public_key``,
+``preshared_key``, ``endpoint``, ``persistent_keepalive``, ``allowed_ips()``,
+``rx_bytes``, ``tx_bytes``, ``last_handshake_wall``).  No I/O.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+from typing import TYPE_CHECKING, Callable
+
+from .config import Endpoint
+from .constants import MAX_STAGED_PACKETS
+from .cookie import CookieGenerator
+from .handshake import Handshake, StaticIdentity
+from .keypair import Keypairs
+from .keys import PresharedKey, PublicKey
+from .timers import PeerTimers
+
+if TYPE_CHECKING:
+    from .allowedips import AllowedIPs
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Peer:
+    """State of one peer of a ``Device``."""
+
+    __slots__ = (
+        "public_key", "handshake", "cookie_generator", "keypairs", "timers", "endpoint",
+        "staged", "rx_bytes", "tx_bytes", "last_handshake_wall", "last_sent_handshake",
+        "_allowed_ips", "_scheduled", "__weakref__",
+    )
+
+    def __init__(
+        self,
+        public_key: PublicKey,
+        local: StaticIdentity | None,
+        allowed_ips: AllowedIPs[Peer],
+    ) -> None:
+        self.public_key = public_key
+        self.handshake = Handshake(local, public_key, None)
+        self.cookie_generator = CookieGenerator(public_key)
+        self.keypairs = Keypairs()
+        self.timers = PeerTimers()
+        self.endpoint: Endpoint | None = None
+        self.staged: collections.deque[bytes] = collections.deque(maxlen=MAX_STAGED_PACKETS)
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+        self.last_handshake_wall: float | None = None
+        self.last_sent_handshake = float("-inf")
+        self._allowed_ips = allowed_ips
+        self._scheduled: float | None = None
+
+    @property
+    def preshared_key(self) -> PresharedKey | None:
+        return self.handshake.preshared_key
+
+    @property
+    def persistent_keepalive(self) -> int:
+        return self.timers.persistent_keepalive_interval
+
+    def allowed_ips(self) -> list[IPNetwork]:
+        return self._allowed_ips.entries_for(self)
+
+    def stage(self, packet: bytes, on_overflow: Callable[[], None]) -> None:
+        if len(self.staged) == self.staged.maxlen:
+            on_overflow()
+        self.staged.append(packet)
+
+    def __repr__(self) -> str:
+        return f"Peer({self.public_key.to_base64()!r}, endpoint={self.endpoint!r})"

@@ -1,0 +1,189 @@
+"""What a device does with a received datagram (wireguard.md §3, §4, §7, §8).
+
+Contract: ``receive_transport`` authenticates a transport message, applies the
+replay window (only after authentication), key confirmation, roaming, key
+freshness, the inner-packet checks and the cryptokey source filter, and
+appends ``WriteTun``; ``receive_handshake`` checks mac1, the under-load
+cookie/mac2/rate-limit rules and consumes initiations, responses and cookie
+replies.  Both return the peer they touched (for timer scheduling) or None,
+and count every drop in ``device.drops``; nothing raises on remote input.
+Cookie replies never change the endpoint or a timer.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from .config import Endpoint
+from .constants import MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION
+from .crypto import InvalidTag
+from .errors import DropReason, HandshakeError, MessageError
+from .handshake import consume_initiation
+from .keypair import Keypair
+from .messages import CookieReply, Initiation, Response
+from .peer import Peer
+from . import send
+
+if TYPE_CHECKING:
+    from .device import Action, Device
+
+_HEADER = struct.Struct("<4xIQ")
+_U16 = struct.Struct(">H")
+
+
+def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: list[Action]) -> Peer | None:
+    from .device import WriteTun
+
+    receiver, counter = _HEADER.unpack_from(data)
+    kp = dev.indices.get(receiver)
+    if not isinstance(kp, Keypair):
+        dev.drops[DropReason.UNKNOWN_INDEX] += 1
+        return None
+    if not kp.can_receive(now):
+        dev.drops[DropReason.KEYPAIR_EXPIRED] += 1
+        return None
+    try:
+        plaintext = kp.receiver.open(counter, data[16:])
+    except InvalidTag:
+        dev.drops[DropReason.DECRYPTION_FAILED] += 1
+        return None
+    if not kp.replay.check(counter):
+        dev.drops[DropReason.REPLAYED_COUNTER] += 1
+        return None
+    peer = kp.peer
+    assert isinstance(peer, Peer)
+    peer.endpoint = src
+    peer.rx_bytes += len(data)
+    confirmed, dropped = peer.keypairs.received_with(kp)
+    if confirmed:
+        dev.release_keypairs(dropped)
+        send.handshake_complete(dev, peer)
+        send.send_staged(dev, peer, now, out) if peer.staged else None
+    send.keep_key_fresh_receiving(dev, peer, now, out)
+    timers = peer.timers
+    timers.timers_any_authenticated_packet_traversal(now)
+    timers.timers_any_authenticated_packet_received()
+    if not plaintext:
+        return peer  # keepalive
+    timers.timers_data_received(now)
+    packet = _inner_packet(plaintext)
+    if packet is None:
+        dev.drops[DropReason.INVALID_INNER_PACKET] += 1
+        return peer
+    source = packet[12:16] if packet[0] >> 4 == 4 else packet[8:24]
+    if dev.allowed.lookup(source) is not peer:
+        dev.drops[DropReason.DISALLOWED_SOURCE] += 1
+        return peer
+    out.append(WriteTun(packet))
+    return peer
+
+
+def _inner_packet(plaintext: bytes) -> bytes | None:
+    """Strip padding by the IP length field; None if not a sane IP packet."""
+    version = plaintext[0] >> 4
+    if version == 4:
+        if len(plaintext) < 20:
+            return None
+        length = _U16.unpack_from(plaintext, 2)[0]
+        if length < 20 or length > len(plaintext):
+            return None
+    elif version == 6:
+        if len(plaintext) < 40:
+            return None
+        length = _U16.unpack_from(plaintext, 4)[0] + 40
+        if length > len(plaintext):
+            return None
+    else:
+        return None
+    return plaintext if length == len(plaintext) else plaintext[:length]
+
+
+def receive_handshake(
+    dev: Device, data: bytes, src: Endpoint, now: float, under_load: bool, out: list[Action]
+) -> Peer | None:
+    """Process one queued handshake-type message (sizes already checked)."""
+    from .device import SendDatagram
+
+    mtype = data[0]
+    if mtype == MESSAGE_COOKIE_REPLY:
+        return _receive_cookie_reply(dev, data, now)
+    if not dev.checker.check_mac1(data):
+        dev.drops[DropReason.INVALID_MAC1] += 1
+        return None
+    if under_load:
+        if not dev.checker.check_mac2(data, src, now, dev.rng):
+            sender = int.from_bytes(data[4:8], "little")
+            reply = dev.checker.create_reply(data, sender, src, now, dev.rng)
+            out.append(SendDatagram(reply.encode(), src))
+            dev.drops[DropReason.COOKIE_SENT] += 1
+            return None
+        if not dev.ratelimiter.allow(src[0], now):
+            dev.drops[DropReason.RATE_LIMITED] += 1
+            return None
+    try:
+        if mtype == MESSAGE_INITIATION:
+            return _receive_initiation(dev, Initiation.decode(data), len(data), src, now, out)
+        return _receive_response(dev, Response.decode(data), len(data), src, now, out)
+    except MessageError:
+        dev.drops[DropReason.MALFORMED] += 1
+        return None
+    except HandshakeError as exc:
+        dev.drops[exc.reason] += 1
+        return None
+
+
+def _receive_initiation(
+    dev: Device, msg: Initiation, size: int, src: Endpoint, now: float, out: list[Action]
+) -> Peer | None:
+    if dev.identity is None:
+        dev.drops[DropReason.NO_PRIVATE_KEY] += 1
+        return None
+    consumed = consume_initiation(msg, dev.identity)
+    peer = dev.peer(consumed.remote_static)
+    if peer is None:
+        dev.drops[DropReason.UNKNOWN_PEER] += 1
+        return None
+    peer.handshake.accept_initiation(consumed, now)
+    peer.endpoint = src
+    peer.rx_bytes += size
+    peer.timers.timers_any_authenticated_packet_traversal(now)
+    peer.timers.timers_any_authenticated_packet_received()
+    send.send_response(dev, peer, now, out)
+    return peer
+
+
+def _receive_response(
+    dev: Device, msg: Response, size: int, src: Endpoint, now: float, out: list[Action]
+) -> Peer | None:
+    peer = dev.indices.get(msg.receiver)
+    if not isinstance(peer, Peer):
+        dev.drops[DropReason.UNKNOWN_INDEX] += 1
+        return None
+    peer.handshake.consume_response(msg)
+    peer.endpoint = src
+    peer.rx_bytes += size
+    peer.timers.timers_any_authenticated_packet_traversal(now)
+    peer.timers.timers_any_authenticated_packet_received()
+    send.begin_session(dev, peer, now)
+    send.handshake_complete(dev, peer)
+    send.send_keepalive(dev, peer, now, out)
+    return peer
+
+
+def _receive_cookie_reply(dev: Device, data: bytes, now: float) -> Peer | None:
+    try:
+        reply = CookieReply.decode(data)
+    except MessageError:
+        dev.drops[DropReason.MALFORMED] += 1
+        return None
+    entry = dev.indices.get(reply.receiver)
+    peer = entry.peer if isinstance(entry, Keypair) else entry
+    if not isinstance(peer, Peer):
+        dev.drops[DropReason.UNKNOWN_INDEX] += 1
+        return None
+    try:
+        peer.cookie_generator.consume_reply(reply, now)
+    except HandshakeError:
+        dev.drops[DropReason.INVALID_COOKIE] += 1
+    return None

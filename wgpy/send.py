@@ -1,0 +1,215 @@
+"""What a device sends: initiations, responses, transport data, keepalives.
+
+Contract: functions of (device, peer, now, out) that append ``SendDatagram``
+actions to ``out`` and update the peer's counters and timers exactly as
+wireguard-go's ``send.go`` and ``timers.go`` do (wireguard.md §3, §6):
+the 5 s handshake rate limit, key-freshness rekeys, staged packets sent on
+``current`` only, padding to the device MTU.  ``on_timer`` carries out an
+expired timer.  No I/O; randomness and wall time come from the device.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from . import tai64n
+from .constants import (
+    KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, MESSAGE_TRANSPORT, REJECT_AFTER_MESSAGES,
+    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT, RECEIVE_REKEY_AFTER,
+)
+from .errors import DropReason, HandshakeError
+from .keypair import Keypair
+from .peer import Peer
+from .timers import Timer
+
+if TYPE_CHECKING:
+    from .device import Action, Device
+
+_HEADER = struct.Struct("<IIQ")
+
+
+def padded_length(length: int, mtu: int) -> int:
+    """Plaintext length after zero padding to 16, capped at the MTU (wireguard-go)."""
+    last = length
+    if mtu == 0:
+        return (last + 15) & ~15
+    if last > mtu:
+        last %= mtu
+    padded = (last + 15) & ~15
+    if padded > mtu:
+        padded = mtu
+    return length + (padded - last)
+
+
+def seal_transport(kp: Keypair, packet: bytes, mtu: int) -> bytes:
+    """One transport message on ``kp`` (consumes a counter)."""
+    counter = kp.send_counter
+    kp.send_counter = counter + 1
+    pad = padded_length(len(packet), mtu) - len(packet)
+    if pad:
+        packet = packet + bytes(pad)
+    return _HEADER.pack(MESSAGE_TRANSPORT, kp.remote_index, counter) + kp.sender.seal(counter, packet)
+
+
+def send_staged(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
+    """Send staged packets on the current keypair, or start a handshake."""
+    from .device import SendDatagram
+
+    kp = peer.keypairs.current
+    if kp is None or not kp.can_send(now):
+        send_initiation(dev, peer, now, out, retry=False)
+        return
+    endpoint = peer.endpoint
+    if endpoint is None:
+        dev.drops[DropReason.NO_ENDPOINT] += len(peer.staged)
+        peer.staged.clear()
+        return
+    staged = peer.staged
+    data_sent = False
+    mtu = dev.mtu
+    sent = 0
+    while staged:
+        if kp.send_counter >= REJECT_AFTER_MESSAGES:
+            send_initiation(dev, peer, now, out, retry=False)
+            break
+        packet = staged.popleft()
+        msg = seal_transport(kp, packet, mtu)
+        out.append(SendDatagram(msg, endpoint))
+        sent += len(msg)
+        if packet:
+            data_sent = True
+    if not sent:
+        return
+    peer.tx_bytes += sent
+    timers = peer.timers
+    if data_sent:
+        timers.timers_data_sent(now, dev.rng)
+    timers.timers_any_authenticated_packet_traversal(now)
+    timers.timers_any_authenticated_packet_sent()
+    keep_key_fresh_sending(dev, peer, now, out)
+
+
+def send_keepalive(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
+    """Queue a keepalive unless data is already staged, then send staged."""
+    if not peer.staged:
+        peer.staged.append(b"")
+    send_staged(dev, peer, now, out)
+
+
+def keep_key_fresh_sending(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
+    kp = peer.keypairs.current
+    if kp is not None and (
+        kp.send_counter > REKEY_AFTER_MESSAGES
+        or (kp.is_initiator and now - kp.created > REKEY_AFTER_TIME)
+    ):
+        send_initiation(dev, peer, now, out, retry=False)
+
+
+def keep_key_fresh_receiving(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
+    if peer.timers.sent_last_minute_handshake:
+        return
+    kp = peer.keypairs.current
+    if kp is not None and kp.is_initiator and now - kp.created > RECEIVE_REKEY_AFTER:
+        peer.timers.sent_last_minute_handshake = True
+        send_initiation(dev, peer, now, out, retry=False)
+
+
+def send_initiation(dev: Device, peer: Peer, now: float, out: list[Action], *, retry: bool) -> None:
+    """Create and send a handshake initiation (at most one per REKEY_TIMEOUT)."""
+    from .device import SendDatagram
+
+    if not retry:
+        peer.timers.handshake_attempts = 0
+    if now - peer.last_sent_handshake < REKEY_TIMEOUT:
+        return
+    if dev.identity is None:
+        dev.drops[DropReason.NO_PRIVATE_KEY] += 1
+        return
+    dev._release_handshake_index(peer)
+    index = dev.indices.new_index(peer, dev.rng)
+    try:
+        msg = peer.handshake.create_initiation(index, dev.rng(32), tai64n.timestamp(dev.wall_clock()))
+    except HandshakeError as exc:
+        dev.indices.remove(index)
+        dev.drops[exc.reason] += 1
+        return
+    peer.last_sent_handshake = now
+    data = peer.cookie_generator.add_macs(msg.encode(), now)
+    timers = peer.timers
+    timers.timers_any_authenticated_packet_traversal(now)
+    timers.timers_any_authenticated_packet_sent()
+    if peer.endpoint is not None:
+        out.append(SendDatagram(data, peer.endpoint))
+        peer.tx_bytes += len(data)
+    else:
+        dev.drops[DropReason.NO_ENDPOINT] += 1
+    timers.timers_handshake_initiated(now, dev.rng)
+
+
+def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
+    """Answer a consumed initiation and derive the responder's keypair (in ``next``)."""
+    from .device import SendDatagram
+
+    dev._release_handshake_index(peer)
+    index = dev.indices.new_index(peer, dev.rng)
+    try:
+        msg = peer.handshake.create_response(index, dev.rng(32))
+    except HandshakeError as exc:
+        dev.indices.remove(index)
+        dev.drops[exc.reason] += 1
+        return
+    data = peer.cookie_generator.add_macs(msg.encode(), now)
+    peer.last_sent_handshake = now
+    begin_session(dev, peer, now)
+    timers = peer.timers
+    timers.timers_any_authenticated_packet_traversal(now)
+    timers.timers_any_authenticated_packet_sent()
+    if peer.endpoint is not None:
+        out.append(SendDatagram(data, peer.endpoint))
+        peer.tx_bytes += len(data)
+
+
+def begin_session(dev: Device, peer: Peer, now: float) -> Keypair:
+    """Derive the transport keypair from the finished handshake and install it."""
+    keys = peer.handshake.begin_session()
+    kp = Keypair(
+        keys.send_key, keys.receive_key, keys.local_index, keys.remote_index,
+        keys.is_initiator, now, peer,
+    )
+    dev.indices.swap(keys.local_index, kp)
+    dev.release_keypairs(peer.keypairs.install(kp))
+    peer.timers.timers_session_derived(now)
+    return kp
+
+
+def handshake_complete(dev: Device, peer: Peer) -> None:
+    peer.timers.timers_handshake_complete()
+    peer.last_handshake_wall = dev.wall_clock()
+
+
+def on_timer(dev: Device, peer: Peer, timer: Timer, now: float, out: list[Action]) -> None:
+    """Carry out one expired timer (wireguard.md §6)."""
+    timers = peer.timers
+    if timer is Timer.RETRANSMIT_HANDSHAKE:
+        if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
+            timers.give_up(now)
+            peer.staged.clear()
+        else:
+            timers.handshake_attempts += 1
+            send_initiation(dev, peer, now, out, retry=True)
+    elif timer is Timer.SEND_KEEPALIVE:
+        send_keepalive(dev, peer, now, out)
+        if timers.need_another_keepalive:
+            timers.need_another_keepalive = False
+            timers.send_keepalive = now + KEEPALIVE_TIMEOUT
+    elif timer is Timer.NEW_HANDSHAKE:
+        send_initiation(dev, peer, now, out, retry=False)
+    elif timer is Timer.ZERO_KEY_MATERIAL:
+        dev.release_keypairs(peer.keypairs.clear())
+        dev._release_handshake_index(peer)
+        peer.handshake.clear()
+        peer.staged.clear()
+    elif timer is Timer.PERSISTENT_KEEPALIVE:
+        if timers.persistent_keepalive_interval > 0:
+            send_keepalive(dev, peer, now, out)
