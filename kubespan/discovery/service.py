@@ -1,0 +1,398 @@
+"""The discovery service: a thin grpc.aio shell over ``State`` (spec §3.5).
+
+Owns: the five RPCs of ``sidero.discovery.server.Cluster``, client-IP
+detection (TCP peer, or ``X-Real-IP`` then the first ``X-Forwarded-For``
+entry only with ``trust_proxy_headers``), the per-IP rate limit on unary
+calls and stream opens, the redirect answer to Hello, the GC and snapshot
+timers, and ``kubespan discovery-service`` (``main(argv)``).
+
+It validates through ``limits`` (via ``State``) and never interprets the
+blobs: it stores only client-encrypted bytes, never decrypts.  Errors map:
+``InvalidArgumentError`` → INVALID_ARGUMENT, ``ResourceExhaustedError`` and
+rate-limit refusals → RESOURCE_EXHAUSTED, a Watch subscriber that overflowed
+its buffer → ABORTED "lost update" (the client re-watches).
+
+Concurrency: every handler runs on the server's event loop; ``State`` is
+touched only there.  Snapshot file writes run in a worker thread on bytes
+encoded in the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import grpc
+import grpc.aio
+
+from kubespan.discovery import limits, rpc, snapshot
+from kubespan.discovery.errors import (
+    InvalidArgumentError,
+    LimitError,
+    ResourceExhaustedError,
+    SnapshotError,
+)
+from kubespan.discovery.proto import cluster_pb2 as pb
+from kubespan.discovery.ratelimit import RateLimiter
+from kubespan.discovery.state import AffiliateView, State
+
+log = logging.getLogger("kubespan.discovery.service")
+
+DEFAULT_LISTEN = "127.0.0.1:3000"
+DEFAULT_SNAPSHOT_PATH = "/var/lib/kubespan/discovery-state.binpb"
+
+Context = grpc.aio.ServicerContext[Any, Any]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass
+class ServiceConfig:
+    """Settings of one service instance (CLI flags map 1:1)."""
+
+    listen: str = DEFAULT_LISTEN
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    snapshot_path: str | None = DEFAULT_SNAPSHOT_PATH
+    snapshot_interval: float = 600.0
+    gc_interval: float = 60.0
+    redirect: str | None = None
+    trust_proxy_headers: bool = False
+    rate_limit: float = limits.RATE_LIMIT_PER_SECOND  # 0 disables
+    rate_burst: int = limits.RATE_LIMIT_BURST
+    watch_buffer: int = limits.WATCH_BUFFER
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+
+
+def parse_peer(peer: str) -> IPAddress | None:
+    """IP of a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``)."""
+    kind, _, rest = urllib.parse.unquote(peer).partition(":")
+    if kind == "ipv4":
+        host = rest.rsplit(":", 1)[0]
+    elif kind == "ipv6":
+        host = rest.rsplit(":", 1)[0].strip("[]").split("%", 1)[0]
+    else:
+        return None
+    return _parse_ip(host)
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def client_ip(context: Context, trust_proxy_headers: bool) -> IPAddress | None:
+    """The client's IP: trusted proxy headers first (when enabled), then the peer."""
+    if trust_proxy_headers:
+        headers = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
+        real = headers.get("x-real-ip")
+        if isinstance(real, str) and (ip := _parse_ip(real)) is not None:
+            return ip
+        forwarded = headers.get("x-forwarded-for")
+        if isinstance(forwarded, str) and (ip := _parse_ip(forwarded.split(",")[0])) is not None:
+            return ip
+    return parse_peer(context.peer())
+
+
+def _affiliate_pb(view: AffiliateView) -> pb.Affiliate:
+    return pb.Affiliate(id=view.id, data=view.data, endpoints=list(view.endpoints))
+
+
+async def _abort(context: Context, exc: LimitError) -> NoReturn:
+    code = (
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+        if isinstance(exc, ResourceExhaustedError)
+        else grpc.StatusCode.INVALID_ARGUMENT
+    )
+    await context.abort(code, str(exc))
+    raise AssertionError("unreachable")  # context.abort always raises
+
+
+class ClusterService:
+    """The servicer: admission (rate limit), validation via State, conversion."""
+
+    def __init__(self, state: State, config: ServiceConfig) -> None:
+        self.state = state
+        self.config = config
+        self.limiter = (
+            RateLimiter(config.rate_limit, config.rate_burst) if config.rate_limit > 0 else None
+        )
+        self.counters: dict[str, int] = {"rate_limited": 0, "lost_watchers": 0}
+
+    async def _admit(self, context: Context) -> IPAddress | None:
+        ip = client_ip(context, self.config.trust_proxy_headers)
+        if self.limiter is None:
+            return ip
+        delay = self.limiter.reserve(str(ip), self.config.clock(), context.time_remaining())
+        if delay is None:
+            self.counters["rate_limited"] += 1
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded")
+        elif delay > 0:
+            await asyncio.sleep(delay)
+        return ip
+
+    async def Hello(self, request: pb.HelloRequest, context: Context) -> pb.HelloResponse:
+        ip = await self._admit(context)
+        try:
+            limits.validate_cluster_id(request.cluster_id)
+        except InvalidArgumentError as exc:
+            await _abort(context, exc)
+        response = pb.HelloResponse(client_ip=ip.packed if ip is not None else b"")
+        if self.config.redirect:
+            response.redirect.endpoint = self.config.redirect
+        return response
+
+    async def AffiliateUpdate(
+        self, request: pb.AffiliateUpdateRequest, context: Context
+    ) -> pb.AffiliateUpdateResponse:
+        await self._admit(context)
+        data = request.affiliate_data if request.HasField("affiliate_data") else None
+        ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else 0.0
+        try:
+            self.state.update_affiliate(
+                request.cluster_id,
+                request.affiliate_id,
+                data,
+                list(request.affiliate_endpoints),
+                ttl,
+                self.config.clock(),
+            )
+        except LimitError as exc:
+            await _abort(context, exc)
+        return pb.AffiliateUpdateResponse()
+
+    async def AffiliateDelete(
+        self, request: pb.AffiliateDeleteRequest, context: Context
+    ) -> pb.AffiliateDeleteResponse:
+        await self._admit(context)
+        try:
+            self.state.delete_affiliate(request.cluster_id, request.affiliate_id)
+        except LimitError as exc:
+            await _abort(context, exc)
+        return pb.AffiliateDeleteResponse()
+
+    async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
+        await self._admit(context)
+        try:
+            views = self.state.list_affiliates(request.cluster_id)
+        except LimitError as exc:
+            await _abort(context, exc)
+        return pb.ListResponse(affiliates=[_affiliate_pb(v) for v in views])
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: Context
+    ) -> AsyncIterator[pb.WatchResponse]:
+        await self._admit(context)
+        try:
+            current, sub = self.state.subscribe(request.cluster_id)
+        except LimitError as exc:
+            await _abort(context, exc)
+        wake = asyncio.Event()
+        sub.wake = wake.set
+        try:
+            yield pb.WatchResponse(affiliates=[_affiliate_pb(v) for v in current])
+            while True:
+                await wake.wait()
+                wake.clear()
+                for note in sub.pop_all():
+                    if note.affiliate is None:
+                        yield pb.WatchResponse(
+                            affiliates=[pb.Affiliate(id=note.affiliate_id)], deleted=True
+                        )
+                    else:
+                        yield pb.WatchResponse(affiliates=[_affiliate_pb(note.affiliate)])
+                if sub.lost:
+                    self.counters["lost_watchers"] += 1
+                    await context.abort(grpc.StatusCode.ABORTED, "lost update")
+        finally:
+            sub.wake = None
+            self.state.unsubscribe(sub)
+
+
+class DiscoveryServer:
+    """A running service: ``port``, ``state``, ``await stop()``."""
+
+    def __init__(self, config: ServiceConfig, state: State, server: grpc.aio.Server, port: int):
+        self.config = config
+        self.state = state
+        self.port = port
+        self._server = server
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    def _start_timers(self, service: ClusterService) -> None:
+        self._tasks.append(asyncio.create_task(self._gc_loop(service)))
+        if self.config.snapshot_path and self.config.snapshot_interval > 0:
+            self._tasks.append(asyncio.create_task(self._snapshot_loop()))
+
+    async def _gc_loop(self, service: ClusterService) -> None:
+        while True:
+            await asyncio.sleep(self.config.gc_interval)
+            now = self.config.clock()
+            result = self.state.garbage_collect(now)
+            if service.limiter is not None:
+                service.limiter.prune(now)
+            if result.expired_affiliates or result.expired_endpoints:
+                log.info("gc: %s", result)
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.snapshot_interval)
+            try:
+                await self.write_snapshot()
+            except OSError as exc:
+                log.warning("snapshot write failed: %s", exc)
+
+    async def write_snapshot(self) -> None:
+        """Encode the state now and write it atomically (no-op without a path)."""
+        path = self.config.snapshot_path
+        if not path:
+            return
+        data = snapshot.encode_snapshot(self.state, self.config.clock())
+        await asyncio.to_thread(snapshot.write_snapshot_file, path, data)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop serving, end streams, write a final snapshot."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._server.stop(grace)
+        try:
+            await self.write_snapshot()
+        except OSError as exc:
+            log.warning("final snapshot write failed: %s", exc)
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()
+
+
+def _load_state(config: ServiceConfig) -> State:
+    state = State(watch_buffer=config.watch_buffer)
+    if not config.snapshot_path:
+        return state
+    data = snapshot.read_snapshot_file(config.snapshot_path)
+    if data is None:
+        return state
+    try:
+        n = snapshot.load_snapshot(state, data, config.clock(), config.wall_clock())
+        log.info("loaded %d affiliates from %s", n, config.snapshot_path)
+    except SnapshotError as exc:
+        log.warning("ignoring snapshot %s: %s", config.snapshot_path, exc)
+    return state
+
+
+async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryServer:
+    """Start a service on ``config.listen`` (port 0 picks one); returns it running."""
+    state = state if state is not None else _load_state(config)
+    service = ClusterService(state, config)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers((rpc.generic_handler(service),))
+    if config.tls_cert or config.tls_key:
+        if not (config.tls_cert and config.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
+        with open(config.tls_key, "rb") as kf, open(config.tls_cert, "rb") as cf:
+            creds = grpc.ssl_server_credentials([(kf.read(), cf.read())])
+        port = server.add_secure_port(config.listen, creds)
+    else:
+        port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    await server.start()
+    running = DiscoveryServer(config, state, server, port)
+    running._start_timers(service)
+    log.info("discovery service listening on %s (port %d)", config.listen, port)
+    return running
+
+
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected ADDR:PORT, got {value!r}")
+    return f"[::]:{port}" if host == "" else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kubespan discovery-service",
+        description="Sidero-compatible discovery service (stores only encrypted blobs).",
+    )
+    p.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN, help="ADDR:PORT")
+    p.add_argument("--tls-cert", help="PEM certificate (TLS when given with --tls-key)")
+    p.add_argument("--tls-key", help="PEM private key")
+    p.add_argument("--snapshot-path", default=DEFAULT_SNAPSHOT_PATH)
+    p.add_argument("--no-snapshots", action="store_true", help="keep state in memory only")
+    p.add_argument("--snapshot-interval", type=float, default=600.0, help="seconds")
+    p.add_argument("--gc-interval", type=float, default=60.0, help="seconds")
+    p.add_argument("--redirect", metavar="HOST:PORT", help="answer every Hello with a redirect")
+    p.add_argument("--trust-proxy-headers", action="store_true", help="use X-Real-IP/X-Forwarded-For")
+    p.add_argument("--rate-limit", type=float, default=limits.RATE_LIMIT_PER_SECOND,
+                   help="requests/s per source IP (0 disables)")
+    p.add_argument("--rate-burst", type=int, default=limits.RATE_LIMIT_BURST)
+    p.add_argument("--watch-buffer", type=int, default=limits.WATCH_BUFFER)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ServiceConfig:
+    return ServiceConfig(
+        listen=args.listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        snapshot_path=None if args.no_snapshots else args.snapshot_path,
+        snapshot_interval=args.snapshot_interval,
+        gc_interval=args.gc_interval,
+        redirect=args.redirect,
+        trust_proxy_headers=args.trust_proxy_headers,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        watch_buffer=args.watch_buffer,
+    )
+
+
+async def _run(config: ServiceConfig) -> None:
+    server = await serve(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``kubespan discovery-service ARGS``."""
+    args = build_parser().parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("kubespan discovery-service: --tls-cert and --tls-key go together")
+        return 2
+    if args.gc_interval <= 0 or args.rate_burst < 1 or args.watch_buffer < 1:
+        print("kubespan discovery-service: intervals, burst and buffer must be positive")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        asyncio.run(_run(config_from_args(args)))
+    except OSError as exc:
+        print(f"kubespan discovery-service: {exc}")
+        return 1
+    return 0
