@@ -1,0 +1,196 @@
+"""The ``wgpy`` daemon command line, the same contract as wireguard-go.
+
+Contract (wireguard.md §9): ``wgpy [-f|--foreground] IFNAME`` and
+``wgpy --version``.  The TUN device and the UAPI listening socket are opened
+first (or adopted from ``WG_TUN_FD``/``WG_UAPI_FD``); unless ``-f`` or
+``WG_PROCESS_FOREGROUND=1``, the process then re-executes itself with those
+two fds as 3 and 4 and ``WG_PROCESS_FOREGROUND=1`` (stdio to /dev/null unless
+``LOG_LEVEL`` is set), and the parent exits 0 once the child reports that it
+serves.  ``LOG_LEVEL`` is verbose|debug|error|silent (default error).  The
+foreground process runs until SIGINT/SIGTERM, until its TUN is deleted, or
+until its UAPI socket file is removed, then removes the socket and exits 0.
+No protocol logic here: it wires ``wgpy.interface.Interface`` to the fds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import platform
+import select
+import signal
+import socket
+import sys
+from typing import Sequence
+
+from . import __version__
+from .constants import DEFAULT_MTU
+from .io.tun_linux import TunDevice
+from .io.uapi_server import UapiInUse, open_uapi_socket
+
+log = logging.getLogger("wgpy")
+
+ENV_TUN_FD = "WG_TUN_FD"
+ENV_UAPI_FD = "WG_UAPI_FD"
+ENV_FOREGROUND = "WG_PROCESS_FOREGROUND"
+ENV_READY_FD = "WGPY_READY_FD"
+READY_TIMEOUT = 30.0
+LEVELS = {"verbose": logging.INFO, "debug": logging.DEBUG, "error": logging.ERROR, "silent": logging.CRITICAL + 10}
+
+USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME\n"
+
+
+def version_text() -> str:
+    return (f"wgpy v{__version__}\n\nUserspace WireGuard daemon for {sys.platform}-{platform.machine()} "
+            f"(Python {platform.python_version()}).\nCompatible with the wireguard-go command line.\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 1 and args[0] in ("--version", "-v"):
+        sys.stdout.write(version_text())
+        return 0
+    foreground = False
+    if len(args) == 2 and args[0] in ("-f", "--foreground"):
+        foreground, args = True, args[1:]
+    if len(args) != 1 or args[0].startswith("-"):
+        sys.stderr.write(USAGE)
+        return 1
+    name = args[0]
+    foreground = foreground or os.environ.get(ENV_FOREGROUND) == "1"
+    level_name = os.environ.get("LOG_LEVEL", "")
+    logging.basicConfig(level=LEVELS.get(level_name, logging.ERROR), stream=sys.stderr,
+                        format=f"%(levelname)s: ({name}) %(asctime)s %(message)s")
+    try:
+        tun = _open_tun(name)
+    except (OSError, ValueError) as exc:
+        log.error("Failed to create TUN device: %s", exc)
+        return 1
+    try:
+        uapi = _open_uapi(tun.name)
+    except (OSError, UapiInUse) as exc:
+        log.error("UAPI listen error: %s", exc)
+        tun.close()
+        return 1
+    if not foreground:
+        return _daemonize(tun, uapi, level_name, [name])
+    return _run_foreground(tun, uapi)
+
+
+def _open_tun(name: str) -> TunDevice:
+    fd = os.environ.get(ENV_TUN_FD)
+    if fd:
+        return TunDevice.from_fd(int(fd))
+    return TunDevice.create(name, DEFAULT_MTU)
+
+
+def _open_uapi(name: str) -> socket.socket:
+    fd = os.environ.get(ENV_UAPI_FD)
+    if fd:
+        sock = socket.socket(fileno=int(fd))
+        sock.set_inheritable(False)
+        return sock
+    return open_uapi_socket(name)
+
+
+# ------------------------------------------------------------------ daemonize
+
+
+def _daemonize(tun: TunDevice, uapi: socket.socket, level_name: str, args: list[str]) -> int:
+    """Re-exec in the background with the fds as 3 (TUN), 4 (UAPI), 5 (ready pipe)."""
+    ready_r, ready_w = os.pipe()
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (tun.fd, uapi.fileno(), ready_w)]
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    verbose = bool(level_name) and level_name != "silent"
+    stdio = [devnull, 1 if verbose else devnull, 2 if verbose else devnull]
+    actions = [(os.POSIX_SPAWN_DUP2, src, dst) for dst, src in enumerate(stdio)]
+    actions += [(os.POSIX_SPAWN_DUP2, src, dst) for dst, src in zip((3, 4, 5), high)]
+    env = dict(os.environ, **{ENV_TUN_FD: "3", ENV_UAPI_FD: "4", ENV_FOREGROUND: "1", ENV_READY_FD: "5"})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH", "")]))
+    try:
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "wgpy", *args], env,
+                             file_actions=actions, setsid=True)
+    except OSError as exc:
+        log.error("Failed to daemonize: %s", exc)
+        return 1
+    finally:
+        for fd in (*high, devnull, ready_w):
+            os.close(fd)
+        tun.close()
+        uapi.close()  # closing does not unlink: the child owns the socket file now
+    return _wait_ready(ready_r, pid)
+
+
+def _wait_ready(ready_r: int, pid: int) -> int:
+    try:
+        readable, _, _ = select.select([ready_r], [], [], READY_TIMEOUT)
+        data = os.read(ready_r, 1) if readable else b"?"
+    finally:
+        os.close(ready_r)
+    if data == b"1":
+        return 0
+    if data == b"?":
+        log.error("daemon (pid %d) did not report ready in time", pid)
+        return 0
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    log.error("daemon failed to start")
+    return 1
+
+
+def _package_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ------------------------------------------------------------------ foreground
+
+
+def _run_foreground(tun: TunDevice, uapi: socket.socket) -> int:
+    ready_fd = os.environ.pop(ENV_READY_FD, None)
+    coro = _serve(tun, uapi, int(ready_fd) if ready_fd else None)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    if os.environ.get("WGPY_LOOP") == "asyncio":
+        return asyncio.run(coro)
+    return int(uvloop.run(coro))
+
+
+async def _serve(tun: TunDevice, uapi: socket.socket, ready_fd: int | None) -> int:
+    from .interface import Interface  # imported late: the CLI's --version stays light
+
+    try:
+        iface = await Interface.create(tun.name, tun=tun, uapi=uapi)
+    except OSError as exc:
+        log.error("Failed to start device: %s", exc)
+        tun.close()
+        uapi.close()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("Device started (UAPI listener on %s)", uapi.getsockname())
+    _signal_ready(ready_fd)
+    stopper = asyncio.ensure_future(stop.wait())
+    closed = asyncio.ensure_future(iface.wait_closed())
+    await asyncio.wait({stopper, closed}, return_when=asyncio.FIRST_COMPLETED)
+    reason = closed.result() if closed.done() else "signal"
+    stopper.cancel()
+    closed.cancel()
+    log.info("Shutting down (%s)", reason)
+    await iface.close()
+    return 0
+
+
+def _signal_ready(fd: int | None) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, b"1")
+    with contextlib.suppress(OSError):
+        os.close(fd)

@@ -1,0 +1,257 @@
+"""The asyncio library API: ``Interface`` (owns a TUN) and ``PacketInterface``.
+
+Contract (architecture.md §5): an interface is one ``wgpy.device.Device``
+driven by a ``wgpy.io.runner.Runner`` with real UDP sockets, configured with
+typed calls that are exactly the UAPI operations (``configure`` takes a
+``DeviceUpdate``; the helpers build one).  Every configuration call is
+atomic: it applies completely or raises ``UapiError`` (``errno`` says why)
+and changes nothing.  ``Interface`` creates or adopts a Linux TUN device (root
+or CAP_NET_ADMIN), follows the link's up/down state and MTU over rtnetlink,
+and can serve the UAPI socket so ``wg`` sees it.  ``PacketInterface`` has no
+TUN: the caller hands plaintext IP packets to ``send_packets`` and receives
+decrypted ones through its ``on_packet`` callback, which needs no privileges.
+Both must be used from one event loop; they are not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import os
+import socket
+import time
+from typing import Callable, Iterable
+
+from .config import DeviceUpdate, Endpoint, IPNetwork, PeerUpdate
+from .constants import DEFAULT_MTU
+from .device import Device
+from .errors import DropReason
+from .io.runner import Runner
+from .io.tun_linux import LinkEvent, LinkWatcher, TunDevice
+from .io.uapi_server import UapiServer, open_uapi_socket
+from .io.udp import UdpBind
+from .keys import PresharedKey, PrivateKey, PublicKey
+from .uapi import serialize_get
+
+log = logging.getLogger("wgpy.interface")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerStats:
+    """A snapshot of one peer, as ``wg show`` reports it."""
+
+    public_key: PublicKey
+    endpoint: Endpoint | None
+    allowed_ips: tuple[IPNetwork, ...]
+    rx_bytes: int
+    tx_bytes: int
+    last_handshake: float | None
+    """Unix time of the last completed handshake, or None."""
+    persistent_keepalive: int
+    has_preshared_key: bool
+
+
+class _Base:
+    """Configuration and statistics shared by both interface kinds."""
+
+    def __init__(self, device: Device, runner: Runner) -> None:
+        self.device = device
+        self.runner = runner
+
+    # ------------------------------------------------------------- configure
+
+    def configure(self, update: DeviceUpdate) -> None:
+        """Apply one UAPI-style transaction atomically (raises ``UapiError``)."""
+        self.runner.configure(update)
+
+    def set_private_key(self, key: PrivateKey | None) -> None:
+        self.configure(DeviceUpdate(private_key=key if key is not None else PrivateKey(bytes(32))))
+
+    def set_listen_port(self, port: int) -> None:
+        self.configure(DeviceUpdate(listen_port=port))
+
+    def set_fwmark(self, fwmark: int) -> None:
+        self.configure(DeviceUpdate(fwmark=fwmark))
+
+    def set_peer(self, public_key: PublicKey, *, endpoint: Endpoint | None = None,
+                 allowed_ips: Iterable[IPNetwork | str] | None = None, replace_allowed_ips: bool = True,
+                 preshared_key: PresharedKey | None = None, persistent_keepalive: int | None = None,
+                 update_only: bool = False) -> None:
+        """Create or update a peer (``allowed_ips`` replace the peer's list unless told otherwise)."""
+        nets = [ipaddress.ip_network(n, strict=False) if isinstance(n, str) else n for n in allowed_ips or ()]
+        self.configure(DeviceUpdate(peers=[PeerUpdate(
+            public_key=public_key, endpoint=endpoint, preshared_key=preshared_key,
+            persistent_keepalive=persistent_keepalive, update_only=update_only,
+            replace_allowed_ips=allowed_ips is not None and replace_allowed_ips, allowed_ips=nets)]))
+
+    def remove_peer(self, public_key: PublicKey) -> None:
+        self.configure(DeviceUpdate(peers=[PeerUpdate(public_key=public_key, remove=True)]))
+
+    def replace_peers(self, peers: Iterable[PeerUpdate] = ()) -> None:
+        self.configure(DeviceUpdate(replace_peers=True, peers=list(peers)))
+
+    # ------------------------------------------------------------- inspect
+
+    @property
+    def public_key(self) -> PublicKey | None:
+        return self.device.public_key
+
+    @property
+    def listen_port(self) -> int:
+        return self.runner.bind.port
+
+    def peers(self) -> list[PeerStats]:
+        return [PeerStats(
+            public_key=p.public_key, endpoint=p.endpoint, allowed_ips=tuple(p.allowed_ips()),
+            rx_bytes=p.rx_bytes, tx_bytes=p.tx_bytes, last_handshake=p.last_handshake_wall,
+            persistent_keepalive=p.persistent_keepalive, has_preshared_key=p.preshared_key is not None,
+        ) for p in self.device.peers()]
+
+    def drops(self) -> dict[str, int]:
+        """Drop counters: the engine's reasons plus the runtime's I/O drops."""
+        out = {reason.value: n for reason, n in self.device.drops.items() if isinstance(reason, DropReason)}
+        out.update(self.runner.io_drops)
+        return out
+
+    def uapi_get(self) -> str:
+        """The ``get`` body wg would see (for debugging and tests)."""
+        return serialize_get(self.device)
+
+
+class PacketInterface(_Base):
+    """A WireGuard endpoint without TUN: the caller supplies the packet I/O."""
+
+    @classmethod
+    async def create(cls, on_packet: Callable[[bytes], None], *, private_key: PrivateKey | None = None,
+                     listen_port: int = 0, mtu: int = DEFAULT_MTU) -> PacketInterface:
+        device = Device(rng=os.urandom, wall_clock=time.time, mtu=mtu)
+        bind = UdpBind.open(listen_port)
+        runner = Runner(device, bind, deliver=on_packet)
+        self = cls(device, runner)
+        runner.start()
+        if private_key is not None:
+            self.set_private_key(private_key)
+        runner.set_link(True)
+        return self
+
+    def send_packets(self, packets: list[bytes]) -> None:
+        """Hand plaintext IP packets to WireGuard (routed by allowed IPs)."""
+        self.runner.inject(packets)
+
+    async def close(self) -> None:
+        self.runner.stop("closed")
+        self.device.down(time.monotonic())
+        self.runner.bind.close()
+
+    async def __aenter__(self) -> PacketInterface:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Interface(_Base):
+    """A WireGuard interface backed by a Linux TUN device (needs CAP_NET_ADMIN)."""
+
+    def __init__(self, device: Device, runner: Runner, tun: TunDevice) -> None:
+        super().__init__(device, runner)
+        self.tun = tun
+        self.name = tun.name
+        self._index = tun.index()
+        self._watcher: LinkWatcher | None = None
+        self._uapi: UapiServer | None = None
+        self._waiters: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    @classmethod
+    async def create(cls, name: str, *, mtu: int = DEFAULT_MTU, private_key: PrivateKey | None = None,
+                     listen_port: int = 0, tun: TunDevice | None = None,
+                     uapi: bool | socket.socket = False) -> Interface:
+        """Create TUN ``name`` (or adopt ``tun``), bind UDP, optionally serve UAPI."""
+        if tun is None:
+            tun = TunDevice.create(name, mtu)
+        device = Device(rng=os.urandom, wall_clock=time.time, mtu=tun.mtu())
+        bind = UdpBind.open(listen_port)
+        self = cls(device, Runner(device, bind, tun=tun), tun)
+        try:
+            await self._start(private_key, uapi)
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _start(self, private_key: PrivateKey | None, uapi: bool | socket.socket) -> None:
+        self._watcher = LinkWatcher()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._watcher.fileno(), self._on_link_events)
+        self.runner.start()
+        if private_key is not None:
+            self.set_private_key(private_key)
+        if uapi is not False:
+            sock = uapi if isinstance(uapi, socket.socket) else open_uapi_socket(self.name)
+            self._uapi = UapiServer(sock, self.device, self.configure, lambda: self.device.public_key)
+            await self._uapi.start()
+            self._waiters.append(asyncio.create_task(self._uapi.watch_path()))
+        if self.tun.flags() & 0x41 == 0x41:  # IFF_UP|IFF_RUNNING already
+            self.runner.set_link(True)
+
+    def _on_link_events(self) -> None:
+        assert self._watcher is not None
+        try:
+            events = self._watcher.read_events()
+        except OSError as exc:
+            log.error("netlink error: %s", exc)
+            return
+        for event in events:
+            self._link_event(event)
+
+    def _link_event(self, event: LinkEvent) -> None:
+        if event.index == 0:  # netlink overrun: re-read the flags
+            with contextlib.suppress(OSError):
+                self.runner.set_link(self.tun.flags() & 0x41 == 0x41)
+            return
+        if event.index != self._index:
+            return
+        if event.deleted:
+            log.info("interface %s deleted", self.name)
+            self.runner.stop("tun-gone")
+            return
+        if event.mtu is not None and event.mtu != self.device.mtu:
+            self.runner.set_mtu(event.mtu)
+        if event.running != self.runner.link_up:
+            self.runner.set_link(event.running)
+
+    async def wait_closed(self) -> str:
+        """Wait until the interface stops by itself; returns the reason."""
+        assert self.runner.closed is not None
+        closed = self.runner.closed
+        waits: set[asyncio.Future[object]] = {closed, *self._waiters}  # type: ignore[arg-type]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        return closed.result() if closed.done() else "uapi-socket-removed"
+
+    async def close(self) -> None:
+        """Stop, remove the UAPI socket, close sockets and the TUN (which deletes it)."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._waiters:
+            task.cancel()
+        if self._uapi is not None:
+            await self._uapi.close()
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._watcher.fileno())
+            self._watcher.close()
+        self.runner.stop("closed")
+        self.device.down(time.monotonic())
+        self.runner.bind.close()
+        self.tun.close()
+
+    async def __aenter__(self) -> Interface:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

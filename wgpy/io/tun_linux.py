@@ -1,0 +1,188 @@
+"""Linux TUN device: open ``/dev/net/tun`` with ``IFF_TUN|IFF_NO_PI``.
+
+Contract: owns the TUN file descriptor and the ioctls around it (create or
+adopt an fd, read the name back, set the MTU, read the link flags).  It does
+not bring the link up: like wireguard-go, that is left to ``ip``/``wg-quick``.
+Reads and writes are non-blocking single packets; the caller batches.  The
+interface disappears when the last fd is closed (the device is not
+persistent), which is how the daemon removes its interface on exit.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+
+TUNSETIFF = 0x400454CA
+TUNGETIFF = 0x800454D2
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+SIOCGIFFLAGS = 0x8913
+SIOCGIFMTU = 0x8921
+SIOCSIFMTU = 0x8922
+SIOCGIFINDEX = 0x8933
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+IFNAMSIZ = 16
+
+READ_SIZE = 65536
+GONE_ERRNOS = frozenset({errno.EBADFD, errno.EIO, errno.ENXIO, errno.ENODEV, errno.EBADF})
+"""Errors a TUN read returns once the interface has been deleted."""
+
+
+class TunDevice:
+    """An open TUN interface (fd non-blocking, packets without a PI header)."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.name = name
+        os.set_blocking(fd, False)
+
+    @classmethod
+    def create(cls, name: str, mtu: int | None = None) -> TunDevice:
+        """Create (or attach to) TUN interface ``name``; set its MTU if given."""
+        check_ifname(name)
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            ifr = struct.pack("16sH22x", name.encode(), IFF_TUN | IFF_NO_PI)
+            res = fcntl.ioctl(fd, TUNSETIFF, ifr)
+            real = res[:IFNAMSIZ].split(b"\0", 1)[0].decode()
+            dev = cls(fd, real)
+            if mtu is not None:
+                dev.set_mtu(mtu)
+        except BaseException:
+            os.close(fd)
+            raise
+        return dev
+
+    @classmethod
+    def from_fd(cls, fd: int) -> TunDevice:
+        """Adopt an already configured TUN fd (``WG_TUN_FD``)."""
+        res = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
+        name = res[:IFNAMSIZ].split(b"\0", 1)[0].decode()
+        os.set_inheritable(fd, False)
+        return cls(fd, name)
+
+    def read(self) -> bytes:
+        """One packet; raises BlockingIOError when none is ready."""
+        return os.read(self.fd, READ_SIZE)
+
+    def write(self, packet: bytes) -> None:
+        os.write(self.fd, packet)
+
+    def set_mtu(self, mtu: int) -> None:
+        _ifreq_ioctl(SIOCSIFMTU, struct.pack("16si20x", self.name.encode(), mtu))
+
+    def mtu(self) -> int:
+        res = _ifreq_ioctl(SIOCGIFMTU, struct.pack("16s24x", self.name.encode()))
+        return int(struct.unpack_from("i", res, IFNAMSIZ)[0])
+
+    def flags(self) -> int:
+        res = _ifreq_ioctl(SIOCGIFFLAGS, struct.pack("16s24x", self.name.encode()))
+        return int(struct.unpack_from("H", res, IFNAMSIZ)[0])
+
+    def index(self) -> int:
+        return socket.if_nametoindex(self.name)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def check_ifname(name: str) -> None:
+    """Reject names Linux would refuse (empty, too long, '/', whitespace)."""
+    raw = name.encode()
+    if not raw or len(raw) >= IFNAMSIZ or any(c in name for c in "/: \t\n") or name in (".", ".."):
+        raise ValueError(f"invalid interface name {name!r}")
+
+
+def _ifreq_ioctl(request: int, ifr: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        return fcntl.ioctl(sock.fileno(), request, ifr)
+
+
+RTMGRP_LINK = 1
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+IFLA_MTU = 4
+_NLMSGHDR = struct.Struct("=IHHII")
+_IFINFOMSG = struct.Struct("=BxHiII")
+_RTATTR = struct.Struct("=HH")
+
+
+class LinkEvent:
+    """One RTM_NEWLINK/RTM_DELLINK for an interface index."""
+
+    __slots__ = ("index", "deleted", "flags", "mtu")
+
+    def __init__(self, index: int, deleted: bool, flags: int, mtu: int | None) -> None:
+        self.index = index
+        self.deleted = deleted
+        self.flags = flags
+        self.mtu = mtu
+
+    @property
+    def running(self) -> bool:
+        return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
+
+
+class LinkWatcher:
+    """A non-blocking rtnetlink socket subscribed to link events."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                                  socket.NETLINK_ROUTE)
+        self.sock.bind((0, RTMGRP_LINK))
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read_events(self, limit: int = 64) -> list[LinkEvent]:
+        events: list[LinkEvent] = []
+        for _ in range(limit):
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # overrun: events lost, caller re-polls flags
+                    events.append(LinkEvent(0, False, 0, None))
+                    continue
+                raise
+            events.extend(parse_link_messages(data))
+        return events
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def parse_link_messages(data: bytes) -> list[LinkEvent]:
+    """Decode the link messages of one netlink read (other types skipped)."""
+    events: list[LinkEvent] = []
+    off = 0
+    while off + _NLMSGHDR.size <= len(data):
+        length, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
+        if length < _NLMSGHDR.size or off + length > len(data):
+            break
+        body = off + _NLMSGHDR.size
+        if mtype in (RTM_NEWLINK, RTM_DELLINK) and length >= _NLMSGHDR.size + _IFINFOMSG.size:
+            _fam, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, body)
+            mtu = _find_u32_attr(data, body + _IFINFOMSG.size, off + length, IFLA_MTU)
+            events.append(LinkEvent(index, mtype == RTM_DELLINK, flags, mtu))
+        off += (length + 3) & ~3
+    return events
+
+
+def _find_u32_attr(data: bytes, start: int, end: int, wanted: int) -> int | None:
+    while start + _RTATTR.size <= end:
+        alen, atype = _RTATTR.unpack_from(data, start)
+        if alen < _RTATTR.size:
+            return None
+        if atype == wanted and alen >= 8:
+            return int(struct.unpack_from("=I", data, start + 4)[0])
+        start += (alen + 3) & ~3
+    return None
