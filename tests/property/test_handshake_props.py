@@ -1,0 +1,93 @@
+"""Property tests for wgpy.handshake: random keys, psks, indices and timestamps.
+
+Invariants: both sides always agree on (C, H) and derive crossed transport
+keys; flipping any bit of the Noise part of a handshake message makes it
+fail with ``HandshakeError`` and leaves the receiving state unchanged.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wgpy.crypto import Aead
+from wgpy.errors import HandshakeError
+from wgpy.handshake import Handshake, HandshakeState, StaticIdentity, consume_initiation
+from wgpy.keys import PresharedKey, PrivateKey
+from wgpy.messages import Initiation, Response
+from wgpy.tai64n import timestamp_ns
+
+key = st.binary(min_size=32, max_size=32)
+u32 = st.integers(0, 2**32 - 1)
+wall_ns = st.integers(1 << 24, 2**62)  # the all-zero label (first 16.8 ms of 1970) is never 'after'
+psk_opt = st.one_of(st.none(), key)
+
+
+def _ids(a: bytes, b: bytes) -> tuple[StaticIdentity, StaticIdentity]:
+    return StaticIdentity(PrivateKey(a)), StaticIdentity(PrivateKey(b))
+
+
+def _psk(raw: bytes | None) -> PresharedKey | None:
+    return None if raw is None else PresharedKey(raw)
+
+
+@settings(max_examples=40, deadline=None)
+@given(key, key, key, key, psk_opt, u32, u32, wall_ns)
+def test_handshake_round_trip(sa: bytes, sb: bytes, ea: bytes, eb: bytes, psk: bytes | None,
+                              ia: int, ib: int, ns: int) -> None:
+    a_id, b_id = _ids(sa, sb)
+    a = Handshake(a_id, b_id.public, _psk(psk))
+    b = Handshake(b_id, a_id.public, _psk(psk))
+    init = Initiation.decode(a.create_initiation(ia, ea, timestamp_ns(ns)).encode())
+    consumed = consume_initiation(init, b_id)
+    assert consumed.remote_static == a_id.public and consumed.sender == ia
+    assert consumed.timestamp == timestamp_ns(ns)
+    assert (consumed.chaining_key, consumed.hash) == (a.chaining_key, a.hash)
+    b.accept_initiation(consumed, 0.0)
+    resp = Response.decode(b.create_response(ib, eb).encode())
+    assert resp.receiver == ia
+    a.consume_response(resp)
+    assert (a.chaining_key, a.hash) == (b.chaining_key, b.hash)
+    ka, kb = a.begin_session(), b.begin_session()
+    assert (ka.local_index, ka.remote_index, kb.local_index, kb.remote_index) == (ia, ib, ib, ia)
+    assert ka.send_key == kb.receive_key and ka.receive_key == kb.send_key
+    assert Aead(kb.receive_key).open(0, Aead(ka.send_key).seal(0, b"x")) == b"x"
+    assert a.state is b.state is HandshakeState.ZEROED
+
+
+@settings(max_examples=40, deadline=None)
+@given(key, key, key, psk_opt, st.integers(0, 107 * 8 - 1))
+def test_initiation_bit_flip_fails(sa: bytes, sb: bytes, ea: bytes, psk: bytes | None, bit: int) -> None:
+    a_id, b_id = _ids(sa, sb)
+    a = Handshake(a_id, b_id.public, _psk(psk))
+    raw = bytearray(a.create_initiation(1, ea, timestamp_ns(10**18)).encode())
+    raw[8 + bit // 8] ^= 1 << (bit % 8)  # within ephemeral || enc_static || enc_timestamp
+    try:
+        consume_initiation(Initiation.decode(bytes(raw)), b_id)
+    except HandshakeError:
+        return
+    raise AssertionError("tampered initiation was accepted")
+
+
+@settings(max_examples=40, deadline=None)
+@given(key, key, key, key, psk_opt, psk_opt, st.integers(0, 48 * 8 - 1), st.booleans())
+def test_response_bit_flip_or_psk_mismatch_fails(sa: bytes, sb: bytes, ea: bytes, eb: bytes,
+                                                  pa: bytes | None, pb: bytes | None,
+                                                  bit: int, flip: bool) -> None:
+    a_id, b_id = _ids(sa, sb)
+    a = Handshake(a_id, b_id.public, _psk(pa))
+    b = Handshake(b_id, a_id.public, _psk(pb))
+    b.accept_initiation(consume_initiation(a.create_initiation(1, ea, timestamp_ns(10**18)), b_id), 0.0)
+    raw = bytearray(b.create_response(2, eb).encode())
+    if flip:
+        raw[12 + bit // 8] ^= 1 << (bit % 8)  # within ephemeral || encrypted_nothing
+    should_fail = flip or (pa or bytes(32)) != (pb or bytes(32))  # no psk == the zero psk
+    before = (a.state, a.chaining_key, a.hash, a.remote_index)
+    try:
+        a.consume_response(Response.decode(bytes(raw)))
+    except HandshakeError:
+        assert should_fail
+        assert (a.state, a.chaining_key, a.hash, a.remote_index) == before
+        return
+    assert not should_fail
+    assert a.state is HandshakeState.RESPONSE_CONSUMED
