@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from wgpy.constants import IDENTIFIER
 from wgpy.crypto import Aead
 from wgpy.handshake import Handshake, HandshakeState, StaticIdentity, read_initiation
 from wgpy.keys import PresharedKey, PrivateKey, PublicKey
@@ -94,3 +95,77 @@ def test_vector_tampered_message_fails(vector: dict[str, Any]) -> None:
     # the wrong prologue changes H, so the static key no longer decrypts
     with pytest.raises(HandshakeError):
         read_initiation(bytes.fromhex(v["messages"][0]["ciphertext"]), resp_id)
+
+
+def _noise_connection(initiator: bool, local: PrivateKey, remote: PublicKey | None,
+                      psk: bytes, ephemeral: bytes | None = None) -> Any:
+    """An independent Noise_IKpsk2 implementation (the noiseprotocol package)."""
+    from noise.connection import Keypair, NoiseConnection
+
+    conn = NoiseConnection.from_name(b"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s")
+    conn.set_psks(psk=psk)
+    conn.set_prologue(IDENTIFIER)
+    conn.set_keypair_from_private_bytes(Keypair.STATIC, local.raw)
+    if remote is not None:
+        conn.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, remote.raw)
+    if ephemeral is not None:
+        conn.set_keypair_from_private_bytes(Keypair.EPHEMERAL, ephemeral)
+    conn.set_as_initiator() if initiator else conn.set_as_responder()
+    conn.start_handshake()
+    return conn
+
+
+@pytest.mark.parametrize("psk", [bytes(32), bytes(range(32))], ids=["no-psk", "psk"])
+def test_wireguard_messages_against_noiseprotocol_initiator(psk: bytes) -> None:
+    """noiseprotocol initiates with WireGuard's prologue and a TAI64N payload; we respond."""
+    import os
+
+    from wgpy.handshake import consume_initiation
+    from wgpy.messages import Initiation
+    from wgpy.tai64n import timestamp
+
+    a_priv, b_priv = PrivateKey.generate(os.urandom), PrivateKey.generate(os.urandom)
+    b_id = StaticIdentity(b_priv)
+    ref = _noise_connection(True, a_priv, b_id.public, psk)
+    ts = timestamp(1_700_000_000.0)
+    noise_msg1 = ref.write_message(ts)
+    assert len(noise_msg1) == 32 + 48 + 28
+    init = Initiation(7, noise_msg1[:32], noise_msg1[32:80], noise_msg1[80:])
+    consumed = consume_initiation(Initiation.decode(init.encode()), b_id)
+    assert consumed.remote_static == a_priv.public_key() and consumed.timestamp == ts
+    ours = Handshake(b_id, a_priv.public_key(), PresharedKey(psk) if any(psk) else None)
+    ours.accept_initiation(consumed, 1.0)
+    resp = ours.create_response(9, os.urandom(32))
+    assert resp.receiver == 7
+    assert ref.read_message(resp.ephemeral + resp.encrypted_nothing) == b""
+    assert ref.handshake_finished
+    assert ref.get_handshake_hash() == ours.hash
+    keys = ours.begin_session()
+    # transport: the reference initiator sends with T1, we (responder) send with T2
+    assert Aead(keys.receive_key).open(0, ref.encrypt(b"ping")) == b"ping"
+    assert ref.decrypt(Aead(keys.send_key).seal(0, b"pong")) == b"pong"
+
+
+@pytest.mark.parametrize("psk", [bytes(32), bytes(range(32))], ids=["no-psk", "psk"])
+def test_wireguard_messages_against_noiseprotocol_responder(psk: bytes) -> None:
+    """We initiate with a WireGuard Initiation; noiseprotocol responds."""
+    import os
+
+    from wgpy.messages import Response
+    from wgpy.tai64n import timestamp
+
+    a_id = StaticIdentity(PrivateKey.generate(os.urandom))
+    b_priv = PrivateKey.generate(os.urandom)
+    ours = Handshake(a_id, b_priv.public_key(), PresharedKey(psk))
+    init = ours.create_initiation(3, os.urandom(32), timestamp(1_700_000_000.0))
+    ref = _noise_connection(False, b_priv, None, psk)
+    assert ref.read_message(init.ephemeral + init.encrypted_static + init.encrypted_timestamp) == \
+        timestamp(1_700_000_000.0)
+    noise_msg2 = ref.write_message(b"")
+    assert len(noise_msg2) == 48
+    ours.consume_response(Response(5, 3, noise_msg2[:32], noise_msg2[32:]))
+    assert ref.get_handshake_hash() == ours.hash
+    keys = ours.begin_session()
+    assert keys.is_initiator and keys.remote_index == 5
+    assert ref.decrypt(Aead(keys.send_key).seal(0, b"ping")) == b"ping"
+    assert Aead(keys.receive_key).open(0, ref.encrypt(b"pong")) == b"pong"
