@@ -101,3 +101,15 @@ def test_reset() -> None:
     assert window.check(10)
     assert window.check(10_000)
     assert "10000" in repr(window)
+
+
+def test_clear_starts_right_after_last_cell() -> None:
+    """A jump clears from the cell after last's: a stale bit one ring back must go."""
+    window = ReplayWindow()
+    assert window.check(5)  # ring cell 0
+    assert window.check(REPLAY_RING_BITS - 2)  # the ring's last cell; cell 0 keeps 5
+    assert window.check(REPLAY_RING_BITS + 100)  # jump over several cells, wrapping
+    assert window.check(REPLAY_RING_BITS + 5)  # same ring bit as 5, but new
+    assert not window.check(REPLAY_RING_BITS + 5)
+    assert window.check(REPLAY_RING_BITS + 100 - REPLAY_WINDOW)  # = 164, never seen
+    assert not window.check(5)  # out of the window now
