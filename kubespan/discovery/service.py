@@ -304,7 +304,14 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
     """Start a service on ``config.listen`` (port 0 picks one); returns it running."""
     state = state if state is not None else _load_state(config)
     service = ClusterService(state, config)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            # clients ping every max(10 s, TTL/10) while watching; allow it
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+    )
     server.add_generic_rpc_handlers((rpc.generic_handler(service),))
     if config.tls_cert or config.tls_key:
         if not (config.tls_cert and config.tls_key):
