@@ -11,9 +11,28 @@ in.
 
 from __future__ import annotations
 
-from .constants import REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME
-from .crypto import Aead
+import struct
+
+from .constants import MESSAGE_TRANSPORT, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME
+from .crypto import Aead, InvalidTag
+from .errors import DropReason
 from .replay import ReplayWindow
+
+_HEADER = struct.Struct("<IIQ")
+_RX_HEADER = struct.Struct("<4xIQ")
+
+
+def padded_length(length: int, mtu: int) -> int:
+    """Plaintext length after zero padding to 16, capped at the MTU (wireguard-go)."""
+    last = length
+    if mtu == 0:
+        return (last + 15) & ~15
+    if last > mtu:
+        last %= mtu
+    padded = (last + 15) & ~15
+    if padded > mtu:
+        padded = mtu
+    return length + (padded - last)
 
 
 class Keypair:
@@ -49,6 +68,31 @@ class Keypair:
     def can_send(self, now: float) -> bool:
         """True while this keypair may still seal packets."""
         return self.send_counter < REJECT_AFTER_MESSAGES and now - self.created < REJECT_AFTER_TIME
+
+    def seal(self, packet: bytes, mtu: int) -> bytes:
+        """One whole transport message carrying ``packet`` (consumes a counter).
+
+        The caller has checked ``can_send``.
+        """
+        counter = self.send_counter
+        self.send_counter = counter + 1
+        pad = padded_length(len(packet), mtu) - len(packet)
+        if pad:
+            packet = packet + bytes(pad)
+        return _HEADER.pack(MESSAGE_TRANSPORT, self.remote_index, counter) + self.sender.seal(counter, packet)
+
+    def open(self, message: bytes) -> bytes | DropReason:
+        """Authenticate and decrypt a whole transport message, then apply the
+        replay window (only after authentication).  Returns the padded
+        plaintext or the reason for dropping it."""
+        counter = _RX_HEADER.unpack_from(message)[1]
+        try:
+            plaintext = self.receiver.open(counter, message[16:])
+        except InvalidTag:
+            return DropReason.DECRYPTION_FAILED
+        if not self.replay.check(counter):
+            return DropReason.REPLAYED_COUNTER
+        return plaintext
 
     def can_receive(self, now: float) -> bool:
         return now - self.created < REJECT_AFTER_TIME

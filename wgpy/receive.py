@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from .config import Endpoint
 from .constants import MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION
-from .crypto import InvalidTag
 from .errors import DropReason, HandshakeError, MessageError
 from .handshake import consume_initiation
 from .keypair import Keypair
@@ -28,14 +27,14 @@ from . import send
 if TYPE_CHECKING:
     from .device import Action, Device
 
-_HEADER = struct.Struct("<4xIQ")
+_INDEX = struct.Struct("<I")
 _U16 = struct.Struct(">H")
 
 
 def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: list[Action]) -> Peer | None:
     from .device import WriteTun
 
-    receiver, counter = _HEADER.unpack_from(data)
+    receiver = _INDEX.unpack_from(data, 4)[0]
     kp = dev.indices.get(receiver)
     if not isinstance(kp, Keypair):
         dev.drops[DropReason.UNKNOWN_INDEX] += 1
@@ -43,13 +42,9 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
     if not kp.can_receive(now):
         dev.drops[DropReason.KEYPAIR_EXPIRED] += 1
         return None
-    try:
-        plaintext = kp.receiver.open(counter, data[16:])
-    except InvalidTag:
-        dev.drops[DropReason.DECRYPTION_FAILED] += 1
-        return None
-    if not kp.replay.check(counter):
-        dev.drops[DropReason.REPLAYED_COUNTER] += 1
+    plaintext = kp.open(data)
+    if not isinstance(plaintext, bytes):
+        dev.drops[plaintext] += 1
         return None
     peer = kp.peer
     assert isinstance(peer, Peer)

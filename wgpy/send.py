@@ -10,12 +10,11 @@ expired timer.  No I/O; randomness and wall time come from the device.
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING
 
 from . import tai64n
 from .constants import (
-    KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, MESSAGE_TRANSPORT, REJECT_AFTER_MESSAGES,
+    KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_MESSAGES,
     REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT, RECEIVE_REKEY_AFTER,
 )
 from .errors import DropReason, HandshakeError
@@ -25,32 +24,6 @@ from .timers import Timer
 
 if TYPE_CHECKING:
     from .device import Action, Device
-
-_HEADER = struct.Struct("<IIQ")
-
-
-def padded_length(length: int, mtu: int) -> int:
-    """Plaintext length after zero padding to 16, capped at the MTU (wireguard-go)."""
-    last = length
-    if mtu == 0:
-        return (last + 15) & ~15
-    if last > mtu:
-        last %= mtu
-    padded = (last + 15) & ~15
-    if padded > mtu:
-        padded = mtu
-    return length + (padded - last)
-
-
-def seal_transport(kp: Keypair, packet: bytes, mtu: int) -> bytes:
-    """One transport message on ``kp`` (consumes a counter)."""
-    counter = kp.send_counter
-    kp.send_counter = counter + 1
-    pad = padded_length(len(packet), mtu) - len(packet)
-    if pad:
-        packet = packet + bytes(pad)
-    return _HEADER.pack(MESSAGE_TRANSPORT, kp.remote_index, counter) + kp.sender.seal(counter, packet)
-
 
 def send_staged(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
     """Send staged packets on the current keypair, or start a handshake."""
@@ -74,7 +47,7 @@ def send_staged(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
             send_initiation(dev, peer, now, out, retry=False)
             break
         packet = staged.popleft()
-        msg = seal_transport(kp, packet, mtu)
+        msg = kp.seal(packet, mtu)
         out.append(SendDatagram(msg, endpoint))
         sent += len(msg)
         if packet:
