@@ -91,3 +91,95 @@ def test_response_bit_flip_or_psk_mismatch_fails(sa: bytes, sb: bytes, ea: bytes
         return
     assert not should_fail
     assert a.state is HandshakeState.RESPONSE_CONSUMED
+
+
+OPS = ["initiate", "deliver_initiation", "respond", "deliver_response", "begin_a", "begin_b",
+       "clear_a", "clear_b"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(OPS), max_size=25), st.binary(min_size=32, max_size=32))
+def test_state_machine_against_model(ops: list[str], seed: bytes) -> None:
+    """Random operation sequences on a pair: states follow the model, only typed errors."""
+    import hashlib
+
+    from wgpy.errors import StateError
+
+    counter = iter(range(1, 10_000))
+
+    def rnd() -> bytes:
+        return hashlib.blake2s(seed + next(counter).to_bytes(4, "little")).digest()
+
+    a_id, b_id = _ids(rnd(), rnd())
+    a = Handshake(a_id, b_id.public)
+    b = Handshake(b_id, a_id.public)
+    S = HandshakeState
+    init: Initiation | None = None
+    resp: Response | None = None
+    resp_for: int | None = None  # initiation index the pending response answers
+    b_last_wall = -1
+    wall = 1_700_000_000
+    now = 0.0
+    next_index = 100
+    keys_a: dict[int, bytes] = {}  # remote index -> receive key
+    keys_b: dict[int, bytes] = {}  # local index -> send key
+    for op in ops:
+        now += 0.05
+        if op == "initiate":
+            wall += 1
+            next_index += 1
+            init = a.create_initiation(next_index, rnd(), timestamp_ns(wall * 10**9))
+            assert a.state is S.INITIATION_CREATED and a.local_index == next_index
+        elif op == "deliver_initiation" and init is not None:
+            consumed = consume_initiation(init, b_id)
+            before = (b.state, b.hash)
+            ts_wall = int.from_bytes(consumed.timestamp[:8], "big") - 0x400000000000000A
+            try:
+                b.accept_initiation(consumed, now)
+            except HandshakeError:
+                assert ts_wall <= b_last_wall
+                assert (b.state, b.hash) == before
+            else:
+                assert ts_wall > b_last_wall and b.state is S.INITIATION_CONSUMED
+                b_last_wall = ts_wall
+        elif op == "respond":
+            was = b.state
+            try:
+                next_index += 1
+                resp = b.create_response(next_index, rnd())
+            except StateError:
+                assert was is not S.INITIATION_CONSUMED and b.state is was
+            else:
+                assert was is S.INITIATION_CONSUMED and b.state is S.RESPONSE_CREATED
+                resp_for = resp.receiver
+        elif op == "deliver_response" and resp is not None:
+            was, idx = a.state, a.local_index
+            try:
+                a.consume_response(resp)
+            except HandshakeError:
+                assert not (was is S.INITIATION_CREATED and resp_for == idx)
+                assert a.state is was
+            else:
+                assert was is S.INITIATION_CREATED and resp_for == idx
+                assert a.state is S.RESPONSE_CONSUMED
+        elif op in ("begin_a", "begin_b"):
+            h = a if op == "begin_a" else b
+            was = h.state
+            try:
+                k = h.begin_session()
+            except StateError:
+                assert was not in (S.RESPONSE_CONSUMED, S.RESPONSE_CREATED) and h.state is was
+            else:
+                assert h.state is S.ZEROED and k.is_initiator == (h is a)
+                if h is a:
+                    keys_a[k.remote_index] = k.receive_key
+                else:
+                    keys_b[k.local_index] = k.send_key
+        elif op in ("clear_a", "clear_b"):
+            h = a if op == "clear_a" else b
+            h.clear()
+            assert h.state is S.ZEROED
+    # every session both sides began from the same exchange has crossed keys
+    for index, receive_key in keys_a.items():
+        if index in keys_b:
+            assert keys_b[index] == receive_key
