@@ -29,7 +29,7 @@ from .constants import CONSTRUCTION, IDENTIFIER
 __all__ = [
     "InvalidTag", "ZeroDHError", "hash_", "mac", "hmac", "kdf1", "kdf2", "kdf3", "dh",
     "Aead", "aead_seal", "aead_open", "xaead_seal", "xaead_open", "counter_nonce",
-    "C0", "H0",
+    "C0", "H0", "public_from_private",
 ]
 
 _NONCE = struct.Struct("<4xQ")
@@ -80,8 +80,9 @@ def kdf3(key: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
 def dh(private: bytes, public: bytes) -> bytes:
     """X25519(private, public); raises ``ZeroDHError`` on an all-zero result."""
     priv = X25519PrivateKey.from_private_bytes(private)
+    pub = X25519PublicKey.from_public_bytes(public)
     try:
-        shared = priv.exchange(X25519PublicKey.from_public_bytes(public))
+        shared = priv.exchange(pub)
     except ValueError as exc:  # OpenSSL refuses the all-zero output itself
         raise ZeroDHError("all-zero DH result") from exc
     if not any(shared):
