@@ -48,18 +48,21 @@ from ipaddress import (
 )
 from typing import Generic, TypeAlias, TypeVar
 
-__all__ = ["AllowedIPs", "Network", "NetworkLike", "destination", "source"]
+__all__ = ["AllowedIPs", "Network", "NetworkLike", "Packet", "destination", "source"]
 
 T = TypeVar("T")
 
 Network: TypeAlias = IPv4Network | IPv6Network
 NetworkLike: TypeAlias = IPv4Network | IPv6Network | IPv4Interface | IPv6Interface | str
 
+# What destination()/source() read: a packet from the TUN or a decrypted payload.
+Packet: TypeAlias = bytes | bytearray | memoryview
+
 # (version, prefix length, address >> (bits - prefix length))
 _Entry: TypeAlias = tuple[int, int, int]
 
 
-def destination(packet: bytes) -> bytes | None:
+def destination(packet: Packet) -> bytes | None:
     """The raw destination address of an IPv4/IPv6 packet, None if not one.
 
     IPv4: version nibble 4, at least 20 bytes, address at offset 16.
@@ -75,7 +78,7 @@ def destination(packet: bytes) -> bytes | None:
     return None
 
 
-def source(packet: bytes) -> bytes | None:
+def source(packet: Packet) -> bytes | None:
     """The raw source address of an IPv4/IPv6 packet (v4 offset 12, v6 offset 8)."""
     if not packet:
         return None

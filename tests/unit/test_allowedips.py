@@ -199,7 +199,7 @@ def test_destination_and_source() -> None:
     assert destination(IPV6_PACKET) == ip_address("fd00::9").packed
     assert source(IPV6_PACKET) == ip_address("fd00::2").packed
     # bytes-like inputs give bytes
-    assert destination(memoryview(IPV4_PACKET + b"payload")) == bytes([10, 0, 0, 9])  # type: ignore[arg-type]
+    assert destination(memoryview(IPV4_PACKET + b"payload")) == bytes([10, 0, 0, 9])
     assert source(bytearray(IPV6_PACKET)) == ip_address("fd00::2").packed
 
 
