@@ -53,3 +53,5 @@ def test_tcp_transfer_100mb(netns_pair, direction: str) -> None:  # type: ignore
     assert ping(src.ns, dst.tun4), netns_pair.logs()
     sent, received = transfer(src.ns, dst.ns, dst.tun4, 100 * MB, timeout=900)
     assert sent == received and sent.startswith(f"{100 * MB} "), (sent, received, netns_pair.logs())
+    rx = int(dst.ns.wg("show", dst.ifname, "transfer").split()[1])
+    assert rx > 100 * MB, rx  # the bytes really crossed the tunnel
