@@ -1,0 +1,150 @@
+"""The ``kubespan`` command line (argparse; no logic beyond wiring).
+
+Contract:
+
+- ``kubespan gen config --with-kubespan [--discovery-endpoint URL] [--legacy]
+  [-o FILE] [--force]`` prints a working machine config with a fresh cluster
+  ID and secret (32 random bytes each, std base64), like ``talosctl gen config
+  --with-kubespan`` (kubespan.md §7): by default the Talos 1.14 documents
+  ``KubeSpanConfig`` + ``DiscoveryServiceConfig`` (name ``default``) +
+  ``DiscoveryIdentityConfig``; with ``--legacy`` the v1alpha1 form
+  (``machine.network.kubespan`` + ``cluster.id``/``secret`` +
+  ``cluster.discovery``).  The output always loads with
+  ``kubespan.config.load_config``.  ``-o`` writes the file atomically with
+  mode 0600 and refuses to overwrite without ``--force``.
+- ``kubespan discovery-service ARGS...`` hands every argument to
+  ``kubespan.discovery.service.main(argv) -> int`` (imported lazily).
+- Bad arguments: exit 2 with an argparse message.  Configuration or I/O
+  errors: ``error: <message>`` on stderr, exit 1, no traceback.
+
+The cluster secret is written only to the requested output, never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import yaml
+
+from .config import DEFAULT_DISCOVERY_ENDPOINT, parse_config, parse_discovery_endpoint
+from .errors import ConfigError, KubespanError
+from .identity import atomic_write
+
+Rng = Callable[[int], bytes]
+SECRET_BYTES = 32
+
+
+def _b64(rng: Rng) -> str:
+    return base64.b64encode(rng(SECRET_BYTES)).decode("ascii")
+
+
+def gen_config_documents(endpoint: str, legacy: bool, rng: Rng = os.urandom) -> list[dict[str, Any]]:
+    """The documents of a fresh KubeSpan-enabled machine config."""
+    cluster_id, cluster_secret = _b64(rng), _b64(rng)
+    if legacy:
+        service: dict[str, Any] = {} if endpoint == DEFAULT_DISCOVERY_ENDPOINT else {"endpoint": endpoint}
+        return [
+            {
+                "version": "v1alpha1",
+                "machine": {"network": {"kubespan": {"enabled": True}}},
+                "cluster": {
+                    "id": cluster_id,
+                    "secret": cluster_secret,
+                    "discovery": {
+                        "enabled": True,
+                        "registries": {"kubernetes": {"disabled": True}, "service": service},
+                    },
+                },
+            }
+        ]
+    return [
+        {"apiVersion": "v1alpha1", "kind": "KubeSpanConfig", "enabled": True},
+        {"apiVersion": "v1alpha1", "kind": "DiscoveryServiceConfig", "name": "default", "endpoint": endpoint},
+        {"apiVersion": "v1alpha1", "kind": "DiscoveryIdentityConfig", "clusterID": cluster_id, "clusterSecret": cluster_secret},
+    ]
+
+
+def render_gen_config(endpoint: str, legacy: bool, rng: Rng = os.urandom) -> str:
+    """The YAML text of ``gen config``; validated with ``parse_config``."""
+    docs = gen_config_documents(endpoint, legacy, rng)
+    text = yaml.safe_dump_all(docs, default_flow_style=False, sort_keys=False, explicit_start=False)
+    parse_config(text)
+    return text
+
+
+def _cmd_gen_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if not args.with_kubespan:
+        parser.error("gen config: only --with-kubespan configs are supported; pass --with-kubespan")
+    try:
+        parse_discovery_endpoint("default", args.discovery_endpoint, "--discovery-endpoint", legacy=args.legacy)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    text = render_gen_config(args.discovery_endpoint, args.legacy)
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    if os.path.exists(args.output) and not args.force:
+        raise KubespanError(f"{args.output}: already exists (use --force to overwrite)")
+    try:
+        atomic_write(args.output, text.encode("utf-8"), mode=0o600)
+    except OSError as exc:
+        raise KubespanError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
+    return 0
+
+
+def _cmd_discovery_service(argv: Sequence[str]) -> int:
+    try:
+        module = importlib.import_module("kubespan.discovery.service")
+    except ImportError as exc:
+        print(f"error: the discovery service is not available: {exc}", file=sys.stderr)
+        return 1
+    result = module.main(list(argv))
+    return int(result) if result is not None else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubespan", description="Talos-KubeSpan-compatible mesh on wgpy.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    gen = commands.add_parser("gen", help="generate configuration")
+    gen_commands = gen.add_subparsers(dest="gen_command", metavar="WHAT", required=True)
+    config = gen_commands.add_parser("config", help="generate a machine config with KubeSpan enabled")
+    config.add_argument("--with-kubespan", action="store_true", help="enable KubeSpan (required)")
+    config.add_argument(
+        "--discovery-endpoint",
+        default=DEFAULT_DISCOVERY_ENDPOINT,
+        metavar="URL",
+        help=f"discovery service URL (http, https or grpc; default {DEFAULT_DISCOVERY_ENDPOINT})",
+    )
+    config.add_argument("--legacy", action="store_true", help="emit the v1alpha1 (Talos <= 1.12) form")
+    config.add_argument("-o", "--output", metavar="FILE", help="write to FILE (mode 0600) instead of stdout")
+    config.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+    commands.add_parser(
+        "discovery-service",
+        help="run a discovery service (all arguments are passed on; see 'kubespan discovery-service --help')",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "discovery-service":
+        return _cmd_discovery_service(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "gen" and args.gen_command == "config":
+            return _cmd_gen_config(args, parser)
+    except KubespanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {args.command!r}")
+    return 2  # pragma: no cover - parser.error exits
