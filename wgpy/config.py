@@ -1,0 +1,111 @@
+"""Typed configuration operations: what UAPI ``set`` and ``wgpy.Interface`` apply.
+
+Contract: a ``DeviceUpdate`` is a complete, validated description of one
+``set`` transaction (the same operations and semantics as the cross-platform
+UAPI, wireguard.md §9).  Parsers (UAPI, wg-quick INI, kubespan) build one;
+``Device.apply`` carries it out atomically: either every operation is applied
+or, on a ``ConfigError``, nothing is.  No I/O here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .keys import PresharedKey, PrivateKey, PublicKey
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Endpoint = tuple[str, int]
+"""A UDP endpoint as (numeric IP string, port); IPv6 without brackets."""
+
+UNSET = None
+
+
+@dataclass(slots=True)
+class PeerUpdate:
+    """One peer section of a set transaction (fields left None are unchanged)."""
+
+    public_key: PublicKey
+    remove: bool = False
+    update_only: bool = False
+    preshared_key: PresharedKey | None = None
+    """A new PSK; an all-zero key removes it."""
+    endpoint: Endpoint | None = None
+    persistent_keepalive: int | None = None
+    replace_allowed_ips: bool = False
+    allowed_ips: list[IPNetwork] = field(default_factory=list)
+    """Prefixes to add (after the replace, if any), in order."""
+    remove_allowed_ips: list[IPNetwork] = field(default_factory=list)
+    """Prefixes to remove exactly (UAPI ``allowed_ip=-cidr``)."""
+
+    def __post_init__(self) -> None:
+        if self.persistent_keepalive is not None and not 0 <= self.persistent_keepalive <= 65535:
+            raise ConfigError("persistent_keepalive_interval must be 0..65535")
+        if self.endpoint is not None:
+            check_endpoint(self.endpoint)
+
+
+@dataclass(slots=True)
+class DeviceUpdate:
+    """One set transaction: device fields then peer sections, in order."""
+
+    private_key: PrivateKey | None = None
+    """A new private key; an all-zero key removes it."""
+    listen_port: int | None = None
+    fwmark: int | None = None
+    replace_peers: bool = False
+    peers: list[PeerUpdate] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.listen_port is not None and not 0 <= self.listen_port <= 65535:
+            raise ConfigError("listen_port must be 0..65535")
+        if self.fwmark is not None and not 0 <= self.fwmark <= 0xFFFFFFFF:
+            raise ConfigError("fwmark must be a 32-bit value")
+
+
+def check_endpoint(endpoint: Endpoint) -> Endpoint:
+    """Validate a numeric (ip, port) endpoint; raise ConfigError otherwise."""
+    host, port = endpoint
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ConfigError(f"endpoint host must be a numeric IP: {host!r}") from exc
+    if not isinstance(port, int) or not 0 < port <= 65535:
+        raise ConfigError(f"endpoint port out of range: {port!r}")
+    return endpoint
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """Parse ``1.2.3.4:51820`` or ``[fd00::1]:51820`` into an Endpoint."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or len(port) > 5:
+        raise ConfigError(f"bad endpoint {text!r}")
+    if "%" in host:
+        host = host.split("%", 1)[0]
+    return check_endpoint((str(ipaddress.ip_address(host)) if _is_ip(host) else host, int(port)))
+
+
+def format_endpoint(endpoint: Endpoint) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_network(text: str) -> IPNetwork:
+    """Parse a CIDR (host bits allowed, they are masked) or a bare IP."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"bad allowed IP {text!r}") from exc
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
