@@ -51,10 +51,10 @@ async def start(**kw: Any) -> DiscoveryServer:
 
 
 def affiliate(node_id: str, n: int = 1, **kw: Any) -> Affiliate:
+    kw.setdefault("hostname", f"host-{node_id}.example")
     return Affiliate(
         node_id=node_id,
         addresses=(ipaddress.ip_address(f"10.0.0.{n}"),),
-        hostname=f"host-{node_id}.example",
         nodename=f"node-{node_id}",
         machine_type="worker",
         operating_system="Talos (v1.13.0)",
