@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import os
 import random
+import ssl
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ class ServiceEndpoint:
     host: str
     port: int
     insecure: bool = False
-    ca_file: str | None = None  # PEM roots instead of the system store (tests)
+    ca_file: str | None = None  # PEM roots instead of the system bundle (tests)
 
     @classmethod
     def parse(cls, url: str, *, insecure: bool = False, ca_file: str | None = None) -> ServiceEndpoint:
@@ -278,6 +279,7 @@ class DiscoveryClient:
                 self._target = redirect.endpoint
                 if redirects <= MAX_REDIRECTS:
                     continue
+                self._target = self.endpoint  # redirect loop: start over after a backoff
             except (grpc.aio.AioRpcError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
                 self.counters.session_errors += 1
                 detail = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
@@ -302,10 +304,7 @@ class DiscoveryClient:
         options += self._channel_options
         if target.insecure:
             return grpc.aio.insecure_channel(target.target, options=options)
-        roots = None
-        if target.ca_file is not None:
-            with open(target.ca_file, "rb") as f:
-                roots = f.read()
+        roots = _read_roots(target.ca_file)
         creds = grpc.ssl_channel_credentials(root_certificates=roots)
         return grpc.aio.secure_channel(target.target, creds, options=options)
 
@@ -431,6 +430,17 @@ class DiscoveryClient:
                 self.on_change()
             except Exception:  # a callback bug must not kill the watch
                 log.exception("on_change callback failed")
+
+
+def _read_roots(ca_file: str | None) -> bytes | None:
+    """PEM roots: the given file, else the system bundle, else grpc's built-in roots."""
+    if ca_file is None:
+        paths = ssl.get_default_verify_paths()
+        ca_file = next((p for p in (paths.cafile, paths.openssl_cafile) if p and os.path.isfile(p)), None)
+        if ca_file is None:
+            return None
+    with open(ca_file, "rb") as f:
+        return f.read()
 
 
 def _ip_or_none(raw: bytes) -> IPAddress | None:
