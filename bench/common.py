@@ -1,0 +1,155 @@
+"""Bench plumbing: commands, namespaces, process accounting and cleanup.
+
+Contract: everything the bench creates (network namespaces, daemons, iperf3
+servers, UAPI socket files) is registered here and removed by ``cleanup()``,
+which runs from ``try/finally`` in ``run.py``, from ``atexit`` and from the
+SIGINT/SIGTERM handlers.  Only processes started here are ever signalled, by
+pid.  Every command runs with a timeout.  Nothing here sends traffic.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+SOCK_DIR = Path("/var/run/wireguard")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+_namespaces: list[str] = []
+_procs: list[subprocess.Popen[bytes]] = []
+_socks: list[Path] = []
+_cleaned = False
+
+
+def rand_suffix(n: int = 3) -> str:
+    return secrets.token_hex(n)
+
+
+def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30, input: str | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, input=input, env=env)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stdout}{res.stderr}".strip())
+    return res
+
+
+class Netns:
+    """A network namespace created (and later deleted) by the bench."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        run(["ip", "netns", "add", name])
+        _namespaces.append(name)
+        self.run("ip", "link", "set", "lo", "up")
+
+    def argv(self, cmd: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *cmd]
+
+    def run(self, *cmd: str, check: bool = True, timeout: float = 30, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run(self.argv(cmd), check=check, timeout=timeout, input=input, env=env)
+
+    def popen(self, cmd: Sequence[str], **kw: object) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(self.argv(cmd), **kw)  # type: ignore[call-overload]
+        _procs.append(proc)
+        return proc  # type: ignore[no-any-return]
+
+
+def register_sock(path: Path) -> None:
+    _socks.append(path)
+
+
+def stop_proc(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL, one process the bench started (by its pid)."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        except ProcessLookupError:
+            pass
+    if proc in _procs:
+        _procs.remove(proc)
+
+
+def cleanup() -> None:
+    global _cleaned
+    if _cleaned:
+        return
+    _cleaned = True
+    for proc in list(_procs):
+        stop_proc(proc, timeout=5)
+    for name in list(_namespaces):
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        _namespaces.remove(name)
+    for path in _socks:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def install_cleanup() -> None:
+    atexit.register(cleanup)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a whole process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss(pid: int) -> int:
+    """Resident set size in bytes (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
+
+
+def gen_private() -> tuple[str, str]:
+    """(private, public) keys in base64, from the cryptography package."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    raw = serialization.Encoding.Raw
+    priv = X25519PrivateKey.generate()
+    sk = priv.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    pk = priv.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(sk).decode(), base64.b64encode(pk).decode()

@@ -1,0 +1,193 @@
+"""Format bench results as one Markdown table per run, with ratios to wireguard-go.
+
+Contract: pure formatting of the result dict built by ``run.py`` (no I/O
+besides returning strings).  Every cell is an absolute figure; cells in the
+tunnel table carry ``×r`` = this column / the wggo↔wggo column of the same
+row.  A failed measurement prints ``FAILED`` and its reason is listed below
+the table.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+BASE = "wggo:wggo"
+ARROW = "↔"
+
+
+def pair_label(pair: str) -> str:
+    from .tunnel import LABEL
+    a, b = pair.split(":", 1)
+    return f"{LABEL[a]}{ARROW}{LABEL[b]}"
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not math.isnan(float(v)) else None
+
+
+ROWS: list[tuple[str, str, str, str]] = [
+    # (row title, test, field, unit)
+    ("TCP 1 stream (Mbit/s)", "tcp1", "bps", "mbit"),
+    ("TCP 4 streams (Mbit/s)", "tcp4", "bps", "mbit"),
+    ("UDP received (Mbit/s)", "udp", "bps", "mbit"),
+    ("UDP loss (%)", "udp", "lost_percent", "pct"),
+    ("CPU s/GB, TCP 1 stream, both ends", "tcp1", "cpu_per_gb", "f2"),
+    ("CPU s/GB, TCP 4 streams, both ends", "tcp4", "cpu_per_gb", "f2"),
+    ("CPU s/GB, UDP, both ends", "udp", "cpu_per_gb", "f2"),
+    ("ping avg (ms)", "ping", "avg", "ms"),
+    ("ping p99 (ms)", "ping", "p99", "ms"),
+]
+
+
+def _fmt(v: float, unit: str) -> str:
+    if unit == "mbit":
+        return f"{v / 1e6:.0f}"
+    if unit == "ms":
+        return f"{v * 1e3:.3f}"
+    if unit == "pct":
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def tunnel_table(res: dict[str, Any]) -> tuple[str, list[str]]:
+    pairs: dict[str, dict[str, Any]] = res.get("pairs", {})
+    if not pairs:
+        return "", []
+    names = list(pairs)
+    notes: list[str] = []
+    lines = ["| metric | " + " | ".join(pair_label(p) for p in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for title, test, field, unit in ROWS:
+        if not any(test in pairs[p] for p in names):
+            continue
+        base_r = pairs.get(BASE, {}).get(test, {})
+        base = _num(base_r.get(field)) if isinstance(base_r, dict) else None
+        cells = []
+        for p in names:
+            r = pairs[p].get(test)
+            if r is None:
+                cells.append("–")
+                continue
+            if "error" in r:
+                cells.append("FAILED")
+                note = f"{pair_label(p)} {test}: {r['error']}"
+                if note not in notes:
+                    notes.append(note)
+                continue
+            v = _num(r.get(field))
+            if v is None:
+                cells.append("n/a")
+                continue
+            cell = _fmt(v, unit)
+            if p != BASE and base and unit != "pct":
+                cell += f" ×{v / base:.2f}"
+            cells.append(cell)
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    for p in names:
+        if "error" in pairs[p]:
+            notes.append(f"{pair_label(p)}: {pairs[p]['error']}")
+    return "\n".join(lines), notes
+
+
+def _kib(v: float) -> str:
+    return f"{v / 1024:.2f} KiB"
+
+
+def other_table(res: dict[str, Any]) -> tuple[str, list[str]]:
+    notes: list[str] = []
+    lines = ["| metric | wgpy | wggo | wgpy/wggo |", "|---|---:|---:|---:|"]
+    hs = res.get("handshakes")
+    if hs is not None:
+        if "error" in hs:
+            lines.append("| handshake responses per CPU-second (1 core, in-process) | FAILED | n/a | |")
+            notes.append(f"handshakes: {hs['error']}")
+        else:
+            lines.append(f"| handshake responses per CPU-second (1 core, in-process, {hs['responses']} "
+                         f"initiators) | {hs['per_cpu_s']:.0f} | n/a (no in-process equivalent) | |")
+    mem = res.get("memory", {})
+    for n in sorted({int(k) for side in mem.values() for k in side}):
+        for where, title in (("daemon", "daemon, UAPI set"), ("inproc", "in-process Device")):
+            if where not in mem:
+                continue
+            row = mem[where].get(str(n))
+            if row is None:
+                continue
+            cells = []
+            vals = []
+            for kind in ("wgpy", "wggo"):
+                r = row.get(kind)
+                if r is None:
+                    cells.append("n/a")
+                    vals.append(None)
+                elif "error" in r:
+                    cells.append("FAILED")
+                    notes.append(f"memory {where} {kind} {n}: {r['error']}")
+                    vals.append(None)
+                else:
+                    cells.append(_kib(r["per_peer"]))
+                    vals.append(r["per_peer"])
+            ratio = f"×{vals[0] / vals[1]:.2f}" if vals[0] and vals[1] else ""
+            lines.append(f"| RSS per idle peer at {n:,} peers ({title}) | {cells[0]} | {cells[1]} | {ratio} |")
+    if len(lines) == 2:
+        return "", notes
+    return "\n".join(lines), notes
+
+
+def targets(res: dict[str, Any]) -> list[str]:
+    """The issue's targets, checked against this run (reported, not asserted)."""
+    out = []
+    pairs = res.get("pairs", {})
+
+    def get(pair: str, test: str, field: str) -> float | None:
+        r = pairs.get(pair, {}).get(test)
+        return _num(r.get(field)) if isinstance(r, dict) and "error" not in r else None
+
+    def ratio_line(title: str, pair: str, test: str, field: str, goal: float, higher: bool) -> None:
+        v, b = get(pair, test, field), get(BASE, test, field)
+        if v is None or b is None or b == 0:
+            out.append(f"- {title}: not measured")
+            return
+        r = v / b
+        ok = r >= goal if higher else r <= goal
+        out.append(f"- {title}: ×{r:.2f} (target {'≥' if higher else '≤'} ×{goal:g}) — {'met' if ok else 'MISSED'}")
+
+    ratio_line("TCP 1 stream wgpy↔wgpy / wggo↔wggo", "wgpy:wgpy", "tcp1", "bps", 3, True)
+    ratio_line("TCP 1 stream wgpy↔wggo / wggo↔wggo", "wgpy:wggo", "tcp1", "bps", 1, True)
+    ratio_line("CPU s/GB (TCP 1 stream) wgpy↔wgpy / wggo↔wggo", "wgpy:wgpy", "tcp1", "cpu_per_gb", 1, False)
+    ratio_line("ping avg wgpy↔wgpy / wggo↔wggo", "wgpy:wgpy", "ping", "avg", 1, False)
+    hs = res.get("handshakes")
+    if hs and "error" not in hs:
+        v = hs["per_cpu_s"]
+        out.append(f"- handshakes per core: {v:.0f}/s (target ≥ 5,000) — {'met' if v >= 5000 else 'MISSED'}")
+    mem = res.get("memory", {})
+    for where in ("daemon", "inproc"):
+        r = mem.get(where, {}).get("10000", {}).get("wgpy")
+        if r and "error" not in r:
+            v = r["per_peer"]
+            out.append(f"- RSS per idle peer at 10,000 peers ({where}): {v / 1024:.2f} KiB (target ≤ 4 KiB) — "
+                       f"{'met' if v <= 4096 else 'MISSED'}")
+    return out
+
+
+def render(res: dict[str, Any]) -> str:
+    meta = res.get("meta", {})
+    parts = ["## wgpy bench " + meta.get("started", ""), ""]
+    for k in ("machine", "cpu", "kernel", "versions", "native", "load", "settings"):
+        if k in meta:
+            parts.append(f"- {k}: {meta[k]}")
+    parts.append("")
+    t1, n1 = tunnel_table(res)
+    if t1:
+        parts += ["Tunnel (iperf3 client in namespace A → server in B; ×r = column / wggo↔wggo, "
+                  "lower is better for CPU and ping):", "", t1, ""]
+    t2, n2 = other_table(res)
+    if t2:
+        parts += [t2, ""]
+    notes = n1 + n2
+    if notes:
+        parts += ["Failures:", ""] + [f"- {n}" for n in notes] + [""]
+    tg = targets(res)
+    if tg:
+        parts += ["Targets:", ""] + tg + [""]
+    return "\n".join(parts)

@@ -1,0 +1,169 @@
+"""Two namespaces joined by a veth pair, and a tunnel daemon in each.
+
+Contract: ``Underlay`` creates namespaces ``wgb-<rand>-a``/``-b`` with a veth
+pair carrying 10.201.0.0/24 (addresses exist only inside them).  ``Tunnel``
+starts one daemon per side (``wggo`` = wireguard-go, ``wgpy``, or
+``wgpy-pure`` = wgpy with ``WGPY_NATIVE=0``), configures them with
+``wg setconf`` (tunnel 10.202.0.0/24, MTU 1420), waits for a handshake and
+stops them again.  Interface names carry a random suffix.  No traffic leaves
+the namespaces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .common import PYTHON, REPO, SOCK_DIR, Netns, gen_private, rand_suffix, register_sock, run, stop_proc, wait_for
+
+UNDER = ("10.201.0.1", "10.201.0.2")
+TUNNEL = ("10.202.0.1", "10.202.0.2")
+MTU = 1420
+PORTS = (51001, 51002)
+
+KINDS = ("wggo", "wgpy", "wgpy-pure")
+LABEL = {"wggo": "wggo", "wgpy": "wgpy", "wgpy-pure": "wgpy[pure]"}
+
+
+def daemon_argv(kind: str, ifname: str) -> list[str]:
+    if kind == "wggo":
+        return ["wireguard-go", "-f", ifname]
+    return [PYTHON, "-m", "wgpy", "-f", ifname]
+
+
+def daemon_env(kind: str) -> dict[str, str]:
+    env = dict(os.environ, LOG_LEVEL="error", WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1",
+               PYTHONPATH=str(REPO))
+    env.pop("WG_PROCESS_FOREGROUND", None)
+    if kind == "wgpy-pure":
+        env["WGPY_NATIVE"] = "0"
+    else:
+        env.pop("WGPY_NATIVE", None)
+    return env
+
+
+@dataclasses.dataclass
+class Daemon:
+    kind: str
+    ns: Netns
+    ifname: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def sock(self) -> Path:
+        return SOCK_DIR / f"{self.ifname}.sock"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 600) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:].strip()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        stop_proc(self.proc)
+        try:
+            self.sock.unlink()
+        except OSError:
+            pass
+
+
+def start_daemon(kind: str, ns: Netns, ifname: str, logdir: Path, timeout: float = 20) -> Daemon:
+    """Start a foreground daemon in ``ns`` (``ip netns exec`` execs, so the pid is the daemon's)."""
+    log = logdir / f"{kind}-{ifname}.log"
+    register_sock(SOCK_DIR / f"{ifname}.sock")
+    with open(log, "wb") as out:
+        proc = ns.popen(daemon_argv(kind, ifname), stdout=out, stderr=subprocess.STDOUT, env=daemon_env(kind),
+                        cwd=str(REPO), stdin=subprocess.DEVNULL)
+    d = Daemon(kind, ns, ifname, proc, log)
+    if not wait_for(lambda: d.sock.exists() or not d.alive(), timeout) or not d.alive():
+        d.stop()
+        raise RuntimeError(f"{kind} did not start: {d.log_tail()}")
+    return d
+
+
+class Underlay:
+    """The two namespaces and the veth pair between them."""
+
+    def __init__(self) -> None:
+        tag = rand_suffix()
+        self.a = Netns(f"wgb-{tag}-a")
+        self.b = Netns(f"wgb-{tag}-b")
+        va, vb = f"wgbv{tag}a", f"wgbv{tag}b"
+        run(["ip", "link", "add", va, "netns", self.a.name, "type", "veth", "peer", "name", vb,
+             "netns", self.b.name])
+        for ns, dev, addr in ((self.a, va, UNDER[0]), (self.b, vb, UNDER[1])):
+            ns.run("ip", "addr", "add", f"{addr}/24", "dev", dev)
+            ns.run("ip", "link", "set", dev, "up")
+        self.tag = tag
+        self.logdir = Path(tempfile.mkdtemp(prefix=f"wgbench-{tag}-"))
+        self.counter = 0
+
+    def ifname(self, side: str) -> str:
+        self.counter += 1
+        return f"wgb{self.tag}{self.counter}{side}"[:15]
+
+
+class Tunnel:
+    """A configured, handshaken tunnel: side A (iperf3 client) and side B (server)."""
+
+    def __init__(self, under: Underlay, kind_a: str, kind_b: str) -> None:
+        self.under = under
+        self.kinds = (kind_a, kind_b)
+        self.daemons: list[Daemon] = []
+        try:
+            self._setup()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def a(self) -> Daemon:
+        return self.daemons[0]
+
+    @property
+    def b(self) -> Daemon:
+        return self.daemons[1]
+
+    def _setup(self) -> None:
+        u = self.under
+        for kind, ns, side in ((self.kinds[0], u.a, "a"), (self.kinds[1], u.b, "b")):
+            self.daemons.append(start_daemon(kind, ns, u.ifname(side), u.logdir))
+        keys = [gen_private(), gen_private()]
+        for i, d in enumerate(self.daemons):
+            o = 1 - i
+            conf = (f"[Interface]\nPrivateKey = {keys[i][0]}\nListenPort = {PORTS[i]}\n\n"
+                    f"[Peer]\nPublicKey = {keys[o][1]}\nAllowedIPs = {TUNNEL[o]}/32\n"
+                    f"Endpoint = {UNDER[o]}:{PORTS[o]}\n")
+            path = u.logdir / f"{d.ifname}.conf"
+            path.write_text(conf)
+            path.chmod(0o600)
+            d.ns.run("wg", "setconf", d.ifname, str(path))
+            d.ns.run("ip", "link", "set", d.ifname, "mtu", str(MTU))
+            d.ns.run("ip", "addr", "add", f"{TUNNEL[i]}/24", "dev", d.ifname)
+            d.ns.run("ip", "link", "set", d.ifname, "up")
+        ok = wait_for(lambda: self._ping_once() or not all(d.alive() for d in self.daemons), 20, 0.2)
+        if not ok or not all(d.alive() for d in self.daemons):
+            raise RuntimeError("tunnel did not come up: " + " | ".join(
+                f"{d.kind}: alive={d.alive()} {d.log_tail(300)}" for d in self.daemons))
+
+    def _ping_once(self) -> bool:
+        res = self.under.a.run("ping", "-n", "-c", "1", "-W", "1", TUNNEL[1], check=False, timeout=5)
+        return res.returncode == 0
+
+    def alive(self) -> bool:
+        return all(d.alive() for d in self.daemons)
+
+    def stop(self) -> None:
+        for d in self.daemons:
+            d.stop()
