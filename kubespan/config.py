@@ -57,17 +57,8 @@ import yaml
 from .errors import ConfigError, KubespanError
 from .filters import IPNetwork, parse_addr, parse_prefix, validate_rules
 
-__all__ = [
-    "ClusterIdentity",
-    "ConfigError",
-    "DiscoveryEndpoint",
-    "KubeSpanConfig",
-    "KubespanError",
-    "NodeConfig",
-    "load_config",
-    "parse_config",
-    "parse_discovery_endpoint",
-]
+__all__ = ["ClusterIdentity", "ConfigError", "DiscoveryEndpoint", "KubeSpanConfig", "KubespanError", "NodeConfig",
+           "load_config", "parse_config", "parse_discovery_endpoint"]
 
 DEFAULT_MTU = 1420
 MIN_MTU = 1280
@@ -92,7 +83,6 @@ _KINDS = {
 }
 _SCHEME_PORTS = {"http": 80, "https": 443, "grpc": 443}
 _PORT_RE = re.compile(r"[0-9]{1,5}\Z")
-_MISSING = object()
 
 
 # --- result types ---------------------------------------------------------------
@@ -175,12 +165,8 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _get(node: dict[str, Any], key: str) -> Any:
-    return node.get(key)
-
-
 def _mapping(node: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
-    value = _get(node, key)
+    value = node.get(key)
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -189,7 +175,7 @@ def _mapping(node: dict[str, Any], key: str, path: str) -> dict[str, Any] | None
 
 
 def _bool(node: dict[str, Any], key: str, path: str, default: bool = False) -> bool:
-    value = _get(node, key)
+    value = node.get(key)
     if value is None:
         return default
     if not isinstance(value, bool):
@@ -198,7 +184,7 @@ def _bool(node: dict[str, Any], key: str, path: str, default: bool = False) -> b
 
 
 def _str(node: dict[str, Any], key: str, path: str, secret: bool = False) -> str | None:
-    value = _get(node, key)
+    value = node.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
@@ -208,7 +194,7 @@ def _str(node: dict[str, Any], key: str, path: str, secret: bool = False) -> str
 
 
 def _list(node: dict[str, Any], key: str, path: str) -> list[Any] | None:
-    value = _get(node, key)
+    value = node.get(key)
     if value is None:
         return None
     if not isinstance(value, list):
@@ -234,7 +220,7 @@ def _cidrs(node: dict[str, Any], key: str, path: str) -> tuple[IPNetwork, ...]:
 
 
 def _mtu(node: dict[str, Any], path: str) -> int:
-    value = _get(node, "mtu")
+    value = node.get("mtu")
     if value is None:
         return DEFAULT_MTU
     where = _join(path, "mtu")
@@ -251,7 +237,7 @@ def _kubespan_section(node: dict[str, Any], path: str) -> tuple[KubeSpanConfig, 
     """A legacy ``machine.network.kubespan`` block or a ``KubeSpanConfig`` document."""
     filters = _mapping(node, "filters", path) or {}
     filters_path = _join(path, "filters")
-    endpoints = _get(filters, "endpoints")
+    endpoints = filters.get("endpoints")
     endpoint_filters = None if endpoints is None else validate_rules(endpoints, _join(filters_path, "endpoints"))
     config = KubeSpanConfig(
         enabled=_bool(node, "enabled", path),
@@ -426,7 +412,7 @@ def _discovery(docs: _Docs, cluster: dict[str, Any]) -> tuple[DiscoveryEndpoint,
     service_path = _join(path, "service")
     if _bool(service, "disabled", service_path):
         return ()
-    url = _get(service, "endpoint")
+    url = service.get("endpoint")
     if url is None or url == "":
         url = DEFAULT_DISCOVERY_ENDPOINT
     return (parse_discovery_endpoint(LEGACY_ENDPOINT_NAME, url, _join(service_path, "endpoint"), legacy=True),)
