@@ -80,7 +80,7 @@ def render_gen_config(endpoint: str, legacy: bool, rng: Rng = os.urandom) -> str
 
 def _cmd_gen_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.with_kubespan:
-        parser.error("gen config: only --with-kubespan configs are supported; pass --with-kubespan")
+        parser.error("only --with-kubespan configs are supported; pass --with-kubespan")
     try:
         parse_discovery_endpoint("default", args.discovery_endpoint, "--discovery-endpoint", legacy=args.legacy)
     except ConfigError as exc:
@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--legacy", action="store_true", help="emit the v1alpha1 (Talos <= 1.12) form")
     config.add_argument("-o", "--output", metavar="FILE", help="write to FILE (mode 0600) instead of stdout")
     config.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    config.set_defaults(subparser=config)
 
     commands.add_parser(
         "discovery-service",
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         if args.command == "gen" and args.gen_command == "config":
-            return _cmd_gen_config(args, parser)
+            return _cmd_gen_config(args, args.subparser)
     except KubespanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
