@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from kubespan.config import ConfigError, NodeConfig, parse_config
 from kubespan.filters import filter_ips, validate_rules
 
-SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 KEYS = [
     "version", "kind", "apiVersion", "machine", "cluster", "network", "kubespan", "enabled", "mtu", "filters",
