@@ -9,6 +9,7 @@ two fds as 3 and 4 and ``WG_PROCESS_FOREGROUND=1`` (stdio to /dev/null unless
 serves.  ``LOG_LEVEL`` is verbose|debug|error|silent (default error).  The
 foreground process runs until SIGINT/SIGTERM, until its TUN is deleted, or
 until its UAPI socket file is removed, then removes the socket and exits 0.
+SIGUSR1 logs the drop counters (at the verbose level).
 No protocol logic here: it wires ``wgpy.interface.Interface`` to the fds.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import platform
@@ -174,6 +176,7 @@ async def _serve(tun: TunDevice, uapi: socket.socket, ready_fd: int | None) -> i
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: log.info("stats: drops=%s", json.dumps(iface.drops())))
     log.info("Device started (UAPI listener on %s)", uapi.getsockname())
     _signal_ready(ready_fd)
     stopper = asyncio.ensure_future(stop.wait())
@@ -182,7 +185,7 @@ async def _serve(tun: TunDevice, uapi: socket.socket, ready_fd: int | None) -> i
     reason = closed.result() if closed.done() else "signal"
     stopper.cancel()
     closed.cancel()
-    log.info("Shutting down (%s)", reason)
+    log.info("Shutting down (%s); drops=%s", reason, json.dumps(iface.drops()))
     await iface.close()
     return 0
 

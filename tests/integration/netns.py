@@ -266,6 +266,8 @@ def ping_stats(ns: Netns, addr: str, count: int, timeout: float, interval: float
 SENDER = r"""
 import hashlib, socket, sys, time
 host, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rate = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0  # bytes/s, 0 = unlimited
+t0 = time.monotonic()
 block = hashlib.sha512(b"wgpy").digest() * 1024
 h = hashlib.sha256()
 for attempt in range(50):
@@ -283,6 +285,10 @@ while sent < total:
     chunk = bytes([i & 0xFF]) + chunk[1:]
     i += 1
     s.sendall(chunk); h.update(chunk); sent += len(chunk)
+    if rate:
+        ahead = sent / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
 s.shutdown(socket.SHUT_WR)
 s.recv(1)
 print(sent, h.hexdigest())
@@ -306,7 +312,8 @@ print(n, h.hexdigest(), flush=True)
 """
 
 
-def transfer(src: Netns, dst: Netns, dst_addr: str, nbytes: int, timeout: float) -> tuple[str, str]:
+def transfer(src: Netns, dst: Netns, dst_addr: str, nbytes: int, timeout: float,
+             rate: float = 0.0) -> tuple[str, str]:
     """Stream ``nbytes`` over TCP from ``src`` to ``dst_addr`` in ``dst``; both sides' "count sha256"."""
     port = 40000 + secrets.randbelow(20000)
     recv = dst.popen([PYTHON, "-c", RECEIVER, dst_addr, str(port)], stdout=subprocess.PIPE,
@@ -315,7 +322,8 @@ def transfer(src: Netns, dst: Netns, dst_addr: str, nbytes: int, timeout: float)
         assert recv.stdout is not None
         first = recv.stdout.readline().decode().strip()
         assert first == "listening", first
-        sent = src.run(PYTHON, "-c", SENDER, dst_addr, str(port), str(nbytes), timeout=timeout).stdout.strip()
+        sent = src.run(PYTHON, "-c", SENDER, dst_addr, str(port), str(nbytes), str(rate),
+                      timeout=timeout).stdout.strip()
         out, err = recv.communicate(timeout=30)
         return sent, out.decode().strip()
     finally:
