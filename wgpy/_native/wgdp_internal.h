@@ -1,0 +1,94 @@
+/* Internal structures shared by the wgpy native sources (not part of the cffi API). */
+#ifndef WGDP_INTERNAL_H
+#define WGDP_INTERNAL_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include "wgpy_native.h"
+
+#define WGDP_REJECT_AFTER_MESSAGES (UINT64_MAX - 8192ULL) /* 2^64 - 2^13 - 1 */
+#define WGDP_REJECT_AFTER_TIME 180.0
+#define WGDP_REPLAY_WINDOW 8128ULL
+#define WGDP_MESSAGE_TRANSPORT 4
+#define WGDP_HEADER 16
+#define WGDP_TAG 16
+#define WGDP_INDEX_BUCKETS 4096
+
+struct wgdp_keypair {
+    atomic_int refs;
+    uint32_t local_index, remote_index, peer_id;
+    int is_initiator;
+    double created;
+    atomic_int fast_rx;
+    atomic_int dead;
+    pthread_mutex_t send_lock;
+    EVP_CIPHER_CTX *send_ctx;
+    uint64_t send_counter;            /* under send_lock */
+    pthread_mutex_t recv_lock;
+    EVP_CIPHER_CTX *recv_ctx;
+    wgdp_replay replay;               /* under recv_lock */
+    struct wgdp_keypair *hnext;       /* index bucket chain, under the ctx lock */
+};
+
+struct wgdp_peer {
+    pthread_mutex_t lock;             /* endpoint, fast_tx, slow_seq */
+    wgdp_addr ep;
+    int fast_tx;
+    uint32_t slow_seq;
+    struct wgdp_keypair *current;     /* under the ctx lock */
+};
+
+struct route_entry {
+    uint8_t family, len;
+    uint8_t addr[16];
+    uint32_t peer_id;
+};
+
+struct route_table {
+    struct route_entry *entries;
+    uint32_t n;
+    uint32_t *slots;                  /* open addressing, entry index + 1, 0 = empty */
+    uint32_t mask;
+    uint8_t lens4[33], n4, lens6[129], n6;  /* populated lengths, longest first */
+};
+
+struct io_scratch {
+    uint32_t slots, slot_size;
+    uint8_t *buf;                     /* slots * slot_size (input) */
+    uint8_t *out;                     /* slots * slot_size (output) */
+    uint32_t *len, *olen, *peer;
+    void *msgs4, *msgs6, *iov4, *iov6, *names;
+};
+
+struct wgdp {
+    pthread_rwlock_t lock;
+    struct wgdp_keypair *index[WGDP_INDEX_BUCKETS];
+    struct wgdp_peer **peers;
+    uint32_t n_peers;
+    struct route_table *routes;
+    atomic_uint mtu;
+    atomic_int stop;
+    struct io_scratch tx, rx;
+};
+
+/* crypto.c */
+void wgdp_keypair_ref(struct wgdp_keypair *kp);
+int wgdp_kp_usable(struct wgdp_keypair *kp, double now);
+size_t wgdp_kp_seal_if_usable(struct wgdp_keypair *kp, double now, const uint8_t *packet, size_t len,
+                              uint32_t mtu, uint8_t *out, size_t cap);
+/* ctx.c */
+struct wgdp_keypair *wgdp_index_find(struct wgdp *ctx, uint32_t index);
+struct wgdp_peer *wgdp_peer_get(struct wgdp *ctx, uint32_t id);
+int64_t wgdp_route_find(struct route_table *t, int family, const uint8_t *addr);
+int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t len, uint8_t *out,
+                     uint32_t cap, uint32_t *peer_out, wgdp_addr *ep_out, wgdp_result *res, int *stored);
+int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t len, const wgdp_addr *src,
+                     uint8_t *out, wgdp_result *res);
+double wgdp_now(void);
+
+#endif

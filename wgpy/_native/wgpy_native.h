@@ -1,0 +1,144 @@
+/* wgpy native data plane: the C API (wireguard.md §2, §7, §8, §10).
+ *
+ * Owns the per-packet work of the bulk path: per-keypair ChaCha20-Poly1305
+ * contexts (OpenSSL EVP), send counters, the replay window, cryptokey routing
+ * (allowed-IPs LPM), and batched TUN/UDP I/O.  It never makes a protocol
+ * decision that is not per packet: handshakes, cookies, timers and config are
+ * the Python control plane's, which installs keypairs, peers, endpoints and
+ * routes here and receives "slow" items and per-peer events back.
+ *
+ * Everything between the CDEF markers is parsed by cffi (no preprocessor
+ * directives other than integer #defines there).
+ *
+ * Threading: a `wgdp` context is shared by a TX thread, an RX thread and the
+ * control thread.  Tables (peers, routes, index) are guarded by a
+ * writer-preferring rwlock; each peer's endpoint/fast_tx by a mutex; each
+ * keypair's send side and receive side by one mutex each.  No function
+ * touches a Python object, so cffi may release the GIL for every call.
+ */
+#ifndef WGPY_NATIVE_H
+#define WGPY_NATIVE_H
+#include <stdint.h>
+#include <stddef.h>
+
+/* CDEF-BEGIN */
+#define WGDP_DROP_NONE 0
+#define WGDP_DROP_MALFORMED 1
+#define WGDP_DROP_UNKNOWN_TYPE 2
+#define WGDP_DROP_DECRYPTION_FAILED 3
+#define WGDP_DROP_REPLAYED_COUNTER 4
+#define WGDP_DROP_KEYPAIR_EXPIRED 5
+#define WGDP_DROP_INVALID_INNER_PACKET 6
+#define WGDP_DROP_DISALLOWED_SOURCE 7
+#define WGDP_DROP_NO_ROUTE 8
+#define WGDP_DROP_IO_SEND 9
+#define WGDP_DROP_IO_TUN_WRITE 10
+#define WGDP_DROP_COUNT 11
+
+#define WGDP_REPLAY_WORDS 128
+
+typedef struct {
+    uint64_t last;
+    uint64_t ring[128];
+} wgdp_replay;
+
+typedef struct {
+    uint8_t family;          /* 0 = none, 4, 6 */
+    uint8_t addr[16];        /* IPv4 in the first 4 bytes */
+    uint16_t port;           /* host order */
+} wgdp_addr;
+
+typedef struct {
+    uint32_t peer_id;
+    uint32_t messages;       /* authenticated transport messages (incl. keepalives) */
+    uint32_t data;           /* of which non-empty */
+    uint64_t bytes;          /* wire bytes, as wg counts them */
+    wgdp_addr endpoint;      /* rx: the last authenticated source (family 0: unchanged) */
+} wgdp_event;
+
+typedef struct {
+    uint32_t off;            /* into slow_buf */
+    uint32_t len;
+    uint32_t peer_id;        /* tx: the routed peer; rx: 0 */
+    uint32_t seq;            /* tx: the peer's slow sequence number */
+    wgdp_addr src;           /* rx: UDP source */
+} wgdp_slow;
+
+typedef struct {
+    wgdp_event *events;
+    uint32_t events_cap;
+    uint32_t n_events;
+    wgdp_slow *slow;
+    uint32_t slow_cap;
+    uint32_t n_slow;
+    uint8_t *slow_buf;
+    uint32_t slow_buf_cap;
+    uint32_t slow_buf_used;
+    uint64_t drops[11];
+    uint64_t packets;        /* packets moved by the fast path */
+    int err;                 /* I/O: errno of a fatal TUN error, else 0 */
+} wgdp_result;
+
+typedef struct wgdp wgdp;
+typedef struct wgdp_keypair wgdp_keypair;
+
+const char *wgdp_version(void);
+
+/* padding (keypair.padded_length) */
+uint32_t wgdp_padded_length(uint32_t length, uint32_t mtu);
+
+/* replay window (wgpy/replay.py twin) */
+void wgdp_replay_init(wgdp_replay *r);
+int wgdp_replay_check(wgdp_replay *r, uint64_t counter);
+
+/* keypairs: refcounted; _new returns one reference owned by the caller */
+wgdp_keypair *wgdp_keypair_new(const uint8_t *send_key, const uint8_t *recv_key,
+                               uint32_t local_index, uint32_t remote_index,
+                               int is_initiator, double created, uint32_t peer_id);
+void wgdp_keypair_unref(wgdp_keypair *kp);
+int wgdp_keypair_can_send(wgdp_keypair *kp, double now);
+uint64_t wgdp_keypair_send_counter(wgdp_keypair *kp);
+void wgdp_keypair_set_send_counter(wgdp_keypair *kp, uint64_t counter);
+/* whole transport message into out (cap >= padded + 32); returns its length, 0 if out is too small */
+size_t wgdp_keypair_seal(wgdp_keypair *kp, const uint8_t *packet, size_t len, uint32_t mtu,
+                         uint8_t *out, size_t cap);
+/* padded plaintext into out (cap >= len - 32); returns its length or -DropReason code */
+int64_t wgdp_keypair_open(wgdp_keypair *kp, const uint8_t *msg, size_t len, uint8_t *out);
+void wgdp_keypair_set_fast_rx(wgdp_keypair *kp, int on);
+void wgdp_keypair_zero(wgdp_keypair *kp);
+
+/* the context */
+wgdp *wgdp_new(void);
+void wgdp_free(wgdp *ctx);
+void wgdp_set_mtu(wgdp *ctx, uint32_t mtu);
+void wgdp_stop(wgdp *ctx, int stop);
+int wgdp_add_keypair(wgdp *ctx, wgdp_keypair *kp);
+void wgdp_remove_keypair(wgdp *ctx, wgdp_keypair *kp);
+int wgdp_peer_add(wgdp *ctx, uint32_t peer_id);
+void wgdp_peer_remove(wgdp *ctx, uint32_t peer_id);
+void wgdp_peer_set_keypair(wgdp *ctx, uint32_t peer_id, wgdp_keypair *kp);
+void wgdp_peer_set_endpoint(wgdp *ctx, uint32_t peer_id, const wgdp_addr *ep);
+int wgdp_peer_enable_fast_tx(wgdp *ctx, uint32_t peer_id, uint32_t processed_seq);
+void wgdp_peer_disable_fast_tx(wgdp *ctx, uint32_t peer_id);
+int wgdp_set_routes(wgdp *ctx, uint32_t n, const uint8_t *families, const uint8_t *lens,
+                    const uint8_t *addrs, const uint32_t *peer_ids);
+int64_t wgdp_route_lookup(wgdp *ctx, const uint8_t *addr, uint32_t len);
+
+/* batches over caller buffers (the twins of wgpy.dataplane.PureDataPlane) */
+void wgdp_result_reset(wgdp_result *res);
+int wgdp_encrypt_batch(wgdp *ctx, double now, uint32_t n, const uint8_t *in, const uint32_t *in_off,
+                       const uint32_t *in_len, uint8_t *out, uint32_t out_stride, uint32_t *out_len,
+                       uint32_t *out_peer, wgdp_result *res);
+int wgdp_decrypt_batch(wgdp *ctx, double now, uint32_t n, const uint8_t *in, const uint32_t *in_off,
+                       const uint32_t *in_len, const wgdp_addr *src, uint8_t *out, uint32_t out_stride,
+                       uint32_t *out_len, wgdp_result *res);
+
+/* I/O loops: return when Python has something to do (slow items, events due), on a
+ * poll timeout, on stop, or with a negative errno when the TUN is gone */
+int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_batch,
+                    int timeout_ms, int flush_ms, wgdp_result *res);
+int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_batch,
+                    int timeout_ms, int flush_ms, wgdp_result *res);
+/* CDEF-END */
+
+#endif
