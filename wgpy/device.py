@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import heapq
 import logging
-from typing import Callable, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
 from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
@@ -39,6 +39,9 @@ from .keys import PrivateKey, PublicKey
 from .peer import Peer
 from .ratelimiter import RateLimiter
 from . import receive, send
+
+if TYPE_CHECKING:
+    from .dataplane import DataPlane
 
 log = logging.getLogger("wgpy.device")
 
@@ -77,8 +80,11 @@ class Device:
         rng: Callable[[int], bytes],
         wall_clock: Callable[[], float],
         mtu: int = DEFAULT_MTU,
+        dataplane: DataPlane[Any] | None = None,
     ) -> None:
         self.rng = rng
+        self.dataplane = dataplane
+        """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path."""
         self.wall_clock = wall_clock
         self.mtu = mtu
         self.listen_port = 0
@@ -127,6 +133,8 @@ class Device:
                 self._remove_peer(peer)
         for pu in update.peers:
             self._apply_peer(pu, now, out)
+        if self.dataplane is not None:
+            self.dataplane.sync_config(self)
         return out
 
     def _validate(self, update: DeviceUpdate) -> None:
@@ -201,6 +209,14 @@ class Device:
         idx = peer.handshake.local_index
         if idx and self.indices.get(idx) is peer:
             self.indices.remove(idx)
+
+    def new_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
+                    is_initiator: bool, created: float, peer: Peer) -> Keypair:
+        """The keypair factory: the data plane's keypair when there is one."""
+        if self.dataplane is not None:
+            return self.dataplane.new_keypair(send_key, receive_key, local_index, remote_index,
+                                              is_initiator, created, peer)
+        return Keypair(send_key, receive_key, local_index, remote_index, is_initiator, created, peer)
 
     def release_keypairs(self, keypairs: Iterable[Keypair]) -> None:
         for kp in keypairs:
@@ -320,6 +336,8 @@ class Device:
 
     # ------------------------------------------------------------------ timers
     def _schedule(self, peer: Peer) -> None:
+        if self.dataplane is not None:
+            self.dataplane.sync_peer(self, peer)
         deadline = peer.timers.next_deadline()
         if deadline is None:
             return

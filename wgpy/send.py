@@ -146,7 +146,7 @@ def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> Non
 def begin_session(dev: Device, peer: Peer, now: float) -> Keypair:
     """Derive the transport keypair from the finished handshake and install it."""
     keys = peer.handshake.begin_session()
-    kp = Keypair(
+    kp = dev.new_keypair(
         keys.send_key, keys.receive_key, keys.local_index, keys.remote_index,
         keys.is_initiator, now, peer,
     )
