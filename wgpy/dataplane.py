@@ -1,0 +1,559 @@
+"""The data plane facade and the pure-Python twin of the native batch functions.
+
+Contract (architecture.md "Two planes", wireguard.md §2, §7, §8): a data plane
+mirrors the fast-path state of a ``Device`` -- peers (id, endpoint, current
+sending keypair, the ``fast_tx`` flag), the allowed-IPs routes and the
+keypair index (with each keypair's ``fast_rx`` flag, false while it is the
+responder's unconfirmed ``next``) -- and seals/opens whole batches.  The
+device installs state through ``new_keypair`` (its keypair factory),
+``sync_peer`` (after every engine step that touched a peer) and
+``sync_config`` (after every ``apply``).  A batch hands back, besides its
+output, the items only Python may handle ("slow": handshake messages,
+unknown indices, ``next`` keypairs, peers without a usable keypair or with
+staged packets) and one ``PeerEvent`` per peer, which ``apply_tx_events`` /
+``apply_rx_events`` turn into the timer hooks, byte counters and roaming of
+wireguard.md §6/§8 -- once per peer per batch, not per packet.
+
+``fast_tx`` ordering rule: a packet handed back as slow clears the peer's
+``fast_tx`` and bumps its slow sequence number; Python re-enables it only
+when it has processed every slow packet up to that number and has nothing
+staged, so the fast path never overtakes staged packets.
+
+``PureDataPlane`` is the reference twin of ``NativeDataPlane`` (same inputs
+give the same bytes, slow lists, events and drops; tests/native prove it).
+Sans-IO: no sockets, no clock; ``now`` is passed in.  Not thread-safe; the
+native context's own locking covers the I/O threads (wgpy/io/fastpath.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import ipaddress
+import struct
+from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
+
+from .allowedips import AllowedIPs
+from .config import Endpoint
+from .constants import MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE
+from .errors import DropReason
+from .keypair import Keypair
+from .peer import Peer
+from . import _native, send
+
+if TYPE_CHECKING:
+    from .device import Action, Device
+
+Addr = tuple[int, bytes, int]
+"""(family 0/4/6, 16 address bytes, port), the wire form of an endpoint."""
+
+_INDEX = struct.Struct("<I")
+_U16 = struct.Struct(">H")
+
+IO_DROP_NAMES = {9: "udp-send", 10: "tun-write"}
+
+
+def endpoint_to_addr(endpoint: Endpoint | None) -> Addr | None:
+    """(host, port) -> (family, 16 bytes, port); None stays None."""
+    if endpoint is None:
+        return None
+    ip = ipaddress.ip_address(endpoint[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.version, ip.packed.ljust(16, b"\0"), endpoint[1])
+
+
+def addr_to_endpoint(addr: Addr) -> Endpoint | None:
+    family, raw, port = addr
+    if family == 4:
+        return (str(ipaddress.IPv4Address(raw[:4])), port)
+    if family == 6:
+        return (str(ipaddress.IPv6Address(raw[:16])), port)
+    return None
+
+
+@dataclasses.dataclass(slots=True)
+class PeerEvent:
+    """What one batch did for one peer (the timer hooks run once from it)."""
+
+    peer_id: int
+    messages: int = 0
+    data: int = 0
+    bytes: int = 0
+    endpoint: Endpoint | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class SlowItem:
+    """A packet or datagram the fast path handed back to Python untouched."""
+
+    data: bytes
+    peer_id: int = 0
+    seq: int = 0
+    src: Endpoint | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class BatchResult:
+    """Slow items, per-peer events and drop counts of one batch."""
+
+    events: list[PeerEvent] = dataclasses.field(default_factory=list)
+    slow: list[SlowItem] = dataclasses.field(default_factory=list)
+    drops: collections.Counter[DropReason] = dataclasses.field(default_factory=collections.Counter)
+    io_drops: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+    def event(self, peer_id: int) -> PeerEvent:
+        for ev in reversed(self.events):
+            if ev.peer_id == peer_id:
+                return ev
+        ev = PeerEvent(peer_id)
+        self.events.append(ev)
+        return ev
+
+
+def inner_packet(plaintext: bytes) -> bytes | None:
+    """Strip padding by the IP length field; None if not a sane IP packet (receive.py rule)."""
+    version = plaintext[0] >> 4
+    if version == 4:
+        if len(plaintext) < 20:
+            return None
+        length = _U16.unpack_from(plaintext, 2)[0]
+        if length < 20 or length > len(plaintext):
+            return None
+    elif version == 6:
+        if len(plaintext) < 40:
+            return None
+        length = _U16.unpack_from(plaintext, 4)[0] + 40
+        if length > len(plaintext):
+            return None
+    else:
+        return None
+    return plaintext if length == len(plaintext) else plaintext[:length]
+
+
+K = TypeVar("K", bound=Keypair)
+
+
+class DataPlane(Generic[K]):
+    """Peer-id bookkeeping and synchronisation shared by both planes.
+
+    Subclasses implement the primitive table operations (``_peer_add`` ...),
+    which are exactly the C API's.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[Peer, int] = {}
+        self._by_id: dict[int, Peer] = {}
+        self._free: list[int] = []
+        self._next_id = 0
+        self._pushed_ep: dict[int, Endpoint | None] = {}
+        self._pushed_kp: dict[int, Keypair | None] = {}
+        self._fast: dict[int, bool] = {}
+        self.tx_seq_done: dict[int, int] = {}
+        self._mtu: int | None = None
+
+    # ---------------------------------------------------------------- primitives
+    def _peer_add(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def _peer_remove(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def _peer_set_keypair(self, pid: int, kp: K | None) -> None:
+        raise NotImplementedError
+
+    def _peer_set_endpoint(self, pid: int, addr: Addr | None) -> None:
+        raise NotImplementedError
+
+    def _peer_fast_tx(self, pid: int, on: bool, seq: int) -> bool:
+        raise NotImplementedError
+
+    def _set_routes(self, routes: list[tuple[int, int, bytes, int]]) -> None:
+        raise NotImplementedError
+
+    def _set_mtu(self, mtu: int) -> None:
+        raise NotImplementedError
+
+    def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
+                      is_initiator: bool, created: float, peer: Peer, pid: int) -> K:
+        raise NotImplementedError
+
+    def _owns(self, kp: Keypair | None) -> K | None:
+        raise NotImplementedError
+
+    def _set_fast_rx(self, kp: K) -> None:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- engine hooks
+    def peer_id(self, peer: Peer) -> int:
+        pid = self._ids.get(peer)
+        if pid is None:
+            if self._free:
+                pid = self._free.pop()
+            else:
+                pid = self._next_id
+                self._next_id += 1
+            self._ids[peer] = pid
+            self._by_id[pid] = peer
+            self._peer_add(pid)
+        return pid
+
+    def peer_by_id(self, pid: int) -> Peer | None:
+        return self._by_id.get(pid)
+
+    def new_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
+                    is_initiator: bool, created: float, peer: Peer) -> Keypair:
+        """The device's keypair factory: a keypair registered in this plane's index."""
+        return self._make_keypair(send_key, receive_key, local_index, remote_index, is_initiator, created,
+                                  peer, self.peer_id(peer))
+
+    def sync_peer(self, dev: Device, peer: Peer) -> None:
+        """Mirror one peer's fast-path state after the engine touched it."""
+        if peer not in self._ids and dev.peer(peer.public_key) is not peer:
+            return
+        pid = self.peer_id(peer)
+        if dev.mtu != self._mtu:
+            self._mtu = dev.mtu
+            self._set_mtu(dev.mtu)
+        if peer.endpoint != self._pushed_ep.get(pid):
+            self._pushed_ep[pid] = peer.endpoint
+            self._peer_set_endpoint(pid, endpoint_to_addr(peer.endpoint))
+        keypairs = peer.keypairs
+        current = self._owns(keypairs.current)
+        if current is not self._pushed_kp.get(pid):
+            self._pushed_kp[pid] = current
+            self._peer_set_keypair(pid, current)
+        for kp in (current, self._owns(keypairs.previous)):
+            if kp is not None:
+                self._set_fast_rx(kp)
+        want = current is not None and not peer.staged and peer.endpoint is not None
+        if want or self._fast.get(pid, False):
+            self._fast[pid] = self._peer_fast_tx(pid, want, self.tx_seq_done.get(pid, 0))
+
+    def sync_config(self, dev: Device) -> None:
+        """Mirror the whole configuration (peers, routes, endpoints) after ``apply``."""
+        live = set(dev.peers())
+        for peer, pid in list(self._ids.items()):
+            if peer not in live:
+                del self._ids[peer]
+                del self._by_id[pid]
+                for table in (self._pushed_ep, self._pushed_kp, self._fast, self.tx_seq_done):
+                    table.pop(pid, None)
+                self._peer_remove(pid)
+                self._free.append(pid)
+        for peer in live:
+            self.sync_peer(dev, peer)
+        routes: list[tuple[int, int, bytes, int]] = []
+        for net, owner in dev.allowed.items():
+            owner_id = self._ids.get(owner)
+            if owner_id is not None:
+                routes.append((net.version, net.prefixlen, net.network_address.packed, owner_id))
+        self._set_routes(routes)
+
+
+# ------------------------------------------------------------------ applying events
+
+
+def apply_tx_result(dev: Device, plane: DataPlane[Any], res: BatchResult, now: float) -> list[Action]:
+    """Run the send-side hooks once per peer for a fast TX batch (send.send_staged's tail)."""
+    out: list[Action] = []
+    dev.drops.update(res.drops)
+    for ev in res.events:
+        peer = plane.peer_by_id(ev.peer_id)
+        if peer is None or not ev.messages:
+            continue
+        peer.tx_bytes += ev.bytes
+        timers = peer.timers
+        if ev.data:
+            timers.timers_data_sent(now, dev.rng)
+        timers.timers_any_authenticated_packet_traversal(now)
+        timers.timers_any_authenticated_packet_sent()
+        send.keep_key_fresh_sending(dev, peer, now, out)
+        dev._schedule(peer)
+    return out
+
+
+def apply_rx_result(dev: Device, plane: DataPlane[Any], res: BatchResult, now: float) -> list[Action]:
+    """Run the receive-side hooks once per peer for a fast RX batch (receive_transport's tail)."""
+    out: list[Action] = []
+    dev.drops.update(res.drops)
+    for ev in res.events:
+        peer = plane.peer_by_id(ev.peer_id)
+        if peer is None or not ev.messages:
+            continue
+        if ev.endpoint is not None and ev.endpoint != peer.endpoint:
+            peer.endpoint = ev.endpoint
+            plane._pushed_ep[ev.peer_id] = ev.endpoint  # the native side already has it
+        peer.rx_bytes += ev.bytes
+        send.keep_key_fresh_receiving(dev, peer, now, out)
+        timers = peer.timers
+        timers.timers_any_authenticated_packet_traversal(now)
+        timers.timers_any_authenticated_packet_received()
+        for _ in range(min(ev.data, 2)):  # the second call only sets need_another_keepalive
+            timers.timers_data_received(now)
+        dev._schedule(peer)
+    return out
+
+
+# ------------------------------------------------------------------ the pure twin
+
+
+class _PureKeypair(Keypair):
+    """A pure ``Keypair`` that leaves its plane's index when zeroed."""
+
+    __slots__ = ("plane", "peer_id", "fast_rx")
+
+    def __init__(self, plane: PureDataPlane, peer_id: int, *args: Any) -> None:
+        super().__init__(*args)
+        self.plane = plane
+        self.peer_id = peer_id
+        self.fast_rx = self.is_initiator
+
+    def zero(self) -> None:
+        super().zero()
+        self.plane._forget(self)
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _PurePeer:
+    pid: int
+    endpoint: Addr | None = None
+    fast_tx: bool = False
+    slow_seq: int = 0
+    current: _PureKeypair | None = None
+
+
+class PureDataPlane(DataPlane[_PureKeypair]):
+    """The reference twin of the native context, in Python."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mtu = 1420
+        self.peers: dict[int, _PurePeer] = {}
+        self.routes: AllowedIPs[_PurePeer] = AllowedIPs()
+        self.index: dict[int, _PureKeypair] = {}
+
+    def _peer_add(self, pid: int) -> None:
+        self.peers.setdefault(pid, _PurePeer(pid))
+
+    def _peer_remove(self, pid: int) -> None:
+        self.peers.pop(pid, None)
+
+    def _peer_set_keypair(self, pid: int, kp: _PureKeypair | None) -> None:
+        if pid in self.peers:
+            self.peers[pid].current = kp
+
+    def _peer_set_endpoint(self, pid: int, addr: Addr | None) -> None:
+        if pid in self.peers:
+            self.peers[pid].endpoint = addr if addr is not None and addr[0] else None
+
+    def _peer_fast_tx(self, pid: int, on: bool, seq: int) -> bool:
+        p = self.peers.get(pid)
+        if p is None:
+            return False
+        if not on:
+            p.fast_tx = False
+        elif p.slow_seq == seq & 0xFFFFFFFF:
+            p.fast_tx = True
+        return p.fast_tx
+
+    def _set_routes(self, routes: list[tuple[int, int, bytes, int]]) -> None:
+        table: AllowedIPs[_PurePeer] = AllowedIPs()
+        for family, length, addr, pid in routes:
+            peer = self.peers.get(pid)
+            if peer is None:
+                continue
+            raw = addr[:4] if family == 4 else addr[:16]
+            net = ipaddress.ip_network((raw, length), strict=False)
+            table.insert(net, peer)
+        self.routes = table
+
+    def _set_mtu(self, mtu: int) -> None:
+        self.mtu = mtu
+
+    def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
+                      is_initiator: bool, created: float, peer: Peer, pid: int) -> _PureKeypair:
+        kp = _PureKeypair(self, pid, send_key, receive_key, local_index, remote_index, is_initiator, created, peer)
+        self.index[local_index] = kp
+        return kp
+
+    def _owns(self, kp: Keypair | None) -> _PureKeypair | None:
+        return kp if isinstance(kp, _PureKeypair) and kp.plane is self else None
+
+    def _set_fast_rx(self, kp: _PureKeypair) -> None:
+        kp.fast_rx = True
+
+    def _forget(self, kp: _PureKeypair) -> None:
+        if self.index.get(kp.local_index) is kp:
+            del self.index[kp.local_index]
+        p = self.peers.get(kp.peer_id)
+        if p is not None and p.current is kp:
+            p.current = None
+
+    # ---------------------------------------------------------------- batches
+    def encrypt_batch(self, packets: Iterable[bytes], now: float,
+                      res: BatchResult) -> list[tuple[bytes, int] | None]:
+        """Twin of ``wgdp_encrypt_batch``: per packet (message, peer_id) or None."""
+        return [self._encrypt_one(bytes(p), now, res) for p in packets]
+
+    def _encrypt_one(self, pkt: bytes, now: float, res: BatchResult) -> tuple[bytes, int] | None:
+        version = pkt[0] >> 4 if pkt else 0
+        if version == 4 and len(pkt) >= 20:
+            dst = pkt[16:20]
+        elif version == 6 and len(pkt) >= 40:
+            dst = pkt[24:40]
+        else:
+            res.drops[DropReason.INVALID_INNER_PACKET] += 1
+            return None
+        peer = self.routes.lookup(dst)
+        if peer is None:
+            res.drops[DropReason.NO_ROUTE] += 1
+            return None
+        kp = peer.current
+        if peer.fast_tx and peer.endpoint is not None and kp is not None and kp.can_send(now):
+            msg = kp.seal(pkt, self.mtu)
+            ev = res.event(peer.pid)
+            ev.messages += 1
+            ev.bytes += len(msg)
+            ev.data += 1 if pkt else 0
+            return msg, peer.pid
+        peer.fast_tx = False
+        peer.slow_seq = (peer.slow_seq + 1) & 0xFFFFFFFF
+        res.slow.append(SlowItem(pkt, peer.pid, peer.slow_seq, None))
+        return None
+
+    def decrypt_batch(self, datagrams: Iterable[tuple[bytes, Endpoint]], now: float,
+                      res: BatchResult) -> list[bytes | None]:
+        """Twin of ``wgdp_decrypt_batch``: per datagram the inner packet, or None."""
+        return [self._decrypt_one(bytes(d), src, now, res) for d, src in datagrams]
+
+    def _decrypt_one(self, msg: bytes, src: Endpoint, now: float, res: BatchResult) -> bytes | None:
+        n = len(msg)
+        if n < 4:
+            res.drops[DropReason.MALFORMED] += 1
+            return None
+        if msg[1:4] != b"\0\0\0" or not 1 <= msg[0] <= 4:
+            res.drops[DropReason.UNKNOWN_TYPE] += 1
+            return None
+        if msg[0] != MESSAGE_TRANSPORT:
+            res.slow.append(SlowItem(msg, 0, 0, src))
+            return None
+        if n < TRANSPORT_MIN_SIZE:
+            res.drops[DropReason.MALFORMED] += 1
+            return None
+        kp = self.index.get(_INDEX.unpack_from(msg, 4)[0])
+        if kp is None or not kp.fast_rx or kp.peer_id not in self.peers:
+            res.slow.append(SlowItem(msg, 0, 0, src))
+            return None
+        if not now - kp.created < REJECT_AFTER_TIME:
+            res.drops[DropReason.KEYPAIR_EXPIRED] += 1
+            return None
+        plaintext = kp.open(msg)
+        if not isinstance(plaintext, bytes):
+            res.drops[plaintext] += 1
+            return None
+        ev = res.event(kp.peer_id)
+        ev.messages += 1
+        ev.bytes += n
+        ev.endpoint = src
+        peer = self.peers[kp.peer_id]
+        peer.endpoint = endpoint_to_addr(src)
+        if not plaintext:
+            return None
+        ev.data += 1
+        packet = inner_packet(plaintext)
+        if packet is None:
+            res.drops[DropReason.INVALID_INNER_PACKET] += 1
+            return None
+        source = packet[12:16] if packet[0] >> 4 == 4 else packet[8:24]
+        if self.routes.lookup(source) is not peer:
+            res.drops[DropReason.DISALLOWED_SOURCE] += 1
+            return None
+        return packet
+
+
+# ------------------------------------------------------------------ the native plane
+
+
+class NativeDataPlane(DataPlane[_native.NativeKeypair]):
+    """The same plane over the C context (``wgpy._native``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ctx = _native.Context()
+
+    def _peer_add(self, pid: int) -> None:
+        self.ctx.peer_add(pid)
+
+    def _peer_remove(self, pid: int) -> None:
+        self.ctx.peer_remove(pid)
+
+    def _peer_set_keypair(self, pid: int, kp: _native.NativeKeypair | None) -> None:
+        self.ctx.peer_set_keypair(pid, kp)
+
+    def _peer_set_endpoint(self, pid: int, addr: Addr | None) -> None:
+        self.ctx.peer_set_endpoint(pid, addr)
+
+    def _peer_fast_tx(self, pid: int, on: bool, seq: int) -> bool:
+        if not on:
+            self.ctx.peer_disable_fast_tx(pid)
+            return False
+        return self.ctx.peer_enable_fast_tx(pid, seq)
+
+    def _set_routes(self, routes: list[tuple[int, int, bytes, int]]) -> None:
+        self.ctx.set_routes(routes)
+
+    def _set_mtu(self, mtu: int) -> None:
+        self.ctx.set_mtu(mtu)
+
+    def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
+                      is_initiator: bool, created: float, peer: Peer, pid: int) -> _native.NativeKeypair:
+        return _native.NativeKeypair(self.ctx, send_key, receive_key, local_index, remote_index, is_initiator,
+                                     created, peer, pid)
+
+    def _owns(self, kp: Keypair | None) -> _native.NativeKeypair | None:
+        return kp if isinstance(kp, _native.NativeKeypair) and kp._ctx is self.ctx else None
+
+    def _set_fast_rx(self, kp: _native.NativeKeypair) -> None:
+        kp.set_fast_rx(True)
+
+    # ---------------------------------------------------------------- batches
+    def encrypt_batch(self, packets: Iterable[bytes], now: float,
+                      res: BatchResult) -> list[tuple[bytes, int] | None]:
+        items = [bytes(p) for p in packets]
+        raw = _native.Result(len(items) + 1, len(items) + 1, sum(map(len, items)) + 1)
+        out = self.ctx.encrypt_batch(items, now, raw)
+        convert_result(raw, res)
+        return out
+
+    def decrypt_batch(self, datagrams: Iterable[tuple[bytes, Endpoint]], now: float,
+                      res: BatchResult) -> list[bytes | None]:
+        items = [(bytes(d), endpoint_to_addr(src) or (0, bytes(16), 0)) for d, src in datagrams]
+        raw = _native.Result(len(items) + 1, len(items) + 1, sum(len(d) for d, _ in items) + 1)
+        out = self.ctx.decrypt_batch(items, now, raw)
+        convert_result(raw, res)
+        return out
+
+
+def convert_result(raw: _native.Result, res: BatchResult) -> None:
+    """Append a native result's events, slow items and drops to ``res``."""
+    for pid, messages, data, nbytes, ep in raw.events():
+        res.events.append(PeerEvent(pid, messages, data, nbytes, addr_to_endpoint(ep)))
+    for data_, pid, seq, src in raw.slow():
+        res.slow.append(SlowItem(data_, pid, seq, addr_to_endpoint(src)))
+    for code, n in raw.drops().items():
+        reason = _native.DROP_REASONS.get(code)
+        if reason is not None:
+            res.drops[reason] += n
+        else:
+            res.io_drops[IO_DROP_NAMES.get(code, f"native-{code}")] += n
+
+
+def native_available() -> bool:
+    """True when the compiled data plane can be used (WGPY_NATIVE=0 says no)."""
+    return _native.available()
+
+
+def create() -> DataPlane[Any] | None:
+    """The native plane when available, else None (the engine's pure path)."""
+    return NativeDataPlane() if _native.available() else None
