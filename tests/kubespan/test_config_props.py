@@ -39,25 +39,83 @@ VALUES = st.recursive(
 )
 
 
-def shaped_doc(draw: st.DrawFn) -> Any:
-    """A document that looks like one of ours, with random values inside."""
-    choice = draw(st.integers(0, 3))
-    if choice == 0:
-        return draw(VALUES)
-    if choice == 1:
-        kubespan = draw(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6))
-        cluster = draw(st.dictionaries(st.sampled_from(["id", "secret", "discovery"]), VALUES, max_size=3))
-        return {"version": draw(st.sampled_from(["v1alpha1", None, 1])),
-                "machine": {"network": {"kubespan": kubespan, "hostname": draw(SCALARS)}}, "cluster": cluster}
-    body = draw(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6))
-    body["kind"] = draw(st.sampled_from(KINDS))
-    body["apiVersion"] = draw(st.sampled_from(["v1alpha1", "v1alpha1", "v2", None]))
+RULES = ["0.0.0.0/0", "!192.168.0.0/16", "::/0", "10.0.0.1", "!", "10", "fd00::/8"]
+CIDRS = ["10.96.0.0/12", "2007::/64", "10.0.0.1", "1.2.3.4/33", "fd00::/8"]
+PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
+    "enabled": st.booleans(),
+    "advertiseKubernetesNetworks": st.booleans(),
+    "allowDownPeerBypass": st.booleans(),
+    "harvestExtraEndpoints": st.booleans(),
+    "mtu": st.integers(1200, 70000),
+    "filters": st.fixed_dictionaries({}, optional={
+        "endpoints": st.lists(st.sampled_from(RULES), max_size=4),
+        "excludeAdvertisedNetworks": st.lists(st.sampled_from(CIDRS), max_size=3)}),
+    "podCIDRs": st.lists(st.sampled_from(CIDRS), max_size=3),
+    "extraAnnouncedEndpoints": st.lists(st.sampled_from(["1.2.3.4:51820", "[::1]:5", "1.2.3.4", "[1.2.3.4]:1"]),
+                                        max_size=3),
+    "name": st.sampled_from(["a", "b", "", "legacy"]),
+    "endpoint": st.sampled_from(["https://discovery.talos.dev/", "http://[::1]:3000", "grpc://x:1", "ftp://x",
+                                 "https://x/p", ""]),
+    "clusterID": st.sampled_from(["id", ""]),
+    "clusterSecret": st.sampled_from(["lZMVFOBvNauUpKY3oLXKQhtn0sYtQyFWMNEmwn1GDWw=", "abc", ""]),
+    "id": st.sampled_from(["id", ""]),
+    "secret": st.sampled_from(["lZMVFOBvNauUpKY3oLXKQhtn0sYtQyFWMNEmwn1GDWw=", "abc"]),
+    "discovery": st.fixed_dictionaries({}, optional={
+        "enabled": st.booleans(),
+        "registries": st.fixed_dictionaries({}, optional={
+            "service": st.fixed_dictionaries({}, optional={"disabled": st.booleans(), "endpoint": st.sampled_from(
+                ["https://discovery.talos.dev/", "http://127.0.0.1:3000", "https://x/path"])})})}),
+    "hostname": st.sampled_from(["node-1", ""]),
+}
+
+
+def value_for(key: str) -> st.SearchStrategy[Any]:
+    plausible = PLAUSIBLE.get(key)
+    if plausible is None:
+        return VALUES
+    return st.one_of(*[plausible] * 7, VALUES)
+
+
+def fields(draw: st.DrawFn, keys: list[str]) -> dict[str, Any]:
+    chosen = draw(st.lists(st.sampled_from(keys), unique=True, max_size=len(keys)))
+    return {key: draw(value_for(key)) for key in chosen}
+
+
+KUBESPAN_KEYS = ["enabled", "advertiseKubernetesNetworks", "allowDownPeerBypass", "harvestExtraEndpoints", "mtu",
+                 "filters", "podCIDRs"]
+KIND_KEYS = {
+    "KubeSpanConfig": KUBESPAN_KEYS,
+    "KubeSpanEndpointsConfig": ["extraAnnouncedEndpoints"],
+    "KubespanEndpointsConfig": ["extraAnnouncedEndpoints"],
+    "DiscoveryServiceConfig": ["name", "endpoint"],
+    "DiscoveryIdentityConfig": ["clusterID", "clusterSecret"],
+    "HostnameConfig": ["hostname"],
+    "Other": KEYS,
+}
+
+
+def legacy_doc(draw: st.DrawFn) -> dict[str, Any]:
+    network = {"kubespan": fields(draw, KUBESPAN_KEYS), "hostname": draw(value_for("hostname"))}
+    return {"version": draw(st.sampled_from(["v1alpha1"] * 6 + [None, 1])),
+            "machine": {"network": network}, "cluster": fields(draw, ["id", "secret", "discovery"])}
+
+
+def kind_doc(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(KINDS))
+    body = fields(draw, KIND_KEYS[kind])
+    body["kind"] = kind
+    body["apiVersion"] = draw(st.sampled_from(["v1alpha1"] * 8 + ["v2", None]))
     return body
 
 
 @st.composite
 def documents(draw: st.DrawFn) -> list[Any]:
-    return [shaped_doc(draw) for _ in range(draw(st.integers(0, 5)))]
+    """Mostly our own shapes with plausible values; now and then anything."""
+    docs: list[Any] = [legacy_doc(draw)] if draw(st.booleans()) else []
+    docs += [kind_doc(draw) for _ in range(draw(st.integers(0, 4)))]
+    if draw(st.integers(0, 7)) == 0:
+        docs.insert(draw(st.integers(0, len(docs))), draw(VALUES))
+    return docs
 
 
 def parse_or_config_error(text: str) -> NodeConfig | None:
