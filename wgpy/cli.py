@@ -150,7 +150,12 @@ def _package_root() -> str:
 # ------------------------------------------------------------------ foreground
 
 
+_early_signals: list[int] = []
+
+
 def _run_foreground(tun: TunDevice, uapi: socket.socket) -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop takes over: remember, exit cleanly later
+        signal.signal(sig, lambda signum, _frame: _early_signals.append(signum))
     ready_fd = os.environ.pop(ENV_READY_FD, None)
     coro = _serve(tun, uapi, int(ready_fd) if ready_fd else None)
     try:
@@ -176,6 +181,8 @@ async def _serve(tun: TunDevice, uapi: socket.socket, ready_fd: int | None) -> i
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if _early_signals:
+        stop.set()
     loop.add_signal_handler(signal.SIGUSR1, lambda: log.info("stats: drops=%s", json.dumps(iface.drops())))
     log.info("Device started (UAPI listener on %s)", uapi.getsockname())
     _signal_ready(ready_fd)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import SOCK_DIR, configure_pair, gen_key, ping, wait_for, wrapper_bin, write_conf, Side
+from netns import SOCK_DIR, gen_key, ping, run, wait_for, wrapper_bin, write_conf
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
@@ -41,13 +41,13 @@ def test_wg_quick_up_down(netns_pair) -> None:  # type: ignore[no-untyped-def]
     assert "mtu 1380" in link and "UP" in link
     assert ping(pair.a, "10.232.0.2") and ping(pair.a, "fd00:232::2"), pair.logs()
     assert pair.a.wg("show", a_name, "listen-port").strip() == "51820"
-    pids = pair.a.run("ip", "netns", "pids", pair.a.name).stdout.split()
+    pids = run(["ip", "netns", "pids", pair.a.name]).stdout.split()
     assert pids, "the daemon runs in the namespace"
 
     down = pair.a.run("wg-quick", "down", str(path), env=env, check=False)
     assert down.returncode == 0, down.stdout + down.stderr
     def ns_procs() -> list[bytes]:
-        pids = pair.a.run("ip", "netns", "pids", pair.a.name).stdout.split()
+        pids = run(["ip", "netns", "pids", pair.a.name]).stdout.split()
         return [Path(f"/proc/{p}/cmdline").read_bytes() for p in pids if Path(f"/proc/{p}").exists()]
 
     wait_for(lambda: not ns_procs(), 10, f"daemon exit: {ns_procs()}")
