@@ -152,7 +152,7 @@ class NativeKeypair(Keypair):
         if ctx is not None:
             ctx.add_keypair(self)
 
-    @property  # type: ignore[override]
+    @property
     def send_counter(self) -> int:
         return int(lib.wgdp_keypair_send_counter(self._kp))
 
