@@ -28,6 +28,7 @@ from typing import Callable
 from ..config import DeviceUpdate
 from ..device import Device, SendDatagram, WriteTun
 from ..errors import ConfigError, UapiError
+from . import fastpath
 from .tun_linux import GONE_ERRNOS, TunDevice
 from .udp import UdpBind, recv_batch
 
@@ -58,19 +59,26 @@ class Runner:
         self.closed: asyncio.Future[str] | None = None
         self.link_up = False
         device.listen_port = bind.port
+        self.fast = fastpath.attach(self)
+        """The native mode (TUN/UDP served by C threads), or None: the pure asyncio path."""
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.closed = self._loop.create_future()
-        if self.tun is not None:
-            self._add_reader(self.tun.fd, self._on_tun_readable)
-        self._register_bind(self.bind)
+        if self.fast is not None:
+            self.fast.start(self._loop)
+        else:
+            if self.tun is not None:
+                self._add_reader(self.tun.fd, self._on_tun_readable)
+            self._register_bind(self.bind)
         self.rearm()
 
     def stop(self, reason: str = "stopped") -> None:
         """Unregister everything (fds stay open; the owner closes them)."""
+        if self.fast is not None:
+            self.fast.stop()
         if self._loop is not None:
             for fd in self._readers:
                 self._loop.remove_reader(fd)
@@ -227,11 +235,16 @@ class Runner:
 
     def _swap_bind(self, new_bind: UdpBind) -> None:
         old = self.bind
+        if self.fast is not None:
+            self.fast.stop()
         if self._loop is not None:
             self._unregister_bind(old)
         old.close()
         self.bind = new_bind
-        if self._loop is not None:
+        if self.fast is not None:
+            if self._loop is not None:
+                self.fast.start(self._loop)
+        elif self._loop is not None:
             self._register_bind(new_bind)
         log.info("listening on UDP port %d", new_bind.port)
 
