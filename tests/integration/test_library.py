@@ -1,0 +1,82 @@
+"""The library API: the README example (no root) and ``Interface`` owning a TUN
+in a namespace, talking to wireguard-go (root)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from netns import PYTHON, REPO, TUN4, TUN6, UNDER4, gen_key, ping, run, wait_for, write_conf
+
+MARKER = "<!-- wgpy-library-example -->"
+
+
+def _example() -> str:
+    for name in ("README.md", "README_runtime.md"):
+        path = REPO / name
+        if path.exists() and MARKER in path.read_text():
+            text = path.read_text().split(MARKER, 1)[1]
+            match = re.search(r"```python\n(.*?)```", text, re.S)
+            assert match, f"no python block after the marker in {name}"
+            return match.group(1)
+    raise AssertionError("the library example is missing from README.md / README_runtime.md")
+
+
+def test_readme_library_example_runs() -> None:
+    res = subprocess.run([PYTHON, "-c", _example()], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "b'hello, bob'"
+    assert re.fullmatch(r"\('127\.0\.0\.1', \d+\) True", lines[1]), lines
+
+
+INTERFACE_SCRIPT = r"""
+import asyncio, os, sys
+from wgpy.interface import Interface
+from wgpy.keys import PrivateKey, PublicKey
+name, priv, peer_pub, endpoint_host, endpoint_port, peer_addr = sys.argv[1:7]
+
+async def main():
+    async with await Interface.create(name, private_key=PrivateKey.from_base64(priv), listen_port=51820,
+                                      uapi=True) as wg:
+        wg.set_peer(PublicKey.from_base64(peer_pub), endpoint=(endpoint_host, int(endpoint_port)),
+                    allowed_ips=[peer_addr + "/32"])
+        print("ready", wg.name, wg.listen_port, flush=True)
+        print("closed:", await wg.wait_closed(), flush=True)
+        (peer,) = wg.peers()
+        print("stats", peer.rx_bytes > 0, peer.tx_bytes > 0, peer.last_handshake is not None, flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.root
+@pytest.mark.interop
+def test_interface_owns_tun_and_talks_to_wireguard_go(netns_pair) -> None:  # type: ignore[no-untyped-def]
+    pair = netns_pair
+    name = pair.ifname("i")
+    a_key, b_key = gen_key(), gen_key()
+    b_daemon = pair.add_daemon(pair.b, "wireguard-go", "b")
+    b_conf = (f"[Interface]\nPrivateKey = {b_key.to_base64()}\nListenPort = 51821\n\n"
+              f"[Peer]\nPublicKey = {a_key.public_key().to_base64()}\nAllowedIPs = {TUN4[0]}/32\n")
+    pair.b.run("wg", "setconf", b_daemon.ifname, str(write_conf(pair.tmp, "b.conf", b_conf)))
+    pair.b.run("ip", "addr", "add", f"{TUN4[1]}/24", "dev", b_daemon.ifname)
+    pair.b.run("ip", "link", "set", b_daemon.ifname, "up")
+    proc = pair.a.popen([PYTHON, "-c", INTERFACE_SCRIPT, name, a_key.to_base64(), b_key.public_key().to_base64(),
+                         UNDER4[1], "51821", TUN4[1]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        env=dict(os.environ, PYTHONPATH=str(REPO)))
+    pair.procs.append(proc)
+    assert proc.stdout is not None
+    first = proc.stdout.readline().decode()
+    assert first.split() == ["ready", name, "51820"], first + proc.stderr.read().decode()  # type: ignore[union-attr]
+    pair.a.run("ip", "addr", "add", f"{TUN4[0]}/24", "dev", name)
+    pair.a.run("ip", "link", "set", name, "up")
+    assert ping(pair.a, TUN4[1])
+    assert pair.a.wg("show", name, "listen-port").strip() == "51820"  # the UAPI socket serves wg too
+    pair.a.run("ip", "link", "del", name)
+    out, err = proc.communicate(timeout=20)
+    assert out.decode().split("\n")[:2] == ["closed: tun-gone", "stats True True True"], out + err
