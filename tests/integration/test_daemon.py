@@ -109,6 +109,8 @@ def test_listen_port_in_use_is_eaddrinuse_and_changes_nothing(netns_pair) -> Non
     ns.run("wg", "set", d.ifname, "listen-port", "40003", "fwmark", "0x20")
     assert ns.wg("show", d.ifname, "listen-port").strip() == "40003"
     assert ns.wg("show", d.ifname, "fwmark").strip() == "0x20"
-    ss = ns.run("ss", "-uanH", check=False).stdout
+    ss = ns.run("ss", "-uaneH", check=False).stdout
     assert ":40003" in ss and ":40001" not in ss
+    ours = [line for line in ss.splitlines() if ":40003 " in line]
+    assert ours and all("fwmark:0x20" in line for line in ours), ss  # SO_MARK on the v4 and v6 sockets
     assert d.alive()

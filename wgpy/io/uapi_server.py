@@ -33,6 +33,7 @@ log = logging.getLogger("wgpy.uapi")
 SOCKET_DIR = "/var/run/wireguard"
 LINE_LIMIT = 1 << 16
 MAX_SET_LINES = 1 << 20
+MAX_SET_BYTES = 32 << 20
 
 
 class UapiInUse(Exception):
@@ -190,16 +191,18 @@ async def _read_transaction(reader: asyncio.StreamReader) -> list[str] | None:
     """
     lines: list[str] = []
     too_many = False
+    total = 0
     while True:
         raw = await reader.readline()
         if not raw:
             break
+        total += len(raw)
         line = raw.rstrip(b"\n")
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line:
             break
-        if len(lines) >= MAX_SET_LINES:
+        if len(lines) >= MAX_SET_LINES or total > MAX_SET_BYTES:
             too_many = True
             continue
         lines.append(line.decode("utf-8", errors="replace"))
