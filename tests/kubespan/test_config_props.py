@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -169,3 +171,43 @@ def test_filters_fail_only_at_validation_with_config_error(rules: list[Any]) -> 
         raise AssertionError("filter_ips accepted rules that validation rejected")
     result = filter_ips(addrs, valid)
     assert set(result) <= set(addrs)
+
+
+DATA = Path(__file__).parent / "data"
+VALID_BASES = [list(yaml.safe_load_all((DATA / name).read_text()))
+               for name in ("legacy-controlplane.yaml", "multidoc-1.14.yaml", "misspelled-kind.yaml")]
+
+
+def paths_of(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for key, child in items:
+        out.append(prefix + (key,))
+        out.extend(paths_of(child, prefix + (key,)))
+    return out
+
+
+@st.composite
+def mutated_valid_configs(draw: st.DrawFn) -> list[Any]:
+    """A valid fixture with one to three values replaced or removed."""
+    docs: list[Any] = copy.deepcopy(draw(st.sampled_from(VALID_BASES)))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(paths_of(docs)))
+        parent: Any = docs
+        for key in path[:-1]:
+            parent = parent[key]
+        if draw(st.booleans()):
+            parent[path[-1]] = draw(st.one_of(value_for(str(path[-1])), VALUES))
+        elif isinstance(parent, dict):
+            del parent[path[-1]]
+    return docs
+
+
+@SETTINGS
+@given(mutated_valid_configs())
+def test_mutated_valid_configs_raise_only_config_error(docs: list[Any]) -> None:
+    cfg = parse_or_config_error(yaml.safe_dump_all(docs, default_flow_style=False))
+    if cfg is not None and cfg.kubespan.enabled:
+        assert cfg.discovery_endpoints and cfg.identity is not None
+        assert len(cfg.identity.cluster_secret) == 32 and cfg.identity.cluster_id
+        assert 1280 <= cfg.kubespan.mtu <= 65535
