@@ -33,6 +33,8 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("UDP received (Mbit/s)", "udp", "bps", "mbit"),
     ("UDP loss (%)", "udp", "lost_percent", "pct"),
     ("CPU s/GB, TCP 1 stream, both ends", "tcp1", "cpu_per_gb", "f2"),
+    ("CPU s/GB, TCP 1 stream, A end (sender)", "tcp1", "cpu_a_per_gb", "f2"),
+    ("CPU s/GB, TCP 1 stream, B end (receiver)", "tcp1", "cpu_b_per_gb", "f2"),
     ("CPU s/GB, TCP 4 streams, both ends", "tcp4", "cpu_per_gb", "f2"),
     ("CPU s/GB, UDP, both ends", "udp", "cpu_per_gb", "f2"),
     ("ping avg (ms)", "ping", "avg", "ms"),
@@ -67,7 +69,7 @@ def tunnel_table(res: dict[str, Any]) -> tuple[str, list[str]]:
         for p in names:
             r = pairs[p].get(test)
             if r is None:
-                cells.append("–")
+                cells.append("FAILED" if "error" in pairs[p] else "–")
                 continue
             if "error" in r:
                 cells.append("FAILED")
@@ -75,6 +77,11 @@ def tunnel_table(res: dict[str, Any]) -> tuple[str, list[str]]:
                 if note not in notes:
                     notes.append(note)
                 continue
+            if r.get("failed_rounds"):
+                note = (f"{pair_label(p)} {test}: {len(r['failed_rounds'])} round(s) failed, median of the "
+                        f"{r.get('rounds')} others shown: {r['failed_rounds'][0]}")
+                if note not in notes:
+                    notes.append(note)
             v = _num(r.get(field))
             if v is None:
                 cells.append("n/a")
@@ -114,7 +121,7 @@ def other_table(res: dict[str, Any]) -> tuple[str, list[str]]:
             if row is None:
                 continue
             cells = []
-            vals = []
+            vals: list[float | None] = []
             for kind in ("wgpy", "wggo"):
                 r = row.get(kind)
                 if r is None:

@@ -15,9 +15,11 @@ raw figures.  Not part of the test suite; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -76,7 +78,7 @@ def meta(args: argparse.Namespace) -> dict[str, str]:
                      f"{_first_line(['iperf3', '--version'])}; {py}; wgpy at {rev}"),
         "native": native_status(),
         "load": "loadavg at start " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "settings": (f"{args.duration:g} s per iperf3 run, ping {args.ping_count}×{args.ping_interval:g} s, "
+        "settings": (f"median of {args.rounds} round(s) over the pairs, {args.duration:g} s per iperf3 run, ping {args.ping_count}×{args.ping_interval:g} s, "
                      f"UDP -b 0 -l {traffic.UDP_LEN}, tunnel MTU 1420, {args.handshakes} initiators, "
                      f"peers {','.join(map(str, args.peers))}"),
     }
@@ -134,6 +136,31 @@ def run_pair(under: Underlay, pair: str, tests: list[str], args: argparse.Namesp
     return out
 
 
+def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of every numeric field over the rounds that succeeded (pairs interleaved round by round)."""
+    out: dict[str, Any] = {}
+    errors = [r["error"] for r in rounds if "error" in r]
+    tests = {t for r in rounds for t in r if t != "error"}
+    for t in sorted(tests):
+        ok = [r[t] for r in rounds if t in r and "error" not in r[t]]
+        bad = [r[t]["error"] for r in rounds if t in r and "error" in r[t]]
+        if not ok:
+            out[t] = {"error": bad[0] if bad else (errors[0] if errors else "no result")}
+            continue
+        agg: dict[str, Any] = {}
+        for k, v in ok[0].items():
+            vals = [r[k] for r in ok if isinstance(r.get(k), (int, float))]
+            agg[k] = statistics.median(vals) if isinstance(v, (int, float)) and vals else v
+        agg["rounds"] = len(ok)
+        agg["samples"] = ok
+        if bad:
+            agg["failed_rounds"] = bad
+        out[t] = agg
+    if not tests and errors:
+        out["error"] = errors[0]
+    return out
+
+
 def run_handshakes(n: int) -> dict[str, Any]:
     res = subprocess.run([common.PYTHON, str(common.REPO / "bench" / "handshakes.py"), str(n)],
                          capture_output=True, text=True, timeout=600, cwd=str(common.REPO),
@@ -172,7 +199,8 @@ def run_memory(under: Underlay, sizes: list[int]) -> dict[str, Any]:
                     d.stop()
             row[kind] = _guard(one, f"memory daemon {kind} {n} peers")
         mem["daemon"][str(n)] = row
-        mem["inproc"][str(n)] = {"wgpy": _guard(lambda n=n: run_memory_inproc(n), f"memory in-process wgpy {n}")}
+        mem["inproc"][str(n)] = {"wgpy": _guard(functools.partial(run_memory_inproc, n),
+                                                f"memory in-process wgpy {n}")}
     return mem
 
 
@@ -186,11 +214,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     + f"\n(default {','.join(DEFAULT_PAIRS)})")
     ap.add_argument("--only", default=",".join(TESTS), help=f"comma list of tests (default all: {','.join(TESTS)})")
     ap.add_argument("--skip", default="", help="comma list of tests to leave out")
+    ap.add_argument("--rounds", type=int, help="rounds over all pairs, median reported (default 2, --quick 1)")
     ap.add_argument("--peers", default="1000,10000", help="peer counts for the memory test")
     ap.add_argument("--handshakes", type=int, help="initiators for the handshake test (default 3000, --quick 1000)")
     ap.add_argument("--json", help="also write the raw results to this file")
     args = ap.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.rounds = max(1, args.rounds or (1 if args.quick else 2))
     args.ping_count = 100 if args.quick else 300
     args.ping_interval = 0.02
     args.handshakes = args.handshakes or (1000 if args.quick else 3000)
@@ -222,8 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         if (tunnel_tests and args.pair_list) or "memory" in args.tests:
             under = Underlay()
         if tunnel_tests and under is not None:
-            for pair in args.pair_list:
-                res["pairs"][pair] = run_pair(under, pair, tunnel_tests, args)
+            raw: dict[str, list[dict[str, Any]]] = {p: [] for p in args.pair_list}
+            for rnd in range(args.rounds):
+                for pair in args.pair_list:
+                    log(f"round {rnd + 1}/{args.rounds}")
+                    raw[pair].append(run_pair(under, pair, tunnel_tests, args))
+            res["pairs"] = {p: aggregate(raw[p]) for p in args.pair_list}
         if "handshakes" in args.tests:
             res["handshakes"] = _guard(lambda: run_handshakes(args.handshakes), "handshakes")
         if "memory" in args.tests and under is not None:

@@ -77,6 +77,8 @@ def tcp(tun: Tunnel, streams: int, duration: float) -> dict[str, Any]:
         "bytes": nbytes,
         "cpu_s": r["cpu"],
         "cpu_per_gb": cpu / (nbytes / 1e9) if nbytes else math.inf,
+        "cpu_a_per_gb": r["cpu"][0] / (nbytes / 1e9) if nbytes else math.inf,
+        "cpu_b_per_gb": r["cpu"][1] / (nbytes / 1e9) if nbytes else math.inf,
         "retransmits": end.get("sum_sent", {}).get("retransmits"),
     }
 
