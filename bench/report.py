@@ -91,6 +91,14 @@ def tunnel_table(res: dict[str, Any]) -> tuple[str, list[str]]:
                 cell += f" ×{v / base:.2f}"
             cells.append(cell)
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    threads = []
+    for p in names:
+        t = [x for x in pairs[p].get("threads", []) if x]
+        if t:
+            threads.append(f"{pair_label(p)} {t[0][0]}/{t[0][1]}")
+    if threads:
+        lines.append("")
+        lines.append("Daemon threads (A/B) once up: " + ", ".join(threads) + ".")
     for p in names:
         if "error" in pairs[p]:
             notes.append(f"{pair_label(p)}: {pairs[p]['error']}")

@@ -55,11 +55,12 @@ def native_status() -> str:
     built = sorted(p.name for p in (common.REPO / "wgpy" / "_native").glob("*.so"))
     if not built:
         return "no native build under wgpy/_native (default wgpy = pure Python path)"
-    probe = ("import os, wgpy._native as n; print(' '.join(sorted(x for x in dir(n) if not x.startswith('__'))))")
+    probe = "import wgpy._native as n; print(n.available(), n.load_error())"
+    env = {k: v for k, v in os.environ.items() if k != "WGPY_NATIVE"}
     res = subprocess.run([common.PYTHON, "-c", probe], capture_output=True, text=True, timeout=30,
-                         cwd=str(common.REPO), env=dict(os.environ, PYTHONPATH=str(common.REPO)))
-    ok = "imports" if res.returncode == 0 else f"import failed: {res.stderr.strip().splitlines()[-1:]}"
-    return f"native build present ({', '.join(built)}; {ok}); wgpy[pure] = WGPY_NATIVE=0"
+                         cwd=str(common.REPO), env=dict(env, PYTHONPATH=str(common.REPO)))
+    ok = res.stdout.strip() if res.returncode == 0 else f"import failed: {res.stderr.strip().splitlines()[-1:]}"
+    return f"native build present ({', '.join(built)}; available(), load_error() = {ok}); wgpy[pure] = WGPY_NATIVE=0"
 
 
 def meta(args: argparse.Namespace) -> dict[str, str]:
@@ -114,7 +115,7 @@ def run_pair(under: Underlay, pair: str, tests: list[str], args: argparse.Namesp
     except Exception as exc:
         log(f"tunnel {pair}: FAILED to come up: {exc}")
         return {"error": f"tunnel setup failed: {str(exc)[:300]}"}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"threads": [common.proc_threads(d.pid) for d in tun.daemons]}
     srv = None
     try:
         if any(t in tests for t in ("tcp1", "tcp4", "udp")):
@@ -140,7 +141,8 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of every numeric field over the rounds that succeeded (pairs interleaved round by round)."""
     out: dict[str, Any] = {}
     errors = [r["error"] for r in rounds if "error" in r]
-    tests = {t for r in rounds for t in r if t != "error"}
+    tests = {t for r in rounds for t in r if t not in ("error", "threads")}
+    out["threads"] = [r.get("threads") for r in rounds]
     for t in sorted(tests):
         ok = [r[t] for r in rounds if t in r and "error" not in r[t]]
         bad = [r[t]["error"] for r in rounds if t in r and "error" in r[t]]
@@ -254,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         if tunnel_tests and under is not None:
             raw: dict[str, list[dict[str, Any]]] = {p: [] for p in args.pair_list}
             for rnd in range(args.rounds):
+                log(f"round {rnd + 1}/{args.rounds}")
                 for pair in args.pair_list:
-                    log(f"round {rnd + 1}/{args.rounds}")
                     raw[pair].append(run_pair(under, pair, tunnel_tests, args))
             res["pairs"] = {p: aggregate(raw[p]) for p in args.pair_list}
         if "handshakes" in args.tests:
