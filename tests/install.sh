@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install everything wgpy and kubespan need on a fresh Debian machine, as root:
+# Debian packages (reference peers, build tools, network tools), then a venv
+# in .venv with this package (native data plane built) and its extras.
+# Idempotent; used by tests/run.sh and kubespan/demo.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+if [ "$(id -u)" = 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends \
+    python3-venv python3-dev gcc libc6-dev libssl-dev iproute2 iputils-ping \
+    wireguard-go wireguard-tools iperf3 nftables iptables procps >/dev/null
+fi
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[kubespan,test]'
