@@ -1,0 +1,110 @@
+"""Root integration: the native fast path between namespaces (checksummed TCP transfers).
+
+wgpy(native) <-> wgpy(native), wgpy(native) <-> wgpy(WGPY_NATIVE=0) and
+wgpy(native) <-> wireguard-go, each in two namespaces joined by a veth that
+the fixture creates and always deletes (tests/integration/conftest.py's Pair).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+_INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
+sys.path.insert(0, str(_INTEGRATION))
+
+import netns  # noqa: E402
+from netns import configure_pair, ping, transfer  # noqa: E402
+
+pytestmark = [pytest.mark.root]
+
+MB = 1 << 20
+NATIVE_LINE = "native data plane running"
+
+
+def _pair_class() -> type:
+    spec = importlib.util.spec_from_file_location("wgpy_integration_conftest", _INTEGRATION / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Pair  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[object]:
+    if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
+        pytest.fail("root integration test: needs root and /dev/net/tun")
+    p = _pair_class()(tmp_path)
+    try:
+        p.setup()
+        yield p
+    finally:
+        p.teardown()
+
+
+def _start(pair, kind_a: str, kind_b: str, pure_b: bool = False):  # type: ignore[no-untyped-def]
+    sides = []
+    for ns, kind, role, i, port, pure in ((pair.a, kind_a, "a", 0, 51820, False),
+                                          (pair.b, kind_b, "b", 1, 51821, pure_b)):
+        old = os.environ.get("WGPY_NATIVE")
+        os.environ["WGPY_NATIVE"] = "0" if pure else "1"
+        try:
+            daemon = netns.start_daemon(ns, pair.ifname(role), kind, pair.tmp)
+        finally:
+            if old is None:
+                del os.environ["WGPY_NATIVE"]
+            else:
+                os.environ["WGPY_NATIVE"] = old
+        pair.daemons.append(daemon)
+        sides.append(netns.Side(ns, daemon, netns.gen_key(), port, netns.TUN4[i], netns.TUN6[i],
+                                netns.UNDER4[i], netns.UNDER6[i]))
+    return sides[0], sides[1]
+
+
+def _check_transfer(pair, src, dst, nbytes: int, addr: str) -> None:  # type: ignore[no-untyped-def]
+    sent, received = transfer(src.ns, dst.ns, addr, nbytes, timeout=300)
+    assert sent == received and sent.startswith(f"{nbytes} "), (sent, received, pair.logs())
+    rx = int(dst.ns.wg("show", dst.ifname, "transfer").split()[1])
+    assert rx > nbytes, rx
+
+
+def test_native_pair_transfer_both_ways(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = _start(pair, "wgpy", "wgpy")
+    configure_pair(a, b, pair.tmp, psk=True)
+    assert ping(a.ns, b.tun4) and ping(b.ns, a.tun6), pair.logs()
+    _check_transfer(pair, a, b, 64 * MB, b.tun4)
+    _check_transfer(pair, b, a, 32 * MB, a.tun6)
+    for side in (a, b):
+        assert NATIVE_LINE in side.daemon.log_text(), side.daemon.log_text()[-2000:]
+        assert side.daemon.alive()
+        hs = side.ns.wg("show", side.ifname, "latest-handshakes").split()
+        assert int(hs[1]) > 0
+
+
+def test_native_with_pure_peer(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = _start(pair, "wgpy", "wgpy", pure_b=True)
+    configure_pair(a, b, pair.tmp)
+    assert ping(b.ns, a.tun4), pair.logs()
+    _check_transfer(pair, a, b, 8 * MB, b.tun4)
+    _check_transfer(pair, b, a, 4 * MB, a.tun4)
+    assert NATIVE_LINE in a.daemon.log_text()
+    assert NATIVE_LINE not in b.daemon.log_text()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("initiator", ["wgpy", "wireguard-go"])
+def test_native_with_wireguard_go(pair, initiator: str) -> None:  # type: ignore[no-untyped-def]
+    a, b = _start(pair, "wgpy", "wireguard-go")
+    init_if = a.ifname if initiator == "wgpy" else b.ifname
+    configure_pair(a, b, pair.tmp, endpoint_on=init_if)
+    src, dst = (a, b) if initiator == "wgpy" else (b, a)
+    assert ping(src.ns, dst.tun4) and ping(src.ns, dst.tun6), pair.logs()
+    _check_transfer(pair, a, b, 32 * MB, b.tun4)
+    _check_transfer(pair, b, a, 32 * MB, a.tun6)
+    assert NATIVE_LINE in a.daemon.log_text()
+    assert a.daemon.alive() and b.daemon.alive()
