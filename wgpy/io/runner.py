@@ -121,7 +121,9 @@ class Runner:
                     log.info("TUN %s is gone (%s); stopping", self.tun.name, errno.errorcode.get(exc.errno or 0))
                     self.stop("tun-gone")
                     return
-                raise
+                self.io_drops["tun-read-error"] += 1
+                log.debug("TUN read error: %s", exc)
+                break
         if packets:
             self.inject(packets)
 
