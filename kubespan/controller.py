@@ -1,0 +1,199 @@
+"""The KubeSpan reconcile step: a pure function from inputs to the desired state.
+
+Contract (kubespan.md §5 "Manager", "Harvesting", §6 "Routing";
+architecture.md point 7): ``reconcile(config, identity, local, affiliates,
+observed, statuses, now)`` returns a ``Desired`` — peer specs, the next peer
+statuses, the WireGuard peers (PSK = cluster secret, keepalive 25 s, allowed
+IPs replaced, endpoint only when the re-push rule says so), the routing spec
+(link address /64, MTU, routed set), the harvested endpoints and warnings.
+``diff_peers(desired, observed)`` turns the desired peers into the minimal
+WireGuard changes, each with the reasons it is needed.  The agent applies
+them; nothing here does I/O or reads a clock: the same inputs always give the
+same output.
+
+Routed set: the allowed IPs of every peer (``forceRouting``, the default) or
+only of peers that are up (``allowDownPeerBypass``), minus the cluster ULA
+/64, which the on-link route of ``kubespan`` already covers (Talos ≥ 1.13).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .affiliates import AffiliateSpec, Member, members
+from .config import NodeConfig
+from .discovery.protocol import Endpoint
+from .filters import IPNetwork
+from .identity import Identity
+from .peers import (
+    ObservedPeer, PeerSpec, PeerState, PeerStatus, build_peer_specs, endpoint_to_push, minimal_prefixes,
+    step_status, subtract,
+)
+
+__all__ = [
+    "FWMARK_FORCE", "FWMARK_MASK", "FWMARK_WIREGUARD", "KEEPALIVE", "LINK_NAME", "LISTEN_PORT", "ROUTE_TABLE",
+    "RULE_PRIORITY", "Desired", "DesiredPeer", "HarvestedEndpoint", "PeerChange", "RoutingSpec", "diff_peers",
+    "reconcile", "routed_set",
+]
+
+LINK_NAME = "kubespan"
+LISTEN_PORT = 51820
+KEEPALIVE = 25
+FWMARK_WIREGUARD = 0x20
+FWMARK_FORCE = 0x40
+FWMARK_MASK = 0x60
+ROUTE_TABLE = 180
+RULE_PRIORITY = 32500
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredPeer:
+    """One WireGuard peer as it should be configured."""
+
+    public_key: str
+    preshared_key: bytes = field(repr=False)
+    endpoint: Endpoint | None
+    """``None``: keep whatever endpoint WireGuard has (it may have roamed)."""
+    allowed_ips: tuple[IPNetwork, ...]
+    persistent_keepalive: int = KEEPALIVE
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HarvestedEndpoint:
+    """``KubeSpanEndpoints.kubespan.talos.dev`` (ID = the peer's public key)."""
+
+    public_key: str
+    affiliate_id: str
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSpec:
+    """Link, address, rules and routes that make traffic to peers go through ``kubespan``."""
+
+    address: ipaddress.IPv6Interface
+    mtu: int
+    routed: tuple[IPNetwork, ...]
+    link: str = LINK_NAME
+    table: int = ROUTE_TABLE
+    priority: int = RULE_PRIORITY
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """Everything one reconcile pass decided."""
+
+    peer_specs: tuple[PeerSpec, ...]
+    statuses: Mapping[str, PeerStatus]
+    peers: tuple[DesiredPeer, ...]
+    routing: RoutingSpec
+    harvested: tuple[HarvestedEndpoint, ...]
+    members: Mapping[str, Member]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerChange:
+    """One WireGuard peer operation with the reasons (for logs)."""
+
+    public_key: str
+    action: str
+    """``add``, ``update`` or ``remove``."""
+    reasons: tuple[str, ...]
+    peer: DesiredPeer | None
+
+
+def routed_set(
+    specs: Sequence[PeerSpec], statuses: Mapping[str, PeerStatus], force_routing: bool,
+    cluster_subnet: ipaddress.IPv6Network,
+) -> tuple[IPNetwork, ...]:
+    """The prefixes routed into ``kubespan`` (see the module contract)."""
+    nets: list[IPNetwork] = []
+    for spec in specs:
+        status = statuses.get(spec.public_key)
+        if force_routing or (status is not None and status.state is PeerState.UP):
+            nets.extend(spec.allowed_ips)
+    return subtract(minimal_prefixes(nets), [cluster_subnet])
+
+
+def reconcile(
+    config: NodeConfig,
+    identity: Identity,
+    local: AffiliateSpec | None,
+    affiliates: Mapping[str, AffiliateSpec],
+    observed: Mapping[str, ObservedPeer],
+    statuses: Mapping[str, PeerStatus],
+    now: float,
+) -> Desired:
+    """One manager pass (pure)."""
+    if config.identity is None:
+        raise ValueError("reconcile needs the cluster identity (cluster secret)")
+    local_id = local.node_id if local is not None else identity.node_id
+    inputs = {nid: aff.spec_input() for nid, aff in affiliates.items()}
+    specs, warnings = build_peer_specs(local_id, identity.public_key.to_base64(), inputs)
+    next_statuses: dict[str, PeerStatus] = {}
+    peers: list[DesiredPeer] = []
+    psk = config.identity.cluster_secret
+    for spec in specs:
+        seen = observed.get(spec.public_key)
+        status = step_status(statuses.get(spec.public_key), spec, seen, now)
+        next_statuses[spec.public_key] = status
+        peers.append(DesiredPeer(
+            public_key=spec.public_key, preshared_key=psk, endpoint=endpoint_to_push(status, seen),
+            allowed_ips=spec.allowed_ips, label=spec.label,
+        ))
+    routing = RoutingSpec(
+        address=ipaddress.IPv6Interface((identity.address, identity.subnet.prefixlen)),
+        mtu=config.kubespan.mtu,
+        routed=routed_set(specs, next_statuses, config.kubespan.force_routing, identity.subnet),
+    )
+    harvested = _harvest(specs, next_statuses) if config.kubespan.harvest_extra_endpoints else ()
+    all_affiliates = dict(affiliates)
+    if local is not None:
+        all_affiliates[local.node_id] = local
+    return Desired(
+        peer_specs=tuple(specs), statuses=next_statuses, peers=tuple(peers), routing=routing,
+        harvested=harvested, members=members(all_affiliates), warnings=tuple(warnings),
+    )
+
+
+def _harvest(specs: Sequence[PeerSpec], statuses: Mapping[str, PeerStatus]) -> tuple[HarvestedEndpoint, ...]:
+    out: list[HarvestedEndpoint] = []
+    for spec in specs:
+        status = statuses[spec.public_key]
+        if status.state is PeerState.UP and status.endpoint is not None and spec.node_id:
+            out.append(HarvestedEndpoint(spec.public_key, spec.node_id, status.endpoint))
+    return tuple(out)
+
+
+def observed_endpoints_by_node(harvested: Sequence[HarvestedEndpoint]) -> dict[str, list[Endpoint]]:
+    """Harvested endpoints grouped by the peer's node ID (for ``set_observed_endpoints``)."""
+    out: dict[str, list[Endpoint]] = {}
+    for item in harvested:
+        out.setdefault(item.affiliate_id, []).append(item.endpoint)
+    return out
+
+
+def diff_peers(desired: Sequence[DesiredPeer], observed: Mapping[str, ObservedPeer]) -> list[PeerChange]:
+    """The WireGuard operations that turn ``observed`` into ``desired`` (adds/updates, then removals)."""
+    changes: list[PeerChange] = []
+    wanted = {p.public_key for p in desired}
+    for peer in desired:
+        seen = observed.get(peer.public_key)
+        if seen is None:
+            changes.append(PeerChange(peer.public_key, "add", ("new peer",), peer))
+            continue
+        reasons: list[str] = []
+        if minimal_prefixes(seen.allowed_ips) != minimal_prefixes(peer.allowed_ips):
+            reasons.append("allowed IPs changed")
+        if peer.endpoint is not None and seen.endpoint != peer.endpoint:
+            reasons.append(f"endpoint {seen.endpoint or 'none'} -> {peer.endpoint}")
+        if reasons:
+            changes.append(PeerChange(peer.public_key, "update", tuple(reasons), peer))
+    for key in sorted(observed):
+        if key not in wanted:
+            changes.append(PeerChange(key, "remove", ("no longer an affiliate with this key",), None))
+    return changes

@@ -1,0 +1,286 @@
+"""KubeSpan peers: ``PeerSpec`` from merged affiliates, ``PeerStatus`` and its state machine.
+
+Contract (kubespan.md §5 "PeerSpec" and "Manager" steps 1-3; Talos
+``kubespan/peer_spec.go`` and ``adapters/kubespan/peer_status.go``):
+
+- ``build_peer_specs`` turns the merged affiliates into one ``PeerSpec`` per
+  remote node with a public key, visited in node-ID order: the IP set is
+  ``additionalAddresses`` ∪ ``addresses`` (host prefixes) minus
+  ``excludeAdvertisedNetworks``, plus the KubeSpan IP (never excluded); any
+  part overlapping an earlier peer's set is removed with a "peer address
+  overlap" warning (first come wins).  ``allowedIPs`` are the minimal
+  prefixes, ``label`` the nodename.
+- ``calculate_state(status, now)`` is the state table below;
+  ``pick_next_endpoint`` rotates endpoints; ``step_status`` is one manager
+  pass for one peer (read WireGuard, compute the state, rotate), and
+  ``endpoint_to_push`` is the re-push rule that lets a roamed endpoint survive.
+
+Timeline of one endpoint (T0 = ``last_endpoint_change``)::
+
+    T0                 T0 + 15 s                           T0 + 275 s
+    |-- unknown --------|-- down (if no handshake since T0) --|-- down if no
+    |   (up as soon as a handshake happens after T0)           |   handshake in
+    |                                                          |   the last 275 s
+
+A peer that is down, or that never had an endpoint applied, gets the next
+endpoint of its list; a dead endpoint is therefore tried for about 15-30 s.
+
+Pure: no I/O, no clock.  ``now`` and all times are wall-clock seconds (Unix
+time), because WireGuard reports the last handshake as wall time.  Warnings
+are returned as data, never logged here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .discovery.protocol import Endpoint, IPAddress
+from .filters import IPNetwork
+
+__all__ = [
+    "ENDPOINT_CONNECTION_TIMEOUT", "PEER_DOWN_INTERVAL", "ObservedPeer", "PeerSpec", "PeerState", "PeerStatus",
+    "build_peer_specs", "calculate_state", "endpoint_to_push", "host_prefix", "minimal_prefixes",
+    "pick_next_endpoint", "step_status", "subtract",
+]
+
+PEER_DOWN_INTERVAL = 180.0 + 5.0 + 90.0
+"""REJECT_AFTER_TIME + REKEY_TIMEOUT + REKEY_ATTEMPT_TIME = 275 s."""
+ENDPOINT_CONNECTION_TIMEOUT = 15.0
+
+
+class PeerState(enum.Enum):
+    """Talos ``kubespan.PeerState``; the value is the text form, ``code`` the protobuf number."""
+
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+
+    @property
+    def code(self) -> int:
+        return {"unknown": 0, "up": 1, "down": 2}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSpec:
+    """``KubeSpanPeerSpecs.kubespan.talos.dev`` (ID = ``public_key``)."""
+
+    public_key: str
+    address: IPAddress | None
+    allowed_ips: tuple[IPNetwork, ...]
+    endpoints: tuple[Endpoint, ...]
+    label: str
+    node_id: str = ""
+    """The affiliate this spec came from (not a Talos field; used for harvesting)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    """``KubeSpanPeerStatuses.kubespan.talos.dev`` (ID = public key); times are Unix seconds."""
+
+    label: str = ""
+    endpoint: Endpoint | None = None
+    state: PeerState = PeerState.UNKNOWN
+    receive_bytes: int = 0
+    transmit_bytes: int = 0
+    last_handshake_time: float | None = None
+    last_used_endpoint: Endpoint | None = None
+    last_endpoint_change: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedPeer:
+    """What WireGuard reports for one peer (manager step 1)."""
+
+    public_key: str
+    endpoint: Endpoint | None
+    last_handshake: float | None
+    rx_bytes: int
+    tx_bytes: int
+    allowed_ips: tuple[IPNetwork, ...] = ()
+
+
+# --- the state machine ----------------------------------------------------------------------
+
+
+def calculate_state(status: PeerStatus, now: float) -> PeerState:
+    """The §5 state table; "down" without any endpoint is reported as unknown."""
+    since_handshake = _since(status.last_handshake_time, now)
+    since_change = _since(status.last_endpoint_change, now)
+    if since_change > PEER_DOWN_INTERVAL:
+        state = PeerState.UP if since_handshake < PEER_DOWN_INTERVAL else PeerState.DOWN
+    elif since_change < ENDPOINT_CONNECTION_TIMEOUT:
+        state = PeerState.UP if since_handshake < since_change else PeerState.UNKNOWN
+    else:
+        state = PeerState.UP if since_handshake < since_change else PeerState.DOWN
+    if state is PeerState.DOWN and status.endpoint is None:
+        state = PeerState.UNKNOWN
+    return state
+
+
+def _since(when: float | None, now: float) -> float:
+    return float("inf") if when is None or when <= 0 else now - when
+
+
+def should_change_endpoint(status: PeerStatus) -> bool:
+    """Rotate when the peer is down or no endpoint has been used yet."""
+    return status.state is PeerState.DOWN or status.last_used_endpoint is None
+
+
+def pick_next_endpoint(status: PeerStatus, endpoints: Sequence[Endpoint]) -> Endpoint | None:
+    """The endpoint to try next, or ``None`` to keep the current one (Talos ``PickNewEndpoint``)."""
+    if not endpoints:
+        return None
+    if status.last_used_endpoint is None:
+        return endpoints[0]
+    try:
+        index = list(endpoints).index(status.last_used_endpoint)
+    except ValueError:
+        index = -1
+    if len(endpoints) == 1 and index == 0 and status.endpoint == status.last_used_endpoint:
+        return None
+    return endpoints[(index + 1) % len(endpoints)]
+
+
+def update_from_wireguard(status: PeerStatus, observed: ObservedPeer | None) -> PeerStatus:
+    """Step 1: take the actual (possibly roamed) endpoint, handshake time and counters."""
+    if observed is None:
+        return status
+    return dataclasses.replace(
+        status,
+        endpoint=observed.endpoint,
+        last_handshake_time=observed.last_handshake,
+        receive_bytes=observed.rx_bytes,
+        transmit_bytes=observed.tx_bytes,
+    )
+
+
+def update_endpoint(status: PeerStatus, endpoint: Endpoint, now: float) -> PeerStatus:
+    """A new endpoint: endpoint = lastUsed = new, lastEndpointChange = now, state unknown."""
+    return dataclasses.replace(
+        status, endpoint=endpoint, last_used_endpoint=endpoint, last_endpoint_change=now, state=PeerState.UNKNOWN
+    )
+
+
+def step_status(status: PeerStatus | None, spec: PeerSpec, observed: ObservedPeer | None, now: float) -> PeerStatus:
+    """Manager steps 1-3 for one peer: read WireGuard, compute the state, rotate endpoints."""
+    current = dataclasses.replace(status or PeerStatus(), label=spec.label)
+    current = update_from_wireguard(current, observed)
+    current = dataclasses.replace(current, state=calculate_state(current, now))
+    if should_change_endpoint(current):
+        new = pick_next_endpoint(current, spec.endpoints)
+        if new is not None:
+            current = update_endpoint(current, new, now)
+    return current
+
+
+def endpoint_to_push(status: PeerStatus, observed: ObservedPeer | None) -> Endpoint | None:
+    """The endpoint to write into WireGuard, or ``None`` to keep WireGuard's (roamed) one.
+
+    Re-push when WireGuard has no endpoint or ours equals ``lastUsedEndpoint``.
+    """
+    if status.endpoint is None:
+        return None
+    device_endpoint = observed.endpoint if observed is not None else None
+    if device_endpoint is None or status.endpoint == status.last_used_endpoint:
+        return status.endpoint
+    return None
+
+
+# --- prefix sets --------------------------------------------------------------------------
+
+
+def host_prefix(ip: IPAddress) -> IPNetwork:
+    """``ip`` as a /32 or /128."""
+    return ipaddress.ip_network(ip)
+
+
+def minimal_prefixes(nets: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:
+    """The minimal list of prefixes covering ``nets``: IPv4 first, each family sorted."""
+    v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+    out: list[IPNetwork] = []
+    out.extend(ipaddress.collapse_addresses(v4))
+    out.extend(ipaddress.collapse_addresses(v6))
+    return tuple(out)
+
+
+def subtract(nets: Iterable[IPNetwork], remove: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:
+    """``nets`` minus every prefix in ``remove``, as minimal prefixes."""
+    current = list(minimal_prefixes(nets))
+    for cut in remove:
+        nxt: list[IPNetwork] = []
+        for net in current:
+            if net.version != cut.version or not net.overlaps(cut):
+                nxt.append(net)
+            elif net.subnet_of(cut):  # type: ignore[arg-type]
+                continue
+            else:
+                nxt.extend(net.address_exclude(cut))  # type: ignore[arg-type]
+        current = nxt
+    return minimal_prefixes(current)
+
+
+def _overlap(nets: Sequence[IPNetwork], others: Sequence[IPNetwork]) -> tuple[IPNetwork, ...]:
+    """The parts of ``nets`` that are inside ``others``."""
+    parts: list[IPNetwork] = []
+    for a in nets:
+        for b in others:
+            if a.version == b.version and a.overlaps(b):
+                parts.append(a if a.subnet_of(b) else b)  # type: ignore[arg-type]
+    return minimal_prefixes(parts)
+
+
+# --- PeerSpec ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpecInput:
+    """The affiliate fields ``build_peer_specs`` reads (see ``affiliates.AffiliateSpec``)."""
+
+    node_id: str
+    nodename: str
+    public_key: str
+    address: IPAddress | None
+    addresses: tuple[IPAddress, ...]
+    additional_addresses: tuple[IPNetwork, ...]
+    exclude_advertised_networks: tuple[IPNetwork, ...]
+    endpoints: tuple[Endpoint, ...]
+
+
+def build_peer_specs(
+    local_node_id: str, local_public_key: str, affiliates: Mapping[str, SpecInput]
+) -> tuple[list[PeerSpec], list[str]]:
+    """PeerSpecs in node-ID order, and the warnings (address overlaps, duplicate keys)."""
+    specs: list[PeerSpec] = []
+    warnings: list[str] = []
+    taken: list[IPNetwork] = []
+    keys: set[str] = {local_public_key}
+    for node_id in sorted(affiliates):
+        aff = affiliates[node_id]
+        if node_id == local_node_id or not aff.public_key:
+            continue
+        if aff.public_key in keys:
+            warnings.append(f"peer {aff.nodename or node_id}: public key already used by another node, skipped")
+            continue
+        keys.add(aff.public_key)
+        nets = list(aff.additional_addresses) + [host_prefix(ip) for ip in aff.addresses]
+        allowed = subtract(nets, aff.exclude_advertised_networks)
+        if aff.address is not None:
+            allowed = minimal_prefixes([*allowed, host_prefix(aff.address)])
+        overlap = _overlap(allowed, taken)
+        if overlap:
+            warnings.append(
+                f"peer address overlap: {aff.nodename or node_id} ({aff.public_key}) "
+                f"overlaps earlier peers on {', '.join(map(str, overlap))}; removed from its allowed IPs"
+            )
+            allowed = subtract(allowed, overlap)
+        taken.extend(allowed)
+        specs.append(PeerSpec(
+            public_key=aff.public_key, address=aff.address, allowed_ips=allowed,
+            endpoints=aff.endpoints, label=aff.nodename, node_id=node_id,
+        ))
+    return specs, warnings
