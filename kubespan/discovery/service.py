@@ -49,6 +49,7 @@ log = logging.getLogger("kubespan.discovery.service")
 
 DEFAULT_LISTEN = "127.0.0.1:3000"
 DEFAULT_SNAPSHOT_PATH = "/var/lib/kubespan/discovery-state.binpb"
+MAX_PENDING_REQUESTS = 20_000
 
 Context = grpc.aio.ServicerContext[Any, Any]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -310,6 +311,11 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
             # clients ping every max(10 s, TTL/10) while watching; allow it
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # grpc-core cancels calls that wait for the application beyond
+            # 1000 pending (3000 hard); a reconnect storm of Watch opens
+            # exceeds that, so allow more (each is a few hundred bytes).
+            ("grpc.server.max_pending_requests", MAX_PENDING_REQUESTS),
+            ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_REQUESTS),
         ]
     )
     server.add_generic_rpc_handlers((rpc.generic_handler(service),))
