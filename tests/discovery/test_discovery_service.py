@@ -3,6 +3,7 @@ snapshots, TLS, Watch overflow, and that only ciphertext reaches the server (§3
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from pathlib import Path
 
@@ -325,3 +326,23 @@ def test_main_rejects_bad_arguments() -> None:
     assert main(["--tls-cert", "x"]) == 2
     with pytest.raises(SystemExit):
         main(["--listen", "nonsense"])
+
+
+def test_burst_of_watch_opens_is_not_cancelled() -> None:
+    # grpc-core cancels calls beyond 1000 pending by default; a reconnect storm
+    # of Watch opens hit that.  The service raises the limit.
+    async def go() -> None:
+        server = await start()
+        channel, s = stub(server.port)
+        calls = [s.Watch(pb.WatchRequest(cluster_id=f"c{i % 50}")) for i in range(1500)]
+        try:
+            firsts = await asyncio.gather(*(c.read() for c in calls), return_exceptions=True)
+            assert all(isinstance(f, pb.WatchResponse) for f in firsts)
+            assert server.state.stats()["subscriptions"] == 1500
+        finally:
+            for c in calls:
+                c.cancel()
+            await channel.close()
+            await server.stop(grace=0)
+
+    run(go(), timeout=60)
