@@ -78,8 +78,8 @@ class Pair:
             sides.append(Side(ns, daemon, gen_key(), port, TUN4[i], TUN6[i], UNDER4[i], UNDER6[i]))
         return sides[0], sides[1]
 
-    def add_daemon(self, ns: Netns, kind: str, role: str) -> Daemon:
-        daemon = start_daemon(ns, self.ifname(role), kind, self.tmp)
+    def add_daemon(self, ns: Netns, kind: str, role: str, env: dict[str, str] | None = None) -> Daemon:
+        daemon = start_daemon(ns, self.ifname(role), kind, self.tmp, env)
         self.daemons.append(daemon)
         return daemon
 

@@ -103,12 +103,12 @@ def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def start_daemon(ns: Netns, ifname: str, kind: str, logdir: Path) -> Daemon:
+def start_daemon(ns: Netns, ifname: str, kind: str, logdir: Path, env: dict[str, str] | None = None) -> Daemon:
     """Run ``wgpy -f`` or ``wireguard-go -f`` in ``ns`` and wait for its socket."""
     cmd = [PYTHON, "-m", "wgpy", "-f", ifname] if kind == "wgpy" else ["wireguard-go", "-f", ifname]
     log = logdir / f"{kind}-{ifname}.log"
     with open(log, "wb") as out:
-        proc = ns.popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(), cwd=str(REPO))
+        proc = ns.popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(env), cwd=str(REPO))
     daemon = Daemon(ns, ifname, kind, proc, log)
     wait_for(lambda: uapi_ready(daemon.sock) or not daemon.alive(), 20, f"{kind} socket for {ifname}")
     assert daemon.alive(), f"{kind} exited: {daemon.log_text()}"

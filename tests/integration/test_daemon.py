@@ -3,6 +3,7 @@ exit on SIGTERM / `ip link del` / socket removal, socket handling, EADDRINUSE.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from netns import PYTHON, REPO, SOCK_DIR, Daemon, daemon_env, run, start_daemon, uapi_request, wait_for
+from netns import (
+    PYTHON, REPO, SOCK_DIR, Daemon, daemon_env, gen_key, run, start_daemon, uapi_request, wait_for,
+)
 
 pytestmark = [pytest.mark.root]
 
@@ -114,3 +117,43 @@ def test_listen_port_in_use_is_eaddrinuse_and_changes_nothing(netns_pair) -> Non
     ours = [line for line in ss.splitlines() if ":40003 " in line]
     assert ours and all("fwmark:0x20" in line for line in ours), ss  # SO_MARK on the v4 and v6 sockets
     assert d.alive()
+
+
+UNREACH = r"""
+import errno, socket, sys
+addr = sys.argv[1]
+v6 = ":" in addr
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+# host/address unreachable is a "soft" error: a UDP socket reports it only with IP(V6)_RECVERR
+s.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, 25 if v6 else 11, 1)
+s.settimeout(5)
+s.connect((addr, 9))
+s.send(b"x" * 20)
+try:
+    s.recv(100)
+    print("no-error")
+except OSError as exc:
+    print(errno.errorcode.get(exc.errno, str(exc)))
+"""
+
+
+def test_unroutable_packets_dropped_counted_and_icmp_unreachable(netns_pair) -> None:  # type: ignore[no-untyped-def]
+    """Packets no peer owns: dropped, counted, and (pure path) answered with ICMP unreachable.
+
+    The native fast path (wgpy/io/fastpath.py) routes TUN packets in C and only
+    counts them, so this runs the daemon on the pure asyncio path.
+    """
+    ns = netns_pair.a
+    d = netns_pair.add_daemon(ns, "wgpy", "u", env={"WGPY_FASTPATH": "0"})
+    peer = gen_key().public_key().to_base64()
+    ns.run("wg", "set", d.ifname, "peer", peer, "allowed-ips", "10.232.0.2/32,fd00:232::2/128")
+    ns.run("ip", "addr", "add", "10.232.0.1/24", "dev", d.ifname)
+    ns.run("ip", "-6", "addr", "add", "fd00:232::1/64", "dev", d.ifname, "nodad")
+    ns.run("ip", "link", "set", d.ifname, "up")
+    for addr in ("10.232.0.99", "fd00:232::99"):
+        assert ns.run(PYTHON, "-c", UNREACH, addr).stdout.strip() == "EHOSTUNREACH", addr
+    before = d.log_text().count("stats: drops=")
+    d.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: d.log_text().count("stats: drops=") > before, 10, "stats line")
+    line = [x for x in d.log_text().splitlines() if "stats: drops=" in x][-1]
+    assert json.loads(line.split("stats: drops=", 1)[1]).get("no-route", 0) >= 2

@@ -11,7 +11,10 @@ updates so that a new ``listen_port`` is bound *before* the update is applied
 (EADDRINUSE changes nothing).  It never lets an exception from a packet
 escape into the loop: transient send/write failures are counted in
 ``io_drops``; a TUN read error after the interface is deleted ends the runner
-(``closed`` resolves with the reason).  No protocol logic lives here.
+(``closed`` resolves with the reason).  Packets from the TUN that no peer's
+allowed IPs get an ICMP unreachable back (rate limited), as the kernel module
+does; on the pure path only (the native fast path counts them without one).
+No protocol logic lives here.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from typing import Callable
 
 from ..config import DeviceUpdate
 from ..device import Device, SendDatagram, WriteTun
-from ..errors import ConfigError, UapiError
+from ..allowedips import destination
+from ..errors import ConfigError, DropReason, UapiError
+from . import icmp
 from . import fastpath
 from .tun_linux import GONE_ERRNOS, TunDevice
 from .udp import UdpBind, recv_batch
@@ -36,6 +41,8 @@ log = logging.getLogger("wgpy.runner")
 
 BATCH = 128
 MIN_TIMER_DELAY = 0.001
+ICMP_PER_SECOND = 10.0
+ICMP_BURST = 10.0
 
 Action = SendDatagram | WriteTun
 
@@ -58,6 +65,8 @@ class Runner:
         self._readers: list[int] = []
         self.closed: asyncio.Future[str] | None = None
         self.link_up = False
+        self._icmp_tokens = ICMP_BURST
+        self._icmp_refill = 0.0
         device.listen_port = bind.port
         self.fast = fastpath.attach(self)
         """The native mode (TUN/UDP served by C threads), or None: the pure asyncio path."""
@@ -129,7 +138,28 @@ class Runner:
 
     def inject(self, packets: list[bytes]) -> None:
         """Packets from the local side (TUN or the embedding caller)."""
+        no_route = self.device.drops[DropReason.NO_ROUTE]
         self._run(lambda now: self.device.tun_packets(packets, now))
+        if self.tun is not None and self.device.drops[DropReason.NO_ROUTE] > no_route:
+            self._unreachable(packets, self.device.drops[DropReason.NO_ROUTE] - no_route)
+
+    def _unreachable(self, packets: list[bytes], limit: int) -> None:
+        """ICMP host/address unreachable back to the sender of unroutable packets (rate limited)."""
+        assert self.tun is not None
+        now = time.monotonic()
+        self._icmp_tokens = min(ICMP_BURST, self._icmp_tokens + (now - self._icmp_refill) * ICMP_PER_SECOND)
+        self._icmp_refill = now
+        for packet in packets:
+            if limit <= 0 or self._icmp_tokens < 1:
+                return
+            dst = destination(packet)
+            if dst is None or self.device.allowed.lookup(dst) is not None:
+                continue
+            limit -= 1
+            reply = icmp.unreachable(packet, dst)  # from the unreachable address: a local one would be martian
+            if reply is not None:
+                self._icmp_tokens -= 1
+                self._write_tun(reply)
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
         try:
