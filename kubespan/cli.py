@@ -14,6 +14,12 @@ Contract:
   mode 0600 and refuses to overwrite without ``--force``.
 - ``kubespan discovery-service ARGS...`` hands every argument to
   ``kubespan.discovery.service.main(argv) -> int`` (imported lazily).
+- ``kubespan agent --config FILE [--state-dir DIR] [--api-socket PATH]
+  [--uapi-socket PATH|none] [--reconcile-interval SECONDS] [--mac MAC]
+  [--log-level LEVEL] [--no-nftables]`` runs the agent in the foreground
+  (``kubespan.agent``), logs to stderr, exits 0 after cleanup on SIGTERM.
+- ``kubespan get RESOURCE [-o table|yaml|json] [--api-socket PATH]`` shows
+  the agent's resources (``kubespan.get``; ``KUBESPAN_API_SOCKET`` honoured).
 - Bad arguments: exit 2 with an argparse message.  Configuration or I/O
   errors: ``error: <message>`` on stderr, exit 1, no traceback.
 
@@ -108,6 +114,63 @@ def _cmd_discovery_service(argv: Sequence[str]) -> int:
     return int(result) if result is not None else 0
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds: {text!r}")
+    return value
+
+
+def _add_agent(commands: Any) -> None:
+    agent = commands.add_parser("agent", help="run the KubeSpan agent in the foreground")
+    agent.add_argument("--config", required=True, metavar="FILE", help="Talos machine config (YAML)")
+    agent.add_argument("--state-dir", default="/var/lib/kubespan", metavar="DIR",
+                       help="where the node ID and key pair live (default /var/lib/kubespan)")
+    agent.add_argument("--api-socket", default=None, metavar="PATH",
+                       help="resource API socket (default $KUBESPAN_API_SOCKET or /run/kubespan/agent.sock)")
+    agent.add_argument("--uapi-socket", default="/var/run/wireguard/kubespan.sock", metavar="PATH|none",
+                       help="serve wg's UAPI here ('none' to disable; default /var/run/wireguard/kubespan.sock)")
+    agent.add_argument("--reconcile-interval", type=_positive_float, default=30.0, metavar="SECONDS",
+                       help="periodic reconcile interval (default 30)")
+    agent.add_argument("--mac", default=None, metavar="MAC",
+                       help="hardware address for the KubeSpan IPv6 address (default: first ethernet link)")
+    agent.add_argument("--no-nftables", action="store_true",
+                       help="route with 'not fwmark 0x20' and per-prefix routes instead of nftables marks")
+    agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _add_get(commands: Any) -> None:
+    get = commands.add_parser("get", help="show the agent's resources (like talosctl get)")
+    get.add_argument("resource", metavar="RESOURCE",
+                     help="identities, peerspecs, peerstatuses, endpoints, affiliates, members, nodeidentities")
+    get.add_argument("-o", "--output", default="table", choices=["table", "yaml", "json"])
+    get.add_argument("--api-socket", default=None, metavar="PATH",
+                     help="agent API socket (default $KUBESPAN_API_SOCKET or /run/kubespan/agent.sock)")
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from . import agent as agent_module
+    from .get import socket_path
+
+    agent_module.configure_logging(args.log_level)
+    uapi = None if args.uapi_socket.lower() == "none" else args.uapi_socket
+    options = agent_module.AgentOptions(
+        config_path=args.config, state_dir=args.state_dir, api_socket=socket_path(args.api_socket),
+        uapi_socket=uapi, reconcile_interval=args.reconcile_interval, mac=args.mac,
+        use_nftables=False if args.no_nftables else None,
+    )
+    return agent_module.run_agent(options)
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from .get import run
+
+    return run(args.resource, args.output, args.api_socket)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubespan", description="Talos-KubeSpan-compatible mesh on wgpy.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -127,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     config.set_defaults(subparser=config)
 
+    _add_agent(commands)
+    _add_get(commands)
     commands.add_parser(
         "discovery-service",
         help="run a discovery service (all arguments are passed on; see 'kubespan discovery-service --help')",
@@ -144,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "gen" and args.gen_command == "config":
             return _cmd_gen_config(args, args.subparser)
+        if args.command == "agent":
+            return _cmd_agent(args)
+        if args.command == "get":
+            return _cmd_get(args)
     except KubespanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -49,3 +49,102 @@ class KubeSpanIdentitySpec:
             "privateKey": self.private_key,
             "publicKey": self.public_key,
         }
+
+
+# --- resources served by the agent (kubespan.md §8) ---------------------------------------
+#
+# A resource is ``{"metadata": {"namespace", "type", "id", "version"}, "spec": {...}}``
+# with Talos field names in ``spec``.  ``ResourceStore`` keeps the current set
+# per type and bumps ``version`` when a resource's spec changes (Talos
+# semantics: version 1 on creation).  Pure data, no I/O.
+
+NS_KUBESPAN = "kubespan"
+NS_CLUSTER = "cluster"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    """A resource type: Talos name, namespace and the lowercase aliases ``get`` accepts."""
+
+    name: str
+    namespace: str
+    aliases: tuple[str, ...]
+    kind: str = ""
+    """The singular name talosctl shows in the TYPE column (``KubeSpanPeerStatus``)."""
+
+    @property
+    def type(self) -> str:
+        """The fully qualified type, e.g. ``KubeSpanPeerStatuses.kubespan.talos.dev``."""
+        suffix = "kubespan.talos.dev" if self.namespace == NS_KUBESPAN else "cluster.talos.dev"
+        return f"{self.name}.{suffix}"
+
+
+KUBESPAN_IDENTITIES = ResourceType(
+    "KubeSpanIdentities", NS_KUBESPAN, ("identities", "identity", "kubespanidentity", "kubespanidentities"),
+    "KubeSpanIdentity")
+KUBESPAN_PEER_SPECS = ResourceType(
+    "KubeSpanPeerSpecs", NS_KUBESPAN, ("peerspecs", "peerspec", "kubespanpeerspec", "kubespanpeerspecs"),
+    "KubeSpanPeerSpec")
+KUBESPAN_PEER_STATUSES = ResourceType(
+    "KubeSpanPeerStatuses", NS_KUBESPAN,
+    ("peerstatuses", "peerstatus", "kubespanpeerstatus", "kubespanpeerstatuses"), "KubeSpanPeerStatus")
+KUBESPAN_ENDPOINTS = ResourceType(
+    "KubeSpanEndpoints", NS_KUBESPAN, ("endpoints", "endpoint", "kubespanendpoint", "kubespanendpoints"),
+    "KubeSpanEndpoint")
+AFFILIATES = ResourceType("Affiliates", NS_CLUSTER, ("affiliates", "affiliate"), "Affiliate")
+MEMBERS = ResourceType("Members", NS_CLUSTER, ("members", "member"), "Member")
+NODE_IDENTITIES = ResourceType("Identities", NS_CLUSTER, ("nodeidentities", "nodeidentity"), "Identity")
+
+RESOURCE_TYPES = (KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, KUBESPAN_ENDPOINTS,
+                  AFFILIATES, MEMBERS, NODE_IDENTITIES)
+
+
+def resolve_type(name: str) -> ResourceType | None:
+    """Find a type by alias, Talos name or fully qualified type (case-insensitive).
+
+    ``identities`` means ``KubeSpanIdentities`` here (this is the kubespan
+    CLI); the cluster ``Identities`` (node ID) is ``nodeidentities`` or
+    ``Identities.cluster.talos.dev``.
+    """
+    key = name.strip().lower()
+    for rtype in RESOURCE_TYPES:
+        if key in rtype.aliases or key == rtype.type.lower():
+            return rtype
+    for rtype in RESOURCE_TYPES:
+        if key == rtype.name.lower():
+            return rtype
+    return None
+
+
+def resource(rtype: ResourceType, rid: str, version: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """One resource in the JSON shape of the API and ``get -o json``."""
+    return {
+        "metadata": {"namespace": rtype.namespace, "type": rtype.type, "id": rid, "version": version},
+        "spec": spec,
+    }
+
+
+class ResourceStore:
+    """The agent's current resources, versioned per (type, id)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
+
+    def publish(self, rtype: ResourceType, specs: dict[str, dict[str, Any]]) -> None:
+        """Replace every resource of ``rtype`` with ``specs`` (id → spec)."""
+        old = self._items.get(rtype.type, {})
+        new: dict[str, tuple[int, dict[str, Any]]] = {}
+        for rid, spec in specs.items():
+            prev = old.get(rid)
+            if prev is None:
+                new[rid] = (1, spec)
+            elif prev[1] != spec:
+                new[rid] = (prev[0] + 1, spec)
+            else:
+                new[rid] = prev
+        self._items[rtype.type] = new
+
+    def list(self, rtype: ResourceType) -> list[dict[str, Any]]:
+        """The resources of ``rtype`` sorted by ID."""
+        items = self._items.get(rtype.type, {})
+        return [resource(rtype, rid, version, spec) for rid, (version, spec) in sorted(items.items())]

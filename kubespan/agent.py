@@ -1,0 +1,364 @@
+"""The kubespan agent: the asyncio shell that wires everything to the kernel.
+
+Contract (kubespan.md §2-§6; architecture.md points 7-9): ``run_agent``
+loads the config and identity, creates the wgpy interface ``kubespan``
+in-process (port 51820, fwmark 0x20, MTU from config, optional UAPI socket),
+starts one ``DiscoveryClient`` per discovery endpoint, serves the resource
+API, then reconciles every ``reconcile_interval`` seconds (30 s by default) and
+at once when something changes (a discovery update, an address change on the
+host).  Each pass: read addresses (netlink) and WireGuard peers, publish the
+local affiliate, merge remote affiliates, call the pure
+``controller.reconcile``, apply the peer diff to wgpy and the routing spec to
+the kernel, send harvested endpoints (``harvestExtraEndpoints``), publish the
+resources.  Logs say what changed and why; they never contain keys other than
+public keys.  SIGTERM/SIGINT: AffiliateDelete, routes/rules/nft removed, TUN
+closed, sockets removed, exit 0.  Single event loop; not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from wgpy.config import DeviceUpdate, PeerUpdate
+from wgpy.interface import Interface
+from wgpy.io.uapi_server import UapiInUse, open_uapi_socket
+from wgpy.keys import PresharedKey, PublicKey
+
+from . import specs
+from .affiliates import NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
+from .api import ApiServer
+from .config import NodeConfig, load_config
+from .controller import (
+    FWMARK_WIREGUARD, LINK_NAME, LISTEN_PORT, Desired, DesiredPeer, PeerChange, diff_peers,
+    observed_endpoints_by_node, reconcile,
+)
+from .discovery.client import DiscoveryClient, ServiceEndpoint
+from .discovery.protocol import Endpoint
+from .errors import KubespanError
+from .identity import Identity, load_identity, parse_mac
+from .peers import ObservedPeer, PeerStatus
+from .resources import (
+    AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
+    NODE_IDENTITIES, RESOURCE_ID_LOCAL, ResourceStore,
+)
+from .routing import KernelRouting, RoutingEffects
+
+log = logging.getLogger("kubespan.agent")
+
+DEFAULT_STATE_DIR = "/var/lib/kubespan"
+DEFAULT_UAPI_SOCKET = "/var/run/wireguard/kubespan.sock"
+DEFAULT_RECONCILE_INTERVAL = 30.0
+DEBOUNCE = 0.2
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV6_IFADDR = 0x100
+_SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentOptions:
+    config_path: str
+    state_dir: str = DEFAULT_STATE_DIR
+    api_socket: str = "/run/kubespan/agent.sock"
+    uapi_socket: str | None = DEFAULT_UAPI_SOCKET
+    reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
+    mac: str | None = None
+    use_nftables: bool | None = None
+
+
+def read_addresses() -> list[NodeAddress]:
+    """Every address on this host's links (netlink dump)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get("ifname") or "" for link in ipr.get_links()}
+        out: list[NodeAddress] = []
+        for msg in ipr.get_addr():
+            text = msg.get("local") or msg.get("address")
+            if not text:
+                continue
+            try:
+                ip = ipaddress.ip_address(text.split("%", 1)[0])
+            except ValueError:
+                continue
+            out.append(NodeAddress(ip=ip, prefixlen=int(msg["prefixlen"]), link=names.get(msg["index"], ""),
+                                   scope=_SCOPES.get(int(msg["scope"]), "global")))
+    return out
+
+
+def _observed(iface: Interface) -> dict[str, ObservedPeer]:
+    out: dict[str, ObservedPeer] = {}
+    for p in iface.peers():
+        endpoint = None
+        if p.endpoint is not None:
+            endpoint = Endpoint(ipaddress.ip_address(p.endpoint[0]), p.endpoint[1])
+        key = p.public_key.to_base64()
+        out[key] = ObservedPeer(key, endpoint, p.last_handshake, p.rx_bytes, p.tx_bytes, tuple(p.allowed_ips))
+    return out
+
+
+def _peer_update(change: PeerChange) -> PeerUpdate:
+    key = PublicKey.from_base64(change.public_key)
+    if change.peer is None:
+        return PeerUpdate(public_key=key, remove=True)
+    peer: DesiredPeer = change.peer
+    return PeerUpdate(
+        public_key=key,
+        preshared_key=PresharedKey(peer.preshared_key),
+        endpoint=(str(peer.endpoint.ip), peer.endpoint.port) if peer.endpoint is not None else None,
+        persistent_keepalive=peer.persistent_keepalive,
+        replace_allowed_ips=True,
+        allowed_ips=list(peer.allowed_ips),
+    )
+
+
+class Agent:
+    """One node's KubeSpan agent (see the module contract)."""
+
+    def __init__(self, options: AgentOptions, config: NodeConfig, identity: Identity,
+                 routing: RoutingEffects | None = None) -> None:
+        assert config.identity is not None
+        self.options = options
+        self.config = config
+        self.identity = identity
+        self.routing = routing or KernelRouting(use_nftables=options.use_nftables)
+        self.nodename = config.node_name or socket.gethostname()
+        self.hostname = self.nodename  # namespaces share the UTS name; the configured one is more useful
+        self.store = ResourceStore()
+        self.statuses: dict[str, PeerStatus] = {}
+        self.iface: Interface | None = None
+        self.clients: list[DiscoveryClient] = []
+        self.api: ApiServer | None = None
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._warned: set[str] = set()
+        self._netlink: socket.socket | None = None
+        self.exit_code = 0
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop, sig.name)
+        try:
+            await self._start()
+            await self._loop()
+        finally:
+            await self._shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return self.exit_code
+
+    def stop(self, why: str = "stop") -> None:
+        log.info("received %s, shutting down", why)
+        self._stop.set()
+        self._wake.set()
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def _start(self) -> None:
+        ks = self.config.kubespan
+        uapi: bool | socket.socket = False
+        if self.options.uapi_socket:
+            uapi = _open_uapi(self.options.uapi_socket)
+        self.iface = await Interface.create(LINK_NAME, mtu=ks.mtu, private_key=self.identity.private_key,
+                                            listen_port=LISTEN_PORT, uapi=uapi)
+        self.iface.configure(DeviceUpdate(fwmark=FWMARK_WIREGUARD))
+        log.info("created interface %s (port %d, fwmark 0x%x, mtu %d, public key %s, address %s)", LINK_NAME,
+                 LISTEN_PORT, FWMARK_WIREGUARD, ks.mtu, self.identity.public_key.to_base64(), self.identity.address)
+        self.api = ApiServer(self.options.api_socket, self.store, self.nodename)
+        await self.api.start()
+        log.info("serving the resource API on %s", self.options.api_socket)
+        self._watch_addresses()
+        assert self.config.identity is not None
+        for ep in self.config.discovery_endpoints:
+            client = DiscoveryClient(
+                ServiceEndpoint(ep.host, ep.port, ep.insecure), self.config.identity.cluster_id,
+                self.config.identity.cluster_secret, self.identity.node_id, on_change=self.trigger,
+            )
+            self.clients.append(client)
+            await client.start()
+            log.info("discovery service %s (%s)", ep.name, ep.address)
+        closed = self.iface.runner.closed
+        if closed is not None:
+            closed.add_done_callback(self._iface_closed)
+
+    def _iface_closed(self, fut: asyncio.Future[str]) -> None:
+        if not self._stop.is_set():
+            log.error("interface %s stopped (%s)", LINK_NAME, fut.result() if not fut.cancelled() else "cancelled")
+            self.exit_code = 1
+            self.stop("interface closed")
+
+    def _watch_addresses(self) -> None:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+            sock.bind((0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+        except OSError as exc:
+            log.warning("cannot watch address changes (%s); relying on the periodic reconcile", exc)
+            return
+        self._netlink = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_netlink)
+
+    def _on_netlink(self) -> None:
+        assert self._netlink is not None
+        with contextlib.suppress(OSError):  # BlockingIOError once drained; ENOBUFS on overrun
+            for _ in range(64):
+                self._netlink.recv(65536)
+        self.trigger()
+
+    async def _loop(self) -> None:
+        interval = self.options.reconcile_interval
+        while not self._stop.is_set():
+            try:
+                await self.reconcile_once()
+            except Exception:  # keep the mesh running; the next pass retries
+                log.exception("reconcile failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            if self._stop.is_set():
+                break
+            self._wake.clear()
+            await asyncio.sleep(DEBOUNCE)
+
+    async def _shutdown(self) -> None:
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(delete=True), 10.0)
+        if self._netlink is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._netlink.fileno())
+            self._netlink.close()
+        if self.iface is not None:  # routing state is ours only once we own the link
+            for change in await asyncio.to_thread(self.routing.cleanup):
+                log.info("cleanup: %s", change)
+            await self.iface.close()
+            log.info("interface %s removed", LINK_NAME)
+        if self.api is not None:
+            await self.api.close()
+
+    # --- one pass ----------------------------------------------------------------------------
+
+    async def reconcile_once(self) -> Desired:
+        """One pass; netlink calls run in a worker thread (pyroute2's sync API owns its own loop)."""
+        assert self.iface is not None
+        addresses = await asyncio.to_thread(read_addresses)
+        public_ip = next((c.client_ip for c in self.clients if c.client_ip is not None), None)
+        affiliate = local_affiliate(self.identity, self.config, addresses, self.hostname, self.nodename)
+        endpoints = local_endpoints(addresses, self.config, self.identity.address, public_ip)
+        for client in self.clients:
+            if client.set_local(affiliate, endpoints):
+                log.info("publishing local affiliate: addresses %s, endpoints %s",
+                         ",".join(map(str, affiliate.addresses)) or "none", ",".join(map(str, endpoints)) or "none")
+        raw = raw_affiliates([{nid: (r.affiliate, r.endpoints) for nid, r in c.affiliates().items()}
+                              for c in self.clients])
+        merged = merge(raw)
+        merged.pop(self.identity.node_id, None)
+        local = from_remote(affiliate, endpoints)
+        observed = _observed(self.iface)
+        desired = reconcile(self.config, self.identity, local, merged, observed, self.statuses, time.time())
+        self._log_warnings(desired.warnings)
+        self._apply_peers(desired, observed)
+        try:
+            for change in await asyncio.to_thread(self.routing.apply, desired.routing):
+                log.info("routing: %s", change)
+        except Exception as exc:
+            log.error("routing apply failed: %s", exc)
+        self._log_status_changes(desired.statuses)
+        self.statuses = dict(desired.statuses)
+        if self.config.kubespan.harvest_extra_endpoints:
+            observed_eps = observed_endpoints_by_node(desired.harvested)
+            for client in self.clients:
+                client.set_observed_endpoints(observed_eps)
+        self._publish(desired, local, merged)
+        return desired
+
+    def _log_warnings(self, warnings: Sequence[str]) -> None:
+        for warning in warnings:
+            if warning not in self._warned:
+                log.warning("%s", warning)
+        self._warned = set(warnings)
+
+    def _apply_peers(self, desired: Desired, observed: dict[str, ObservedPeer]) -> None:
+        assert self.iface is not None
+        changes = diff_peers(desired.peers, observed)
+        if not changes:
+            return
+        labels = {key: status.label for key, status in self.statuses.items()}
+        labels.update({p.public_key: p.label for p in desired.peers})
+        self.iface.configure(DeviceUpdate(peers=[_peer_update(c) for c in changes]))
+        for change in changes:
+            log.info("peer %s (%s) %s: %s", labels.get(change.public_key, "?"), change.public_key, change.action,
+                     "; ".join(change.reasons))
+
+    def _log_status_changes(self, statuses: dict[str, PeerStatus] | Any) -> None:
+        for key, status in statuses.items():
+            old = self.statuses.get(key)
+            if old is None or old.state is not status.state:
+                log.info("peer %s (%s) state %s -> %s", status.label, key, old.state.value if old else "new",
+                         status.state.value)
+            if old is not None and old.last_used_endpoint != status.last_used_endpoint:
+                log.info("peer %s (%s) trying endpoint %s (previous %s was %s)", status.label, key,
+                         status.last_used_endpoint, old.last_used_endpoint, old.state.value)
+        for key in set(self.statuses) - set(statuses):
+            log.info("peer %s (%s) removed", self.statuses[key].label, key)
+
+    def _publish(self, desired: Desired, local: Any, merged: dict[str, Any]) -> None:
+        store = self.store
+        store.publish(KUBESPAN_IDENTITIES, {RESOURCE_ID_LOCAL: specs.identity_spec(self.identity)})
+        store.publish(NODE_IDENTITIES, {RESOURCE_ID_LOCAL: specs.node_identity_spec(self.identity.node_id)})
+        store.publish(KUBESPAN_PEER_SPECS, {s.public_key: specs.peer_spec(s) for s in desired.peer_specs})
+        store.publish(KUBESPAN_PEER_STATUSES, {k: specs.peer_status_spec(s) for k, s in desired.statuses.items()})
+        store.publish(KUBESPAN_ENDPOINTS, {h.public_key: specs.endpoint_spec(h) for h in desired.harvested})
+        affs = {nid: specs.affiliate_spec(a) for nid, a in merged.items()}
+        affs[local.node_id] = specs.affiliate_spec(local)
+        store.publish(AFFILIATES, affs)
+        store.publish(MEMBERS, {mid: specs.member_spec(m) for mid, m in desired.members.items()})
+
+
+def _open_uapi(path: str) -> socket.socket:
+    directory, base = os.path.split(os.path.abspath(path))
+    if not base.endswith(".sock") or len(base) <= len(".sock"):
+        raise KubespanError(f"--uapi-socket {path}: the file name must be <name>.sock")
+    return open_uapi_socket(base[: -len(".sock")], directory)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _run(options: AgentOptions) -> int:
+    config = load_config(options.config_path)
+    if not config.kubespan.enabled:
+        log.warning("KubeSpan is disabled in %s; removing any KubeSpan routing state and exiting",
+                    options.config_path)
+        await asyncio.to_thread(KernelRouting(use_nftables=options.use_nftables).cleanup)
+        return 0
+    if config.identity is None:
+        raise KubespanError("the config has no cluster identity")
+    mac = parse_mac(options.mac) if options.mac else None
+    identity = load_identity(options.state_dir, config.identity.cluster_id, mac=mac)
+    log.info("node ID %s, KubeSpan address %s", identity.node_id, identity.address)
+    agent = Agent(options, config, identity)
+    return await agent.run()
+
+
+def run_agent(options: AgentOptions) -> int:
+    """Run until SIGTERM/SIGINT; the exit status."""
+    try:
+        return asyncio.run(_run(options))
+    except (KubespanError, UapiInUse, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
