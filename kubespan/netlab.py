@@ -11,7 +11,9 @@ Topology (kubespan.md §5, §6, §10 give the behaviour it exercises):
 - ``internet``: the router (IPv4 forwarding on, no default route).  The discovery service listens on
   ``DISCOVERY_ADDR`` (a /32 on its ``lo``).  An nftables table ``inet meshlab`` counts forwarded traffic:
   WireGuard (UDP 51820 both ports) vs everything else per ordered pair of nodes (``counters()``), and can
-  drop a node's UDP (``block_udp``).
+  drop a node's UDP (``block_udp``).  ``UNREACHABLE_PREFIX`` has an unreachable route there; packets to it
+  are counted (``unreachable``), so a test can prove an endpoint in it was tried.  ``other`` counts every
+  forwarded packet that is not UDP 51820 to UDP 51820 (NATed WireGuard included).
 - a node attached to the internet: its own namespace, ``eth0`` = ``100.64.<k>.2/24`` (router side
   ``100.64.<k>.1``), default route via the router, a fixed random MAC (passed to the agent with ``--mac``:
   a veth has a link kind, so Talos' "first ethernet link without kind" rule finds nothing here).
@@ -49,6 +51,8 @@ from .identity import node_address, parse_mac
 
 DISCOVERY_ADDR = "100.64.0.1"
 DISCOVERY_PORT = 3000
+UNREACHABLE_PREFIX = "100.64.250.0/24"
+"""The router answers every packet to this prefix with "unreachable" (after counting it)."""
 WG_PORT = 51820
 PYTHON = sys.executable
 PKG_PARENT = str(Path(__file__).resolve().parents[1])
@@ -279,13 +283,24 @@ class Lab:
         inet = self.internet
         inet.sysctl("net.ipv4.ip_forward", "1")
         inet.run("ip", "addr", "add", f"{DISCOVERY_ADDR}/32", "dev", "lo")
+        inet.run("ip", "route", "add", "unreachable", UNREACHABLE_PREFIX)
         ruleset = (
             "table inet meshlab {\n"
             "  chain block { }\n"
+            "  chain prerouting {\n"
+            "    type filter hook prerouting priority 0; policy accept;\n"
+            f"    ip daddr {UNREACHABLE_PREFIX} counter comment \"unreachable\"\n"
+            "  }\n"
             "  chain forward {\n"
             "    type filter hook forward priority 0; policy accept;\n"
             "    jump block\n"
             f"    udp sport {WG_PORT} udp dport {WG_PORT} counter accept comment \"wireguard\"\n"
+            "  }\n"
+            # a second base chain on the same hook sees every packet the first one accepted
+            "  chain forward_other {\n"
+            "    type filter hook forward priority 10; policy accept;\n"
+            f"    udp sport {WG_PORT} udp dport {WG_PORT} return\n"
+            "    counter comment \"other\"\n"
             "  }\n"
             "}\n"
         )
@@ -370,7 +385,7 @@ class Lab:
                               "meta", "l4proto", "udp", "drop")
 
     def counters(self) -> dict[str, int]:
-        """Packets per counter of the router's forward chain: ``wireguard`` and ``clear A>B``."""
+        """Packets per named counter of the router: ``wireguard``, ``other``, ``unreachable``, ``clear A>B``."""
         data = json.loads(self.internet.run("nft", "-j", "list", "table", "inet", "meshlab").stdout)
         out: dict[str, int] = {}
         for item in data.get("nftables", []):
