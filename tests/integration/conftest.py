@@ -70,10 +70,11 @@ class Pair:
         self.ifnames.append(name)
         return name
 
-    def start(self, kind_a: str, kind_b: str, port_a: int = 51820, port_b: int = 51821) -> tuple[Side, Side]:
+    def start(self, kind_a: str, kind_b: str, port_a: int = 51820, port_b: int = 51821,
+              env: dict[str, str] | None = None) -> tuple[Side, Side]:
         sides = []
         for ns, kind, role, i, port in ((self.a, kind_a, "a", 0, port_a), (self.b, kind_b, "b", 1, port_b)):
-            daemon = start_daemon(ns, self.ifname(role), kind, self.tmp)
+            daemon = start_daemon(ns, self.ifname(role), kind, self.tmp, env)
             self.daemons.append(daemon)
             sides.append(Side(ns, daemon, gen_key(), port, TUN4[i], TUN6[i], UNDER4[i], UNDER6[i]))
         return sides[0], sides[1]

@@ -44,10 +44,12 @@ def test_ipv6_underlay(netns_pair) -> None:  # type: ignore[no-untyped-def]
     _handshake_and_ping(netns_pair, "wgpy", psk=False, v6_underlay=True)
 
 
+@pytest.mark.parametrize("path", ["native", "pure"])
 @pytest.mark.parametrize("direction", ["wgpy-to-go", "go-to-wgpy"])
-def test_tcp_transfer_100mb(netns_pair, direction: str) -> None:  # type: ignore[no-untyped-def]
+def test_tcp_transfer_100mb(netns_pair, direction: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    """``pure`` forces the asyncio path (WGPY_FASTPATH=0); ``native`` uses the C data plane if built."""
     from netns import configure_pair
-    a, b = netns_pair.start("wgpy", "wireguard-go")
+    a, b = netns_pair.start("wgpy", "wireguard-go", env={"WGPY_FASTPATH": "0"} if path == "pure" else None)
     configure_pair(a, b, netns_pair.tmp)
     src, dst = (a, b) if direction == "wgpy-to-go" else (b, a)
     assert ping(src.ns, dst.tun4), netns_pair.logs()
@@ -55,3 +57,5 @@ def test_tcp_transfer_100mb(netns_pair, direction: str) -> None:  # type: ignore
     assert sent == received and sent.startswith(f"{100 * MB} "), (sent, received, netns_pair.logs())
     rx = int(dst.ns.wg("show", dst.ifname, "transfer").split()[1])
     assert rx > 100 * MB, rx  # the bytes really crossed the tunnel
+    if path == "pure":
+        assert "native data plane running" not in a.daemon.log_text()
