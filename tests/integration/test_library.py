@@ -49,6 +49,7 @@ async def main():
         print("closed:", await wg.wait_closed(), flush=True)
         (peer,) = wg.peers()
         print("stats", peer.rx_bytes > 0, peer.tx_bytes > 0, peer.last_handshake is not None, flush=True)
+        print("mtu", wg.device.mtu, flush=True)
 
 asyncio.run(main())
 """
@@ -77,6 +78,8 @@ def test_interface_owns_tun_and_talks_to_wireguard_go(netns_pair) -> None:  # ty
     pair.a.run("ip", "link", "set", name, "up")
     assert ping(pair.a, TUN4[1])
     assert pair.a.wg("show", name, "listen-port").strip() == "51820"  # the UAPI socket serves wg too
+    pair.a.run("ip", "link", "set", name, "mtu", "1300")  # followed over rtnetlink: padding uses it
+    assert ping(pair.a, TUN4[1])
     pair.a.run("ip", "link", "del", name)
     out, err = proc.communicate(timeout=20)
-    assert out.decode().split("\n")[:2] == ["closed: tun-gone", "stats True True True"], out + err
+    assert out.decode().split("\n")[:3] == ["closed: tun-gone", "stats True True True", "mtu 1300"], out + err
