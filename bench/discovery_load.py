@@ -211,6 +211,13 @@ async def closed_loop(stubs: list[ClusterStub], clusters: int, per_cluster: int,
     return sent, time.monotonic() - start, errors
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -261,20 +268,23 @@ async def run(args: argparse.Namespace) -> None:
         streams = sum(c.recv()[1] for c in ctls)
         print(f"{streams} watch streams open in {time.monotonic() - t0:.1f}s", flush=True)
         collect(ctls)  # drop setup noise
+        def row(name: str, sent: int, elapsed: float, err: int, cpu: float) -> None:
+            lat, deliveries, werr = collect(ctls)
+            rows.append((name, f"{sent / elapsed:.0f}", f"{deliveries / elapsed:.0f}",
+                         f"{pct(lat, 50) * 1e3:.1f}", f"{pct(lat, 99) * 1e3:.1f}", f"{max(lat, default=0) * 1e3:.1f}",
+                         f"{deliveries}/{sent * args.affiliates}", str(err + werr),
+                         f"{cpu / max(sent, 1) * 1e3:.2f}", f"{os.getloadavg()[0]:.1f}"))
+            print(" | ".join(rows[-1]), flush=True)
+
         for rate in args.rates:
+            cpu0 = cpu_seconds(server.pid)
             sent, elapsed, err = await open_loop(stubs, args.clusters, args.affiliates, rate, args.duration)
             await asyncio.sleep(1.0)  # let deliveries drain
-            lat, deliveries, werr = collect(ctls)
-            rows.append((f"open {rate:.0f}/s", f"{sent / elapsed:.0f}", f"{deliveries / elapsed:.0f}",
-                         f"{pct(lat, 50) * 1e3:.1f}", f"{pct(lat, 99) * 1e3:.1f}", f"{max(lat, default=0) * 1e3:.1f}",
-                         f"{deliveries}/{sent * args.affiliates}", str(err + werr)))
-            print(" | ".join(rows[-1]), flush=True)
+            row(f"open {rate:.0f}/s", sent, elapsed, err, cpu_seconds(server.pid) - cpu0)
+        cpu0 = cpu_seconds(server.pid)
         sent, elapsed, err = await closed_loop(stubs, args.clusters, args.affiliates, args.concurrency, args.duration)
         await asyncio.sleep(1.0)
-        lat, deliveries, werr = collect(ctls)
-        rows.append((f"closed x{args.concurrency}", f"{sent / elapsed:.0f}", f"{deliveries / elapsed:.0f}",
-                     f"{pct(lat, 50) * 1e3:.1f}", f"{pct(lat, 99) * 1e3:.1f}", f"{max(lat, default=0) * 1e3:.1f}",
-                     f"{deliveries}/{sent * args.affiliates}", str(err + werr)))
+        row(f"closed x{args.concurrency}", sent, elapsed, err, cpu_seconds(server.pid) - cpu0)
         for c in chans:
             await c.close(None)
     finally:
@@ -292,7 +302,8 @@ async def run(args: argparse.Namespace) -> None:
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
-    header = ("phase", "updates/s", "deliveries/s", "p50 ms", "p99 ms", "max ms", "delivered/expected", "errors")
+    header = ("phase", "updates/s", "deliveries/s", "p50 ms", "p99 ms", "max ms", "delivered/expected", "errors",
+              "server CPU ms/update", "load1")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print()
     print(f"clusters={args.clusters} affiliates/cluster={args.affiliates} watch streams={args.clusters * args.affiliates} "

@@ -89,7 +89,14 @@ class ClusterServicer(Protocol):
 
     def Watch(
         self, request: pb.WatchRequest, context: grpc.aio.ServicerContext[pb.WatchRequest, pb.WatchResponse]
-    ) -> AsyncIterator[pb.WatchResponse]: ...
+    ) -> AsyncIterator[pb.WatchResponse | bytes]: ...
+
+
+def _serialize_watch(message: pb.WatchResponse | bytes) -> bytes:
+    """Watch responses may arrive pre-serialized (one encoding shared by all watchers)."""
+    if isinstance(message, bytes):
+        return message
+    return message.SerializeToString()
 
 
 def generic_handler(servicer: ClusterServicer) -> grpc.GenericRpcHandler[Any, Any]:
@@ -119,7 +126,7 @@ def generic_handler(servicer: ClusterServicer) -> grpc.GenericRpcHandler[Any, An
         "Watch": grpc.unary_stream_rpc_method_handler(
             servicer.Watch,
             request_deserializer=pb.WatchRequest.FromString,
-            response_serializer=pb.WatchResponse.SerializeToString,
+            response_serializer=_serialize_watch,
         ),
     }
     return grpc.method_handlers_generic_handler(SERVICE, handlers)

@@ -43,7 +43,7 @@ from kubespan.discovery.errors import (
 )
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.ratelimit import RateLimiter
-from kubespan.discovery.state import AffiliateView, State
+from kubespan.discovery.state import AffiliateView, Notification, State
 
 log = logging.getLogger("kubespan.discovery.service")
 
@@ -111,6 +111,17 @@ def client_ip(context: Context, trust_proxy_headers: bool) -> IPAddress | None:
 
 def _affiliate_pb(view: AffiliateView) -> pb.Affiliate:
     return pb.Affiliate(id=view.id, data=view.data, endpoints=list(view.endpoints))
+
+
+def _encoded(note: Notification) -> bytes:
+    """The WatchResponse bytes of a notification, serialized once for all watchers."""
+    if note.encoded is None:
+        if note.affiliate is None:
+            msg = pb.WatchResponse(affiliates=[pb.Affiliate(id=note.affiliate_id)], deleted=True)
+        else:
+            msg = pb.WatchResponse(affiliates=[_affiliate_pb(note.affiliate)])
+        note.encoded = msg.SerializeToString()
+    return note.encoded
 
 
 async def _abort(context: Context, exc: LimitError) -> NoReturn:
@@ -196,7 +207,7 @@ class ClusterService:
 
     async def Watch(
         self, request: pb.WatchRequest, context: Context
-    ) -> AsyncIterator[pb.WatchResponse]:
+    ) -> AsyncIterator[pb.WatchResponse | bytes]:
         await self._admit(context)
         try:
             current, sub = self.state.subscribe(request.cluster_id)
@@ -210,12 +221,7 @@ class ClusterService:
                 await wake.wait()
                 wake.clear()
                 for note in sub.pop_all():
-                    if note.affiliate is None:
-                        yield pb.WatchResponse(
-                            affiliates=[pb.Affiliate(id=note.affiliate_id)], deleted=True
-                        )
-                    else:
-                        yield pb.WatchResponse(affiliates=[_affiliate_pb(note.affiliate)])
+                    yield _encoded(note)
                 if sub.lost:
                     self.counters["lost_watchers"] += 1
                     await context.abort(grpc.StatusCode.ABORTED, "lost update")

@@ -45,12 +45,17 @@ class AffiliateView:
     endpoints: tuple[bytes, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notification:
-    """One change for watchers; ``affiliate is None`` means deleted."""
+    """One change for watchers; ``affiliate is None`` means deleted.
+
+    One object is shared by every subscriber of the cluster; ``encoded`` is a
+    slot for the service to cache the serialized message once for all of them.
+    """
 
     affiliate_id: str
     affiliate: AffiliateView | None
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
