@@ -1,6 +1,7 @@
 """KubeSpan discovery: the Sidero discovery-service protocol, client and server.
 
 Modules (spec/kubespan.md §3):
+  errors.py    DiscoveryPayloadError, LimitError (InvalidArgument/ResourceExhausted), SnapshotError
   protocol.py  affiliate payload model + client-side encryption (pure)
   limits.py    server limits (§3.5) and their validators (pure)
   state.py     clusters/affiliates/subscriptions, garbage_collect(now) (pure)
@@ -9,4 +10,9 @@ Modules (spec/kubespan.md §3):
   rpc.py       gRPC method table of sidero.discovery.server.Cluster
   service.py   grpc.aio server shell, `kubespan discovery-service`
   client.py    grpc.aio client: hello -> watch -> refresh every TTL/2
+  proto/       .proto files (sidero.discovery.server/.client/.storage) + generated
+               modules; regenerate with proto/generate.sh
+
+Import the submodules directly; this package file stays empty so that the
+pure modules (protocol, limits, state) load without grpc.
 """

@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kubespan.discovery import limits, snapshot
 from kubespan.discovery.errors import (
@@ -274,3 +276,12 @@ def test_rate_limiter_is_bounded() -> None:
         assert len(rl) <= 4
     rl.prune(100.0)
     assert len(rl) == 0
+
+
+@given(st.binary(max_size=200))
+def test_decode_snapshot_raises_only_snapshot_error(data: bytes) -> None:
+    try:
+        records = snapshot.decode_snapshot(data, 0.0)
+    except SnapshotError:
+        return
+    State().restore(records, 0.0)  # whatever decodes, restoring stays within limits
