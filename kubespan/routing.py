@@ -226,7 +226,7 @@ class KernelRouting:
             if ok and net not in have:
                 have.add(net)
                 continue
-            ipr.route("del", table=spec.table, dst=str(net), family=route["family"], priority=route.get("priority"))
+            self._del_route(ipr, route, net, spec.table)
             if net not in want:
                 changes.append(f"route {net} removed from table {spec.table}")
         for net in sorted(want - have, key=lambda n: (n.version, n.network_address.packed, n.prefixlen)):
@@ -237,6 +237,16 @@ class KernelRouting:
             ipr.route("add", **kw)
             changes.append(f"route {net} dev {spec.link} mtu {spec.mtu} added to table {spec.table}")
         return changes
+
+    @staticmethod
+    def _del_route(ipr: Any, route: Any, net: IPNetwork, table: int) -> None:
+        """Delete exactly this route (proto, oif and metric must match what the kernel has)."""
+        kw: dict[str, Any] = dict(table=table, dst=str(net), family=route["family"], proto=route["proto"],
+                                  scope=route["scope"], type=route["type"])
+        for key in ("oif", "priority"):
+            if route.get(key) is not None:
+                kw[key] = route.get(key)
+        ipr.route("del", **kw)
 
     @staticmethod
     def _route_mtu(route: Any) -> int | None:
@@ -310,7 +320,7 @@ class KernelRouting:
                     self._del_rule(ipr, rule, family)
                     changes.append(f"rule priority {priority} lookup {table} removed")
             for route, net in self._table_routes(ipr, table):
-                ipr.route("del", table=table, dst=str(net), family=route["family"], priority=route.get("priority"))
+                self._del_route(ipr, route, net, table)
                 changes.append(f"route {net} removed from table {table}")
             index = self._link_index(ipr, link)
             if index is not None and self._spec is not None:
