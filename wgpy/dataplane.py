@@ -9,7 +9,7 @@ device installs state through ``new_keypair`` (its keypair factory),
 ``sync_peer`` (after every engine step that touched a peer) and
 ``sync_config`` (after every ``apply``).  A batch hands back, besides its
 output, the items only Python may handle ("slow": handshake messages,
-unknown indices, ``next`` keypairs, peers without a usable keypair or with
+``next`` keypairs, peers without a usable keypair or with
 staged packets) and one ``PeerEvent`` per peer, which ``apply_tx_events`` /
 ``apply_rx_events`` turn into the timer hooks, byte counters and roaming of
 wireguard.md §6/§8 -- once per peer per batch, not per packet.
@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
 
 from .allowedips import AllowedIPs
 from .config import Endpoint
-from .constants import MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE
+from .constants import (
+    COOKIE_REPLY_SIZE, INITIATION_SIZE, MESSAGE_TRANSPORT, REJECT_AFTER_TIME, RESPONSE_SIZE, TRANSPORT_MIN_SIZE,
+)
 from .errors import DropReason
 from .keypair import Keypair
 from .peer import Peer
@@ -48,6 +50,7 @@ Addr = tuple[int, bytes, int]
 """(family 0/4/6, 16 address bytes, port), the wire form of an endpoint."""
 
 _INDEX = struct.Struct("<I")
+_HANDSHAKE_SIZES = {1: INITIATION_SIZE, 2: RESPONSE_SIZE, 3: COOKIE_REPLY_SIZE}
 _U16 = struct.Struct(">H")
 
 IO_DROP_NAMES = {9: "udp-send", 10: "tun-write"}
@@ -436,13 +439,19 @@ class PureDataPlane(DataPlane[_PureKeypair]):
             res.drops[DropReason.UNKNOWN_TYPE] += 1
             return None
         if msg[0] != MESSAGE_TRANSPORT:
-            res.slow.append(SlowItem(msg, 0, 0, src))
+            if n != _HANDSHAKE_SIZES[msg[0]]:
+                res.drops[DropReason.MALFORMED] += 1
+            else:
+                res.slow.append(SlowItem(msg, 0, 0, src))
             return None
         if n < TRANSPORT_MIN_SIZE:
             res.drops[DropReason.MALFORMED] += 1
             return None
         kp = self.index.get(_INDEX.unpack_from(msg, 4)[0])
-        if kp is None or not kp.fast_rx or kp.peer_id not in self.peers:
+        if kp is None:
+            res.drops[DropReason.UNKNOWN_INDEX] += 1
+            return None
+        if not kp.fast_rx or kp.peer_id not in self.peers:
             res.slow.append(SlowItem(msg, 0, 0, src))
             return None
         if not now - kp.created < REJECT_AFTER_TIME:

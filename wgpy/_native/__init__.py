@@ -80,6 +80,7 @@ DROP_REASONS: dict[int, DropReason] = {
     6: DropReason.INVALID_INNER_PACKET,
     7: DropReason.DISALLOWED_SOURCE,
     8: DropReason.NO_ROUTE,
+    11: DropReason.UNKNOWN_INDEX,
 }
 """C drop codes that are protocol drops (the I/O codes are counted by the runtime)."""
 
@@ -212,7 +213,7 @@ class Result:
 
     def empty(self) -> bool:
         c = self.c
-        return not (c.n_events or c.n_slow or any(c.drops[i] for i in range(11)))
+        return not (c.n_events or c.n_slow or any(c.drops[i] for i in range(12)))
 
     def events(self) -> list[tuple[int, int, int, int, Addr]]:
         """(peer_id, messages, data, bytes, endpoint) per peer."""
@@ -226,7 +227,7 @@ class Result:
                 for s in (self.c.slow[i] for i in range(self.c.n_slow))]
 
     def drops(self) -> dict[int, int]:
-        return {i: int(self.c.drops[i]) for i in range(1, 11) if self.c.drops[i]}
+        return {i: int(self.c.drops[i]) for i in range(1, 12) if self.c.drops[i]}
 
     @property
     def packets(self) -> int:

@@ -503,7 +503,11 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
         return 0;
     }
     if (msg[0] != WGDP_MESSAGE_TRANSPORT) {
-        push_slow(res, msg, len, 0, 0, src);
+        static const uint32_t sizes[4] = {0, 148, 92, 64};
+        if (len != sizes[msg[0]])
+            res->drops[WGDP_DROP_MALFORMED]++;
+        else
+            push_slow(res, msg, len, 0, 0, src);
         return 0;
     }
     if (len < WGDP_HEADER + WGDP_TAG) {
@@ -512,7 +516,11 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
     }
     index = (uint32_t)msg[4] | (uint32_t)msg[5] << 8 | (uint32_t)msg[6] << 16 | (uint32_t)msg[7] << 24;
     kp = wgdp_index_find(ctx, index);
-    if (!kp || !atomic_load(&kp->fast_rx) || !wgdp_peer_get(ctx, kp->peer_id)) {
+    if (!kp) {
+        res->drops[WGDP_DROP_UNKNOWN_INDEX]++;
+        return 0;
+    }
+    if (!atomic_load(&kp->fast_rx) || !wgdp_peer_get(ctx, kp->peer_id)) {
         push_slow(res, msg, len, 0, 0, src);
         return 0;
     }

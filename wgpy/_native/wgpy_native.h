@@ -33,7 +33,8 @@
 #define WGDP_DROP_NO_ROUTE 8
 #define WGDP_DROP_IO_SEND 9
 #define WGDP_DROP_IO_TUN_WRITE 10
-#define WGDP_DROP_COUNT 11
+#define WGDP_DROP_UNKNOWN_INDEX 11
+#define WGDP_DROP_COUNT 12
 
 #define WGDP_REPLAY_WORDS 128
 
@@ -74,7 +75,7 @@ typedef struct {
     uint8_t *slow_buf;
     uint32_t slow_buf_cap;
     uint32_t slow_buf_used;
-    uint64_t drops[11];
+    uint64_t drops[12];
     uint64_t packets;        /* packets moved by the fast path */
     int err;                 /* I/O: errno of a fatal TUN error, else 0 */
 } wgdp_result;

@@ -7,7 +7,7 @@ loops in ``wgdp_tun_to_udp`` (TUN reads -> route -> seal -> ``sendmmsg`` per
 family) and its RX thread in ``wgdp_udp_to_tun`` (``recvmmsg`` on the v4 and
 v6 sockets -> open -> replay -> source check -> TUN writes), both with the
 GIL released.  The C loops return only when Python has work: slow items
-(handshakes, unknown indices, unconfirmed keypairs, peers without a usable
+(handshake messages, unconfirmed keypairs, peers without a usable
 keypair), per-peer events due (every ``FLUSH_MS``), a poll timeout, or a dead
 TUN.  The thread converts that into a ``BatchResult`` and posts it to the
 event loop with ``call_soon_threadsafe``; the ``Device`` is only ever touched
