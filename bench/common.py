@@ -132,6 +132,14 @@ def proc_rss(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def system_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores; /proc/stat, idle and iowait excluded)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def proc_threads(pid: int) -> int:
     """Number of threads of a process (a hint of which data plane a wgpy daemon runs)."""
     with open(f"/proc/{pid}/status") as f:

@@ -37,6 +37,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("CPU s/GB, TCP 1 stream, B end (receiver)", "tcp1", "cpu_b_per_gb", "f2"),
     ("CPU s/GB, TCP 4 streams, both ends", "tcp4", "cpu_per_gb", "f2"),
     ("CPU s/GB, UDP, both ends", "udp", "cpu_per_gb", "f2"),
+    ("other CPU during TCP 1 stream (cores)*", "tcp1", "other_cores", "cores"),
     ("ping avg (ms)", "ping", "avg", "ms"),
     ("ping p99 (ms)", "ping", "p99", "ms"),
 ]
@@ -87,10 +88,14 @@ def tunnel_table(res: dict[str, Any]) -> tuple[str, list[str]]:
                 cells.append("n/a")
                 continue
             cell = _fmt(v, unit)
-            if p != BASE and base and unit != "pct":
+            if p != BASE and base and unit not in ("pct", "cores"):
                 cell += f" ×{v / base:.2f}"
             cells.append(cell)
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    if any("tcp1" in pairs[p] for p in names):
+        lines.append("")
+        lines.append("\\* cores busy outside the two daemons and the two iperf3 processes while TCP 1 stream ran "
+                     "(kernel softirq work not charged to a process, plus unrelated work on the machine).")
     threads = []
     for p in names:
         t = [x for x in pairs[p].get("threads", []) if x]

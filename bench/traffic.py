@@ -17,7 +17,7 @@ import subprocess
 import time
 from typing import Any
 
-from .common import proc_cpu, stop_proc, wait_for
+from .common import proc_cpu, stop_proc, system_busy, wait_for
 from .tunnel import TUNNEL, Tunnel
 
 IPERF_PORT = 5201
@@ -50,9 +50,11 @@ def _iperf(tun: Tunnel, args: list[str], duration: float) -> dict[str, Any]:
     cmd = ["iperf3", "-c", TUNNEL[1], "-p", str(IPERF_PORT), "-J", "-t", str(duration),
            "--connect-timeout", "5000", *args]
     cpu0 = [proc_cpu(d.pid) for d in tun.daemons]
+    busy0 = system_busy()
     t0 = time.monotonic()
     res = tun.under.a.run(*cmd, check=False, timeout=duration + 30)
     wall = time.monotonic() - t0
+    busy = system_busy() - busy0
     cpu1 = [proc_cpu(d.pid) if d.alive() else math.nan for d in tun.daemons]
     try:
         data = json.loads(res.stdout)
@@ -62,7 +64,13 @@ def _iperf(tun: Tunnel, args: list[str], duration: float) -> dict[str, Any]:
         raise RuntimeError(f"iperf3: {data['error']}")
     if not tun.alive():
         raise RuntimeError("a tunnel daemon died during the measurement")
-    return {"json": data, "cpu": [b - a for a, b in zip(cpu0, cpu1)], "wall": wall}
+    cpu = [b - a for a, b in zip(cpu0, cpu1)]
+    util = data.get("end", {}).get("cpu_utilization_percent", {})
+    iperf_cpu = (float(util.get("host_total", 0)) + float(util.get("remote_total", 0))) / 100 * duration
+    # cores busy with anything but the two daemons and the two iperf3 processes during the run
+    # (kernel softirq work for this traffic that is not charged to a process, and unrelated work)
+    other = max(0.0, busy - sum(cpu) - iperf_cpu) / wall if wall > 0 else math.nan
+    return {"json": data, "cpu": cpu, "wall": wall, "iperf_cpu": iperf_cpu, "other_cores": other}
 
 
 def tcp(tun: Tunnel, streams: int, duration: float) -> dict[str, Any]:
@@ -80,6 +88,8 @@ def tcp(tun: Tunnel, streams: int, duration: float) -> dict[str, Any]:
         "cpu_a_per_gb": r["cpu"][0] / (nbytes / 1e9) if nbytes else math.inf,
         "cpu_b_per_gb": r["cpu"][1] / (nbytes / 1e9) if nbytes else math.inf,
         "retransmits": end.get("sum_sent", {}).get("retransmits"),
+        "iperf_cpu_s": r["iperf_cpu"],
+        "other_cores": r["other_cores"],
     }
 
 
@@ -103,6 +113,8 @@ def udp(tun: Tunnel, duration: float) -> dict[str, Any]:
         "lost_percent": float(s.get("lost_percent", math.nan)),
         "cpu_s": r["cpu"],
         "cpu_per_gb": cpu / (nbytes / 1e9) if nbytes else math.inf,
+        "iperf_cpu_s": r["iperf_cpu"],
+        "other_cores": r["other_cores"],
     }
 
 
