@@ -173,7 +173,8 @@ def targets(res: dict[str, Any]) -> list[str]:
         out.append(f"- {title}: ×{r:.2f} (target {'≥' if higher else '≤'} ×{goal:g}) — {'met' if ok else 'MISSED'}")
 
     ratio_line("TCP 1 stream wgpy↔wgpy / wggo↔wggo", "wgpy:wgpy", "tcp1", "bps", 3, True)
-    ratio_line("TCP 1 stream wgpy↔wggo / wggo↔wggo", "wgpy:wggo", "tcp1", "bps", 1, True)
+    ratio_line("TCP 1 stream wgpy→wggo / wggo↔wggo", "wgpy:wggo", "tcp1", "bps", 1, True)
+    ratio_line("TCP 1 stream wggo→wgpy / wggo↔wggo", "wggo:wgpy", "tcp1", "bps", 1, True)
     ratio_line("CPU s/GB (TCP 1 stream) wgpy↔wgpy / wggo↔wggo", "wgpy:wgpy", "tcp1", "cpu_per_gb", 1, False)
     ratio_line("ping avg wgpy↔wgpy / wggo↔wggo", "wgpy:wgpy", "ping", "avg", 1, False)
     hs = res.get("handshakes")
