@@ -2,7 +2,7 @@
 
 Contract: pure formatting of the result dict built by ``run.py`` (no I/O
 besides returning strings).  Every cell is an absolute figure; cells in the
-tunnel table carry ``×r`` = this column / the wggo↔wggo column of the same
+tunnel table carry ``×r`` = this column / the wggo→wggo column of the same
 row.  A failed measurement prints ``FAILED`` and its reason is listed below
 the table.
 """
@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 BASE = "wggo:wggo"
-ARROW = "↔"
+ARROW = "→"
 
 
 def pair_label(pair: str) -> str:
@@ -172,11 +172,11 @@ def targets(res: dict[str, Any]) -> list[str]:
         ok = r >= goal if higher else r <= goal
         out.append(f"- {title}: ×{r:.2f} (target {'≥' if higher else '≤'} ×{goal:g}) — {'met' if ok else 'MISSED'}")
 
-    ratio_line("TCP 1 stream wgpy↔wgpy / wggo↔wggo", "wgpy:wgpy", "tcp1", "bps", 3, True)
-    ratio_line("TCP 1 stream wgpy→wggo / wggo↔wggo", "wgpy:wggo", "tcp1", "bps", 1, True)
-    ratio_line("TCP 1 stream wggo→wgpy / wggo↔wggo", "wggo:wgpy", "tcp1", "bps", 1, True)
-    ratio_line("CPU s/GB (TCP 1 stream) wgpy↔wgpy / wggo↔wggo", "wgpy:wgpy", "tcp1", "cpu_per_gb", 1, False)
-    ratio_line("ping avg wgpy↔wgpy / wggo↔wggo", "wgpy:wgpy", "ping", "avg", 1, False)
+    ratio_line("TCP 1 stream wgpy→wgpy / wggo→wggo", "wgpy:wgpy", "tcp1", "bps", 3, True)
+    ratio_line("TCP 1 stream wgpy→wggo / wggo→wggo", "wgpy:wggo", "tcp1", "bps", 1, True)
+    ratio_line("TCP 1 stream wggo→wgpy / wggo→wggo", "wggo:wgpy", "tcp1", "bps", 1, True)
+    ratio_line("CPU s/GB (TCP 1 stream) wgpy→wgpy / wggo→wggo", "wgpy:wgpy", "tcp1", "cpu_per_gb", 1, False)
+    ratio_line("ping avg wgpy→wgpy / wggo→wggo", "wgpy:wgpy", "ping", "avg", 1, False)
     hs = res.get("handshakes")
     if hs and "error" not in hs:
         v = hs["per_cpu_s"]
@@ -200,7 +200,7 @@ def render(res: dict[str, Any]) -> str:
     parts.append("")
     t1, n1 = tunnel_table(res)
     if t1:
-        parts += ["Tunnel (iperf3 client in namespace A → server in B; ×r = column / wggo↔wggo, "
+        parts += ["Tunnel (iperf3 client in namespace A → server in B; ×r = column / wggo→wggo, "
                   "lower is better for CPU and ping):", "", t1, ""]
     t2, n2 = other_table(res)
     if t2:
