@@ -308,6 +308,10 @@ class Agent:
             if old is None or old.state is not status.state:
                 log.info("peer %s (%s) state %s -> %s", status.label, key, old.state.value if old else "new",
                          status.state.value)
+            if (old is not None and status.endpoint is not None and status.endpoint != old.endpoint
+                    and status.endpoint != status.last_used_endpoint):
+                log.info("peer %s (%s) roamed to %s (WireGuard saw it there; kept)", status.label, key,
+                         status.endpoint)
             if old is not None and old.last_used_endpoint != status.last_used_endpoint:
                 log.info("peer %s (%s) trying endpoint %s (previous %s was %s)", status.label, key,
                          status.last_used_endpoint, old.last_used_endpoint, old.state.value)
