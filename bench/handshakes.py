@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wgpy.config import DeviceUpdate, PeerUpdate  # noqa: E402
 from wgpy.constants import UNDER_LOAD_QUEUE_LEN  # noqa: E402
 from wgpy.device import Device, SendDatagram  # noqa: E402
-from wgpy.keys import PrivateKey  # noqa: E402
+from wgpy.keys import PrivateKey, PublicKey  # noqa: E402
 
 BATCH = min(64, UNDER_LOAD_QUEUE_LEN // 2)
 RESPONDER_EP = ("10.0.0.1", 51820)
@@ -54,30 +54,36 @@ def ipv4_packet(src: str, dst: str) -> bytes:
                        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed) + payload
 
 
+def make_initiations(n: int, responder: PublicKey, clock: Clock,
+                     responder_ep: tuple[str, int] = RESPONDER_EP) -> list[tuple[Device, tuple[str, int], PublicKey, bytes]]:
+    """N fresh initiator devices and one handshake initiation each: (device, its endpoint, its key, message)."""
+    out = []
+    for i in range(n):
+        key = PrivateKey.generate(os.urandom)
+        dev = Device(rng=os.urandom, wall_clock=clock.wall)
+        ep = (initiator_addr(i), 40000 + i % 20000)
+        dev.apply(DeviceUpdate(private_key=key, listen_port=ep[1], peers=[PeerUpdate(
+            public_key=responder, endpoint=responder_ep,
+            allowed_ips=[ipaddress.ip_network(RESPONDER_TUN + "/32")])]), clock.now)
+        acts = dev.tun_packet(ipv4_packet(ep[0], RESPONDER_TUN), clock.now)
+        msgs = [a.data for a in acts if isinstance(a, SendDatagram) and a.data[0] == 1]
+        if len(msgs) != 1:
+            raise RuntimeError(f"initiator {i} produced {len(msgs)} initiations")
+        out.append((dev, ep, key.public_key(), msgs[0]))
+    return out
+
+
 def main(n: int) -> dict[str, object]:
     clock = Clock()
     rng = os.urandom
     rkey = PrivateKey.generate(rng)
     responder = Device(rng=rng, wall_clock=clock.wall)
     t_setup = time.monotonic()
-    initiators: list[tuple[Device, tuple[str, int]]] = []
-    peers: list[PeerUpdate] = []
-    inits: list[tuple[bytes, tuple[str, int]]] = []
-    for i in range(n):
-        key = PrivateKey.generate(rng)
-        dev = Device(rng=rng, wall_clock=clock.wall)
-        ep = (initiator_addr(i), 40000 + i % 20000)
-        dev.apply(DeviceUpdate(private_key=key, listen_port=ep[1], peers=[PeerUpdate(
-            public_key=rkey.public_key(), endpoint=RESPONDER_EP,
-            allowed_ips=[ipaddress.ip_network(RESPONDER_TUN + "/32")])]), clock.now)
-        acts = dev.tun_packet(ipv4_packet(ep[0], RESPONDER_TUN), clock.now)
-        msgs = [a.data for a in acts if isinstance(a, SendDatagram) and a.data[0] == 1]
-        if len(msgs) != 1:
-            raise RuntimeError(f"initiator {i} produced {len(msgs)} initiations")
-        inits.append((msgs[0], ep))
-        initiators.append((dev, ep))
-        peers.append(PeerUpdate(public_key=key.public_key(),
-                                allowed_ips=[ipaddress.ip_network(ep[0] + "/32")]))
+    made = make_initiations(n, rkey.public_key(), clock)
+    initiators = [(dev, ep) for dev, ep, _, _ in made]
+    inits = [(msg, ep) for _, ep, _, msg in made]
+    peers = [PeerUpdate(public_key=pub, allowed_ips=[ipaddress.ip_network(ep[0] + "/32")])
+             for _, ep, pub, _ in made]
     responder.apply(DeviceUpdate(private_key=rkey, listen_port=RESPONDER_EP[1], peers=peers), clock.now)
     setup_s = time.monotonic() - t_setup
 

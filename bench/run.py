@@ -31,6 +31,7 @@ if __package__ in (None, ""):
     __package__ = "bench"
 
 from bench import common, report, traffic  # noqa: E402
+from bench.handshake_daemon import daemon_handshake_rate  # noqa: E402
 from bench.peer_memory import daemon_rss_per_peer  # noqa: E402
 from bench.tunnel import KINDS, Tunnel, Underlay, start_daemon  # noqa: E402
 
@@ -103,7 +104,7 @@ def _guard(fn: Callable[[], dict[str, Any]], what: str) -> dict[str, Any]:
 
 
 def _short(r: dict[str, Any]) -> str:
-    keys = ("bps", "cpu_per_gb", "lost_percent", "avg", "p99", "per_cpu_s", "per_peer")
+    keys = ("bps", "cpu_per_gb", "lost_percent", "avg", "p99", "per_cpu_s", "per_wall_s", "responses", "per_peer")
     return ", ".join(f"{k}={r[k]:.4g}" for k in keys if isinstance(r.get(k), (int, float)))
 
 
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tunnel_tests = [t for t in args.tests if t in ("tcp1", "tcp4", "udp", "ping")]
         under = None
-        if (tunnel_tests and args.pair_list) or "memory" in args.tests:
+        if (tunnel_tests and args.pair_list) or "memory" in args.tests or "handshakes" in args.tests:
             under = Underlay()
         if tunnel_tests and under is not None:
             raw: dict[str, list[dict[str, Any]]] = {p: [] for p in args.pair_list}
@@ -261,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
                     raw[pair].append(run_pair(under, pair, tunnel_tests, args))
             res["pairs"] = {p: aggregate(raw[p]) for p in args.pair_list}
         if "handshakes" in args.tests:
-            res["handshakes"] = _guard(lambda: run_handshakes(args.handshakes), "handshakes")
+            res["handshakes"] = _guard(lambda: run_handshakes(args.handshakes), "handshakes in-process")
+            if under is not None:
+                res["handshakes_daemon"] = {
+                    kind: _guard(functools.partial(daemon_handshake_rate, under, kind, args.handshakes),
+                                 f"handshakes daemon {kind}")
+                    for kind in ("wgpy", "wggo")}
         if "memory" in args.tests and under is not None:
             res["memory"] = run_memory(under, args.peers)
     finally:
