@@ -47,19 +47,22 @@ def pair(tmp_path: Path) -> Iterator[object]:
         p.teardown()
 
 
-def _start(pair, kind_a: str, kind_b: str, pure_b: bool = False):  # type: ignore[no-untyped-def]
+def _start(pair, kind_a: str, kind_b: str, pure_b: bool = False,  # type: ignore[no-untyped-def]
+           env: dict[str, str] | None = None):
     sides = []
     for ns, kind, role, i, port, pure in ((pair.a, kind_a, "a", 0, 51820, False),
                                           (pair.b, kind_b, "b", 1, 51821, pure_b)):
-        old = os.environ.get("WGPY_NATIVE")
-        os.environ["WGPY_NATIVE"] = "0" if pure else "1"
+        extra = dict(env or {}, WGPY_NATIVE="0" if pure else "1")
+        old = {k: os.environ.get(k) for k in extra}
+        os.environ.update(extra)
         try:
             daemon = netns.start_daemon(ns, pair.ifname(role), kind, pair.tmp)
         finally:
-            if old is None:
-                del os.environ["WGPY_NATIVE"]
-            else:
-                os.environ["WGPY_NATIVE"] = old
+            for k, v in old.items():
+                if v is None:
+                    del os.environ[k]
+                else:
+                    os.environ[k] = v
         pair.daemons.append(daemon)
         sides.append(netns.Side(ns, daemon, netns.gen_key(), port, netns.TUN4[i], netns.TUN6[i],
                                 netns.UNDER4[i], netns.UNDER6[i]))
@@ -73,14 +76,17 @@ def _check_transfer(pair, src, dst, nbytes: int, addr: str) -> None:  # type: ig
     assert rx > nbytes, rx
 
 
-def test_native_pair_transfer_both_ways(pair) -> None:  # type: ignore[no-untyped-def]
-    a, b = _start(pair, "wgpy", "wgpy")
+@pytest.mark.parametrize("offloads", ["on", "off"])
+def test_native_pair_transfer_both_ways(pair, offloads: str) -> None:  # type: ignore[no-untyped-def]
+    env = {} if offloads == "on" else {"WGPY_UDP_GSO": "0", "WGPY_UDP_GRO": "0"}
+    a, b = _start(pair, "wgpy", "wgpy", env=env)
     configure_pair(a, b, pair.tmp, psk=True)
     assert ping(a.ns, b.tun4) and ping(b.ns, a.tun6), pair.logs()
     _check_transfer(pair, a, b, 64 * MB, b.tun4)
     _check_transfer(pair, b, a, 32 * MB, a.tun6)
     for side in (a, b):
         assert NATIVE_LINE in side.daemon.log_text(), side.daemon.log_text()[-2000:]
+        assert f"GSO {offloads}, GRO {offloads}" in side.daemon.log_text()
         assert side.daemon.alive()
         hs = side.ns.wg("show", side.ifname, "latest-handshakes").split()
         assert int(hs[1]) > 0

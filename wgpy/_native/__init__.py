@@ -250,6 +250,16 @@ class Context:
     def stop(self, on: bool = True) -> None:
         lib.wgdp_stop(self._ctx, int(on))
 
+    def set_offloads(self, gso: bool, gro: bool) -> tuple[bool, bool]:
+        """Ask for UDP GSO/GRO in the I/O loops; returns what is in effect."""
+        flags = int(lib.wgdp_set_offloads(self._ctx, int(gso), int(gro)))
+        return bool(flags & 1), bool(flags & 2)
+
+    def offloads(self) -> tuple[bool, bool]:
+        """(GSO, GRO) in effect now (either is switched off when the kernel refuses it)."""
+        flags = int(lib.wgdp_offloads(self._ctx))
+        return bool(flags & 1), bool(flags & 2)
+
     def add_keypair(self, kp: NativeKeypair) -> None:
         lib.wgdp_add_keypair(self._ctx, kp._kp)
 

@@ -17,6 +17,8 @@ wgdp *wgdp_new(void)
     pthread_rwlockattr_destroy(&attr);
     atomic_init(&ctx->mtu, 1420);
     atomic_init(&ctx->stop, 0);
+    atomic_init(&ctx->gso, 0);
+    atomic_init(&ctx->gro, 0);
     return ctx;
 }
 
@@ -28,8 +30,6 @@ static void route_table_free(struct route_table *t)
     free(t->slots);
     free(t);
 }
-
-void wgdp_io_scratch_free(struct io_scratch *s);
 
 void wgdp_free(wgdp *ctx)
 {
@@ -51,8 +51,7 @@ void wgdp_free(wgdp *ctx)
         }
     free(ctx->peers);
     route_table_free(ctx->routes);
-    wgdp_io_scratch_free(&ctx->tx);
-    wgdp_io_scratch_free(&ctx->rx);
+    wgdp_io_free(ctx);
     pthread_rwlock_destroy(&ctx->lock);
     free(ctx);
 }

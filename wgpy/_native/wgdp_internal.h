@@ -57,13 +57,8 @@ struct route_table {
     uint8_t lens4[33], n4, lens6[129], n6;  /* populated lengths, longest first */
 };
 
-struct io_scratch {
-    uint32_t slots, slot_size;
-    uint8_t *buf;                     /* slots * slot_size (input) */
-    uint8_t *out;                     /* slots * slot_size (output) */
-    uint32_t *len, *olen, *peer;
-    void *msgs4, *msgs6, *iov4, *iov6, *names;
-};
+struct io_bufs; /* wgdp_io.c */
+
 
 struct wgdp {
     pthread_rwlock_t lock;
@@ -73,7 +68,8 @@ struct wgdp {
     struct route_table *routes;
     atomic_uint mtu;
     atomic_int stop;
-    struct io_scratch tx, rx;
+    struct io_bufs *txb, *rxb;
+    atomic_int gso, gro;              /* UDP offloads: 1 on, 0 off (also when the kernel refused) */
 };
 
 /* crypto.c */
@@ -90,5 +86,6 @@ int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t 
 int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t len, const wgdp_addr *src,
                      uint8_t *out, wgdp_result *res);
 double wgdp_now(void);
+void wgdp_io_free(struct wgdp *ctx);
 
 #endif

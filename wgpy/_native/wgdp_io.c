@@ -1,7 +1,14 @@
 /* Batched I/O loops: TUN -> seal -> sendmmsg, and recvmmsg -> open -> TUN
  * (wireguard.md §10).  Each loop runs on its own thread with the GIL released
  * and returns to Python only when Python has work: slow items, events older
- * than flush_ms, a poll timeout, stop, or a fatal TUN error (-errno). */
+ * than flush_ms, a poll timeout, stop, or a fatal TUN error (-errno).
+ *
+ * UDP offloads (wireguard-go 6a84778): with GSO on, consecutive messages to one
+ * endpoint of one size (the last may be shorter) leave in one sendmmsg entry
+ * with a UDP_SEGMENT cmsg; EIO (no checksum offload) switches GSO off for good
+ * and the messages are resent one by one.  With GRO on, UDP_GRO is set on the
+ * sockets and a coalesced datagram is split by the gso_size cmsg before it is
+ * opened.  Without either, one datagram per mmsghdr. */
 #include "wgdp_internal.h"
 #include <errno.h>
 #include <poll.h>
@@ -9,49 +16,112 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/uio.h>
+#include <netinet/udp.h>
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 #define SLOT 65536u
 #define OUT_SLOT (SLOT + 64u)
 #define MAX_SLOTS 1024u
+#define GSO_MAX_SEGS 64u
+#define GSO_MAX_BYTES 65000u
+#define CTRL_SIZE 64u
+#define MAX_SEGS_PER_DATAGRAM (SLOT / 32u)
 
-void wgdp_io_scratch_free(struct io_scratch *s)
+struct tx_ent {
+    uint8_t *data;
+    uint32_t len;
+    wgdp_addr ep;
+};
+
+struct io_bufs {
+    uint32_t slots;
+    uint8_t *buf;                     /* slots * SLOT: TUN packets (tx) / datagrams (rx) */
+    uint8_t *out;                     /* tx: slots * OUT_SLOT sealed messages */
+    uint32_t *len;
+    struct tx_ent *ents;              /* tx: sealed messages in order */
+    uint32_t *segs;                   /* tx: segments per mmsghdr */
+    struct mmsghdr *msgs;
+    struct iovec *iov;
+    struct sockaddr_storage *names;
+    uint8_t *ctrl;                    /* slots * CTRL_SIZE */
+    uint8_t **wptr;                   /* rx: inner packets of one datagram */
+    uint32_t *wlen;
+    int gro_fd[2];
+};
+
+int wgdp_set_offloads(wgdp *ctx, int gso, int gro)
 {
-    free(s->buf);
-    free(s->out);
-    free(s->len);
-    free(s->olen);
-    free(s->peer);
-    free(s->msgs4);
-    free(s->msgs6);
-    free(s->iov4);
-    free(s->iov6);
-    free(s->names);
-    memset(s, 0, sizeof(*s));
+    atomic_store(&ctx->gso, gso ? 1 : 0);
+    atomic_store(&ctx->gro, gro ? 1 : 0);
+    return wgdp_offloads(ctx);
 }
 
-static int scratch_init(struct io_scratch *s, uint32_t slots)
+int wgdp_offloads(wgdp *ctx) { return atomic_load(&ctx->gso) | atomic_load(&ctx->gro) << 1; }
+
+static void bufs_free(struct io_bufs *b)
 {
-    if (s->slots >= slots)
-        return 0;
-    wgdp_io_scratch_free(s);
-    s->buf = malloc((size_t)slots * SLOT);
-    s->out = malloc((size_t)slots * OUT_SLOT);
-    s->len = calloc(slots, sizeof(uint32_t));
-    s->olen = calloc(slots, sizeof(uint32_t));
-    s->peer = calloc(slots, sizeof(uint32_t));
-    s->msgs4 = calloc(slots, sizeof(struct mmsghdr));
-    s->msgs6 = calloc(slots, sizeof(struct mmsghdr));
-    s->iov4 = calloc(slots, sizeof(struct iovec));
-    s->iov6 = calloc(slots, sizeof(struct iovec));
-    s->names = calloc(slots, sizeof(struct sockaddr_storage));
-    if (!s->buf || !s->out || !s->len || !s->olen || !s->peer || !s->msgs4 || !s->msgs6 || !s->iov4 ||
-        !s->iov6 || !s->names) {
-        wgdp_io_scratch_free(s);
-        return -1;
+    if (!b)
+        return;
+    free(b->buf);
+    free(b->out);
+    free(b->len);
+    free(b->ents);
+    free(b->segs);
+    free(b->msgs);
+    free(b->iov);
+    free(b->names);
+    free(b->ctrl);
+    free(b->wptr);
+    free(b->wlen);
+    free(b);
+}
+
+void wgdp_io_free(struct wgdp *ctx)
+{
+    bufs_free(ctx->txb);
+    bufs_free(ctx->rxb);
+    ctx->txb = ctx->rxb = NULL;
+}
+
+static struct io_bufs *bufs_get(struct io_bufs **slot, uint32_t slots, int tx)
+{
+    struct io_bufs *b = *slot;
+    if (b && b->slots >= slots)
+        return b;
+    bufs_free(b);
+    *slot = NULL;
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->slots = slots;
+    b->buf = malloc((size_t)slots * SLOT);
+    b->out = tx ? malloc((size_t)slots * OUT_SLOT) : malloc(1);
+    b->len = calloc(slots, sizeof(uint32_t));
+    b->ents = calloc(slots, sizeof(struct tx_ent));
+    b->segs = calloc(slots, sizeof(uint32_t));
+    b->msgs = calloc(slots, sizeof(struct mmsghdr));
+    b->iov = calloc(slots, sizeof(struct iovec));
+    b->names = calloc(slots, sizeof(struct sockaddr_storage));
+    b->ctrl = calloc(slots, CTRL_SIZE);
+    b->wptr = calloc(MAX_SEGS_PER_DATAGRAM, sizeof(uint8_t *));
+    b->wlen = calloc(MAX_SEGS_PER_DATAGRAM, sizeof(uint32_t));
+    b->gro_fd[0] = b->gro_fd[1] = -1;
+    if (!b->buf || !b->out || !b->len || !b->ents || !b->segs || !b->msgs || !b->iov || !b->names || !b->ctrl ||
+        !b->wptr || !b->wlen) {
+        bufs_free(b);
+        return NULL;
     }
-    s->slots = slots;
-    s->slot_size = SLOT;
-    return 0;
+    *slot = b;
+    return b;
 }
 
 static int pending(const wgdp_result *res)
@@ -104,7 +174,28 @@ static void from_sockaddr(const struct sockaddr_storage *ss, wgdp_addr *a)
     }
 }
 
-static void send_all(int fd, struct mmsghdr *msgs, uint32_t n, wgdp_result *res)
+/* ------------------------------------------------------------------ send side */
+
+/* one message per segment, for a GSO entry the kernel refused */
+static void send_singly(int fd, struct mmsghdr *m, uint32_t segs, wgdp_result *res)
+{
+    for (uint32_t s = 0; s < segs; s++) {
+        struct msghdr h = m->msg_hdr;
+        ssize_t r;
+        h.msg_iov = m->msg_hdr.msg_iov + s;
+        h.msg_iovlen = 1;
+        h.msg_control = NULL;
+        h.msg_controllen = 0;
+        do
+            r = sendmsg(fd, &h, 0);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+            res->drops[WGDP_DROP_IO_SEND]++;
+    }
+}
+
+static void send_all(struct wgdp *ctx, int fd, struct mmsghdr *msgs, const uint32_t *segs, uint32_t n,
+                     wgdp_result *res)
 {
     uint32_t sent = 0;
     int waits = 0;
@@ -122,9 +213,71 @@ static void send_all(int fd, struct mmsghdr *msgs, uint32_t n, wgdp_result *res)
             poll(&p, 1, 20);
             continue;
         }
-        res->drops[WGDP_DROP_IO_SEND]++;  /* unreachable endpoint, EMSGSIZE, ...: skip this one */
+        if (segs[sent] > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE)) {
+            if (errno == EIO)
+                atomic_store(&ctx->gso, 0);  /* no checksum offload on this path: GSO off for good */
+            send_singly(fd, &msgs[sent], segs[sent], res);
+        } else {
+            res->drops[WGDP_DROP_IO_SEND] += segs[sent];  /* unreachable, EMSGSIZE, ...: skip it */
+        }
         sent++;
     }
+}
+
+static int same_addr(const wgdp_addr *a, const wgdp_addr *b)
+{
+    return a->family == b->family && a->port == b->port && !memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16);
+}
+
+/* build and send the mmsghdrs of one family from the sealed messages, grouping for GSO */
+static void send_family(struct wgdp *ctx, struct io_bufs *b, uint32_t n, int family, int fd, wgdp_result *res)
+{
+    int gso = atomic_load(&ctx->gso);
+    uint32_t m = 0, iv = 0, gsz = 0, bytes = 0;
+    int open_group = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct tx_ent *e = &b->ents[i];
+        if (e->ep.family != family)
+            continue;
+        b->iov[iv].iov_base = e->data;
+        b->iov[iv].iov_len = e->len;
+        if (gso && open_group && m > 0 && e->len <= gsz && b->segs[m - 1] < GSO_MAX_SEGS &&
+            bytes + e->len <= GSO_MAX_BYTES && same_addr(&e->ep, &b->ents[i - 1].ep)) {
+            b->msgs[m - 1].msg_hdr.msg_iovlen++;
+            b->segs[m - 1]++;
+            bytes += e->len;
+            if (e->len < gsz)
+                open_group = 0;  /* a shorter segment ends the group */
+        } else {
+            struct mmsghdr *h = &b->msgs[m];
+            memset(h, 0, sizeof(*h));
+            h->msg_hdr.msg_iov = &b->iov[iv];
+            h->msg_hdr.msg_iovlen = 1;
+            h->msg_hdr.msg_name = &b->names[m];
+            h->msg_hdr.msg_namelen = to_sockaddr(&e->ep, &b->names[m]);
+            b->segs[m++] = 1;
+            gsz = bytes = e->len;
+            open_group = 1;
+        }
+        iv++;
+    }
+    for (uint32_t k = 0; k < m; k++) {
+        if (b->segs[k] > 1) {
+            struct msghdr *h = &b->msgs[k].msg_hdr;
+            struct cmsghdr *c;
+            uint16_t size = (uint16_t)((struct iovec *)h->msg_iov)[0].iov_len;
+            h->msg_control = b->ctrl + (size_t)k * CTRL_SIZE;
+            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            memset(h->msg_control, 0, h->msg_controllen);
+            c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            memcpy(CMSG_DATA(c), &size, sizeof(size));
+        }
+    }
+    if (m)
+        send_all(ctx, fd, b->msgs, b->segs, m, res);
 }
 
 /* how long to wait in poll: until pending events are due, else timeout_ms */
@@ -148,18 +301,15 @@ static int room(const wgdp_result *res, uint32_t max_batch)
 int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_batch, int timeout_ms,
                     int flush_ms, wgdp_result *res)
 {
-    struct io_scratch *s = &ctx->tx;
+    struct io_bufs *b;
     double first_pending = 0;
     if (max_batch == 0 || max_batch > MAX_SLOTS)
         max_batch = 128;
-    if (scratch_init(s, max_batch) < 0)
+    if (!(b = bufs_get(&ctx->txb, max_batch, 1)))
         return -ENOMEM;
     for (;;) {
         struct pollfd p = {.fd = tun_fd, .events = POLLIN};
-        struct mmsghdr *m4 = s->msgs4, *m6 = s->msgs6;
-        struct iovec *v4 = s->iov4, *v6 = s->iov6;
-        struct sockaddr_storage *names = s->names;
-        uint32_t n = 0, n4 = 0, n6 = 0;
+        uint32_t n = 0, k = 0;
         int r;
         double now;
         if (atomic_load(&ctx->stop) || res->n_slow || !room(res, max_batch))
@@ -178,7 +328,7 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
             return -res->err;
         }
         while (n < max_batch) {
-            ssize_t got = read(tun_fd, s->buf + (size_t)n * SLOT, SLOT);
+            ssize_t got = read(tun_fd, b->buf + (size_t)n * SLOT, SLOT);
             if (got < 0) {
                 if (errno == EINTR)
                     continue;
@@ -188,58 +338,108 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
                 }
                 break;
             }
-            s->len[n++] = (uint32_t)got;
+            b->len[n++] = (uint32_t)got;
         }
         if (!n)
             continue;
         now = wgdp_now();
         pthread_rwlock_rdlock(&ctx->lock);
         for (uint32_t i = 0; i < n; i++) {
-            wgdp_addr ep;
-            uint8_t *out = s->out + (size_t)i * OUT_SLOT;
-            int len = wgdp_encrypt_one(ctx, now, s->buf + (size_t)i * SLOT, s->len[i], out, OUT_SLOT, &s->peer[i],
-                                       &ep, res, NULL);
-            struct mmsghdr *m;
-            struct iovec *v;
+            struct tx_ent *e = &b->ents[k];
+            uint32_t peer;
+            int len;
+            e->data = b->out + (size_t)i * OUT_SLOT;
+            len = wgdp_encrypt_one(ctx, now, b->buf + (size_t)i * SLOT, b->len[i], e->data, OUT_SLOT, &peer,
+                                   &e->ep, res, NULL);
             if (len <= 0)
                 continue;
-            if (ep.family == 4 && sock4 >= 0) {
-                m = &m4[n4];
-                v = &v4[n4++];
-            } else if (ep.family == 6 && sock6 >= 0) {
-                m = &m6[n6];
-                v = &v6[n6++];
-            } else {
+            if ((e->ep.family == 4 && sock4 < 0) || (e->ep.family == 6 && sock6 < 0)) {
                 res->drops[WGDP_DROP_IO_SEND]++;
                 continue;
             }
-            memset(m, 0, sizeof(*m));
-            v->iov_base = out;
-            v->iov_len = (size_t)len;
-            m->msg_hdr.msg_iov = v;
-            m->msg_hdr.msg_iovlen = 1;
-            m->msg_hdr.msg_name = &names[i];
-            m->msg_hdr.msg_namelen = to_sockaddr(&ep, &names[i]);
+            e->len = (uint32_t)len;
+            k++;
         }
         pthread_rwlock_unlock(&ctx->lock);
-        if (n4)
-            send_all(sock4, m4, n4, res);
-        if (n6)
-            send_all(sock6, m6, n6, res);
+        if (k) {
+            send_family(ctx, b, k, 4, sock4, res);
+            send_family(ctx, b, k, 6, sock6, res);
+        }
         if (first_pending == 0 && pending(res))
             first_pending = now;
     }
 }
 
+/* ------------------------------------------------------------------ receive side */
+
+static void enable_gro(struct wgdp *ctx, struct io_bufs *b, int k, int fd)
+{
+    int one = 1;
+    if (fd < 0 || b->gro_fd[k] == fd || !atomic_load(&ctx->gro))
+        return;
+    b->gro_fd[k] = fd;
+    if (setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) < 0)
+        atomic_store(&ctx->gro, 0);  /* kernel without UDP_GRO: stay unsegmented */
+}
+
+static uint32_t gro_size(struct msghdr *h, uint32_t len)
+{
+    struct cmsghdr *c;
+    for (c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int size = 0;
+            size_t n = c->cmsg_len - CMSG_LEN(0);
+            memcpy(&size, CMSG_DATA(c), n < sizeof(size) ? n : sizeof(size));
+            return size > 0 ? (uint32_t)size : len;
+        }
+    }
+    return len;
+}
+
+/* open every segment of one (possibly coalesced) datagram in place and write the packets */
+static int open_datagram(struct wgdp *ctx, struct io_bufs *b, uint8_t *data, uint32_t len, uint32_t seg,
+                         const wgdp_addr *src, int tun_fd, wgdp_result *res)
+{
+    uint32_t w = 0;
+    double now = wgdp_now();
+    pthread_rwlock_rdlock(&ctx->lock);
+    for (uint32_t off = 0; off < len && w < MAX_SEGS_PER_DATAGRAM; off += seg) {
+        uint32_t n = len - off < seg ? len - off : seg;
+        uint8_t *msg = data + off;
+        int ilen = wgdp_decrypt_one(ctx, now, msg, n, src, msg + 16, res);
+        if (ilen > 0) {
+            b->wptr[w] = msg + 16;
+            b->wlen[w++] = (uint32_t)ilen;
+        }
+    }
+    pthread_rwlock_unlock(&ctx->lock);
+    for (uint32_t i = 0; i < w; i++) {
+        ssize_t r;
+        do
+            r = write(tun_fd, b->wptr[i], b->wlen[i]);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (tun_gone(errno)) {
+                res->err = errno;
+                return -errno;
+            }
+            res->drops[WGDP_DROP_IO_TUN_WRITE]++;
+        }
+    }
+    return 0;
+}
+
 int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_batch, int timeout_ms,
                     int flush_ms, wgdp_result *res)
 {
-    struct io_scratch *s = &ctx->rx;
+    struct io_bufs *b;
     double first_pending = 0;
     if (max_batch == 0 || max_batch > MAX_SLOTS)
         max_batch = 128;
-    if (scratch_init(s, max_batch) < 0)
+    if (!(b = bufs_get(&ctx->rxb, max_batch, 0)))
         return -ENOMEM;
+    enable_gro(ctx, b, 0, sock4);
+    enable_gro(ctx, b, 1, sock6);
     for (;;) {
         struct pollfd p[2] = {{.fd = sock4, .events = POLLIN}, {.fd = sock6, .events = POLLIN}};
         int r;
@@ -255,51 +455,38 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
         if (r == 0)
             return 0;
         for (int k = 0; k < 2; k++) {
-            struct mmsghdr *m = s->msgs4;
-            struct iovec *v = s->iov4;
-            struct sockaddr_storage *names = s->names;
-            double now;
+            struct mmsghdr *m = b->msgs;
             int got;
             if (p[k].fd < 0 || !(p[k].revents & (POLLIN | POLLERR)))
                 continue;
             for (uint32_t i = 0; i < max_batch; i++) {
                 memset(&m[i], 0, sizeof(m[i]));
-                v[i].iov_base = s->buf + (size_t)i * SLOT;
-                v[i].iov_len = SLOT;
-                m[i].msg_hdr.msg_iov = &v[i];
+                b->iov[i].iov_base = b->buf + (size_t)i * SLOT;
+                b->iov[i].iov_len = SLOT;
+                m[i].msg_hdr.msg_iov = &b->iov[i];
                 m[i].msg_hdr.msg_iovlen = 1;
-                m[i].msg_hdr.msg_name = &names[i];
-                m[i].msg_hdr.msg_namelen = sizeof(names[i]);
+                m[i].msg_hdr.msg_name = &b->names[i];
+                m[i].msg_hdr.msg_namelen = sizeof(b->names[i]);
+                m[i].msg_hdr.msg_control = b->ctrl + (size_t)i * CTRL_SIZE;
+                m[i].msg_hdr.msg_controllen = CTRL_SIZE;
             }
             got = recvmmsg(p[k].fd, m, max_batch, MSG_DONTWAIT, NULL);
             if (got <= 0)
                 continue;  /* EAGAIN, or a queued ICMP error: not ours to act on */
-            now = wgdp_now();
-            pthread_rwlock_rdlock(&ctx->lock);
             for (int i = 0; i < got; i++) {
                 wgdp_addr src;
-                from_sockaddr(&names[i], &src);
-                s->olen[i] = (uint32_t)wgdp_decrypt_one(ctx, now, s->buf + (size_t)i * SLOT, m[i].msg_len, &src,
-                                                        s->out + (size_t)i * OUT_SLOT, res);
-            }
-            pthread_rwlock_unlock(&ctx->lock);
-            for (int i = 0; i < got; i++) {
-                ssize_t w;
-                if (!s->olen[i])
+                uint32_t len = m[i].msg_len;
+                if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                    res->drops[WGDP_DROP_MALFORMED]++;
                     continue;
-                do
-                    w = write(tun_fd, s->out + (size_t)i * OUT_SLOT, s->olen[i]);
-                while (w < 0 && errno == EINTR);
-                if (w < 0) {
-                    if (tun_gone(errno)) {
-                        res->err = errno;
-                        return -errno;
-                    }
-                    res->drops[WGDP_DROP_IO_TUN_WRITE]++;
                 }
+                from_sockaddr(&b->names[i], &src);
+                if (open_datagram(ctx, b, b->buf + (size_t)i * SLOT, len, gro_size(&m[i].msg_hdr, len), &src,
+                                  tun_fd, res) < 0)
+                    return -res->err;
             }
             if (first_pending == 0 && pending(res))
-                first_pending = now;
+                first_pending = wgdp_now();
         }
     }
 }

@@ -134,6 +134,11 @@ int wgdp_decrypt_batch(wgdp *ctx, double now, uint32_t n, const uint8_t *in, con
                        const uint32_t *in_len, const wgdp_addr *src, uint8_t *out, uint32_t out_stride,
                        uint32_t *out_len, wgdp_result *res);
 
+/* UDP offloads for the I/O loops (UDP_SEGMENT on send, UDP_GRO on receive); each is
+ * also switched off for good when the kernel refuses it.  Returns the flags in effect. */
+int wgdp_set_offloads(wgdp *ctx, int gso, int gro);
+int wgdp_offloads(wgdp *ctx);
+
 /* I/O loops: return when Python has something to do (slow items, events due), on a
  * poll timeout, on stop, or with a negative errno when the TUN is gone */
 int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_batch,

@@ -14,7 +14,9 @@ event loop with ``call_soon_threadsafe``; the ``Device`` is only ever touched
 on the loop thread (``Runner._run``).  At most ``MAX_INFLIGHT`` posts wait per
 direction; beyond that slow items are dropped and counted (events are kept),
 so a handshake flood cannot grow memory while data keeps flowing in C.
-``WGPY_FASTPATH=0`` keeps the runner on its pure asyncio path.
+UDP GSO/GRO are on unless ``WGPY_UDP_GSO=0`` / ``WGPY_UDP_GRO=0`` (and go off
+by themselves when the kernel refuses them).  ``WGPY_FASTPATH=0`` keeps the
+runner on its pure asyncio path.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class FastPath:
         assert self.runner.tun is not None
         tun_fd = self.runner.tun.fd
         s4, s6 = _fds(bind)
+        gso, gro = self.plane.ctx.set_offloads(os.environ.get("WGPY_UDP_GSO", "1") != "0",
+                                               os.environ.get("WGPY_UDP_GRO", "1") != "0")
         self._threads = [
             threading.Thread(target=self._run_loop, name="wgpy-tx", daemon=True,
                              args=("tx", lambda res: self.plane.ctx.tun_to_udp(
@@ -92,7 +96,8 @@ class FastPath:
         ]
         for thread in self._threads:
             thread.start()
-        log.info("native data plane running (TX and RX threads)")
+        log.info("native data plane running (TX and RX threads; UDP GSO %s, GRO %s)",
+                 "on" if gso else "off", "on" if gro else "off")
 
     def stop(self) -> None:
         """Stop both threads and wait for them (at most one poll timeout)."""
