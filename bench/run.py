@@ -211,20 +211,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 s iperf3 runs, shorter ping, 1000 initiators, "
                     "1,000 and 10,000 peers")
-    ap.add_argument("--duration", type=float, help="seconds per iperf3 run (default 10, --quick 3)")
+    ap.add_argument("--duration", type=float, help="seconds per iperf3 run (default 6, --quick 3)")
     ap.add_argument("--pairs", default=",".join(DEFAULT_PAIRS),
                     help="comma list of A:B tunnel pairings, A and B in " + "|".join(KINDS)
                     + f"\n(default {','.join(DEFAULT_PAIRS)})")
     ap.add_argument("--only", default=",".join(TESTS), help=f"comma list of tests (default all: {','.join(TESTS)})")
     ap.add_argument("--skip", default="", help="comma list of tests to leave out")
-    ap.add_argument("--rounds", type=int, help="rounds over all pairs, median reported (default 2, --quick 1)")
+    ap.add_argument("--rounds", type=int, help="rounds over all pairs, median reported (default 3, --quick 1)")
     ap.add_argument("--peers", default="1000,10000", help="peer counts for the memory test")
     ap.add_argument("--handshakes", type=int, help="initiators for the handshake test (default 3000, --quick 1000)")
     ap.add_argument("--json", help="also write the raw results to this file")
     args = ap.parse_args(argv)
-    args.duration = args.duration or (3.0 if args.quick else 10.0)
-    args.rounds = max(1, args.rounds or (1 if args.quick else 2))
-    args.ping_count = 100 if args.quick else 300
+    args.duration = args.duration or (3.0 if args.quick else 6.0)
+    args.rounds = max(1, args.rounds or (1 if args.quick else 3))
+    args.ping_count = 100 if args.quick else 200
     args.ping_interval = 0.02
     args.handshakes = args.handshakes or (1000 if args.quick else 3000)
     args.peers = [int(x) for x in args.peers.split(",") if x]
