@@ -288,15 +288,15 @@ async def run(args: argparse.Namespace) -> None:
         for c in chans:
             await c.close(None)
     finally:
-        for c in ctls:
+        for ctl in ctls:
             try:
-                c.send("stop")
+                ctl.send("stop")
             except OSError:
                 pass
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(10)

@@ -415,3 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kubespan discovery-service: {exc}")
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

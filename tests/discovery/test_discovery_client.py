@@ -189,7 +189,7 @@ def test_undecryptable_and_empty_entries_are_dropped_and_counted() -> None:
             assert c.counters.dropped_data == 2
             assert c.counters.dropped_endpoints == 1
         finally:
-            await channel.close()
+            await channel.close(None)
             await c.close()
             await server.stop()
 

@@ -67,7 +67,7 @@ def test_rpc_round_trip() -> None:
             assert not delta.deleted and delta.affiliates[0].data == b"d"
             watch.cancel()
         finally:
-            await channel.close()
+            await channel.close(None)
             await server.stop()
 
     run(go())
@@ -110,7 +110,7 @@ def test_limits_map_to_grpc_codes_and_change_nothing() -> None:
             assert await code_of(s.AffiliateUpdate(update(aff="overflow"))) == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert len((await s.List(pb.ListRequest(cluster_id="c"))).affiliates) == 1024
         finally:
-            await channel.close()
+            await channel.close(None)
             await server.stop()
 
     run(go(), timeout=60)
@@ -121,17 +121,17 @@ def test_malformed_requests() -> None:
         server = await start()
         channel, _ = stub(server.port)
         try:
-            raw = channel.unary_unary("/sidero.discovery.server.Cluster/AffiliateUpdate")
+            raw = channel.unary_unary("/sidero.discovery.server.Cluster/AffiliateUpdate", None, None)
             code = await code_of(raw(b"\xff\xff\xff\x0a", timeout=5))
             assert code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
-            unknown = channel.unary_unary("/sidero.discovery.server.Cluster/Nope")
+            unknown = channel.unary_unary("/sidero.discovery.server.Cluster/Nope", None, None)
             assert await code_of(unknown(b"", timeout=5)) == grpc.StatusCode.UNIMPLEMENTED
             assert server.state.stats()["affiliates"] == 0
             # the server still serves
             hello = ClusterStub(channel).Hello(pb.HelloRequest(cluster_id="c"))
             assert await code_of(hello) == grpc.StatusCode.OK
         finally:
-            await channel.close()
+            await channel.close(None)
             await server.stop()
 
     run(go())
@@ -154,7 +154,7 @@ def test_rate_limit_waits_then_refuses_at_deadline() -> None:
                 grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED)
             assert await code_of(s.List(pb.ListRequest(cluster_id="c"), timeout=10)) == grpc.StatusCode.OK
         finally:
-            await channel.close()
+            await channel.close(None)
             await server.stop()
 
     run(go())
@@ -182,7 +182,7 @@ def test_client_ip_from_proxy_headers_only_when_trusted(
             hello = await s.Hello(pb.HelloRequest(cluster_id="c"), metadata=metadata)
             assert hello.client_ip == ipaddress.ip_address(expected).packed
         finally:
-            await channel.close()
+            await channel.close(None)
             await server.stop()
 
     run(go())
@@ -203,7 +203,7 @@ def test_hello_redirect() -> None:
             hello = await s.Hello(pb.HelloRequest(cluster_id="c"))
             assert hello.HasField("redirect") and hello.redirect.endpoint == "discovery.example:3000"
         finally:
-            await channel.close()
+            await channel.close(None)
             await server.stop()
 
     run(go())
@@ -224,7 +224,7 @@ def test_watch_overflow_aborts_stream() -> None:
             assert err.value.code() == grpc.StatusCode.ABORTED
             assert server.state.stats()["subscriptions"] == 0
         finally:
-            await channel.close()
+            await channel.close(None)
             await server.stop()
 
     run(go())
@@ -237,7 +237,7 @@ def test_restart_from_snapshot(tmp_path: Path) -> None:
         server = await start(snapshot_path=path)
         channel, s = stub(server.port)
         await s.AffiliateUpdate(update(eps=[b"e" * 16]))
-        await channel.close()
+        await channel.close(None)
         await server.stop()  # writes the snapshot
         assert snapshot.read_snapshot_file(path)
         server = await start(snapshot_path=path)
@@ -246,7 +246,7 @@ def test_restart_from_snapshot(tmp_path: Path) -> None:
             listed = await s.List(pb.ListRequest(cluster_id="c"))
             assert [(a.id, a.data, list(a.endpoints)) for a in listed.affiliates] == [("a", b"d", [b"e" * 16])]
         finally:
-            await channel.close()
+            await channel.close(None)
             await server.stop()
 
     run(go())
@@ -276,8 +276,8 @@ def test_tls(tmp_path: Path) -> None:
             await c1.close()
             await c2.close()
         finally:
-            await channel.close()
-            await plain.close()
+            await channel.close(None)
+            await plain.close(None)
             await server.stop()
 
     run(go())
@@ -342,7 +342,7 @@ def test_burst_of_watch_opens_is_not_cancelled() -> None:
         finally:
             for c in calls:
                 c.cancel()
-            await channel.close()
+            await channel.close(None)
             await server.stop(grace=0)
 
     run(go(), timeout=60)

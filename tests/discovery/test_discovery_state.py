@@ -63,13 +63,15 @@ def test_endpoints_merge_and_data_missing_keeps_data() -> None:
         (("c", "a", b"", [bytes([i]) * 16 for i in range(65)], TTL), ResourceExhaustedError),
     ],
 )
-def test_limits_reject_and_change_nothing(args: tuple, error: type) -> None:  # type: ignore[type-arg]
+def test_limits_reject_and_change_nothing(
+    args: tuple[str, str, bytes | None, list[bytes], float], error: type[Exception]
+) -> None:
     s = State()
     s.update_affiliate("c", "a", b"old", [EP1], TTL, now=0.0)
     _, sub = s.subscribe("c")
     before = fingerprint(s)
     with pytest.raises(error):
-        s.update_affiliate(*args, now=1.0)
+        s.update_affiliate(*args, 1.0)
     assert fingerprint(s) == before
     assert not sub.pending
 
