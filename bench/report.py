@@ -41,6 +41,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("CPU s/GB, UDP, both ends", "udp", "cpu_per_gb", "f2"),
     ("other CPU during TCP 1 stream (cores)*", "tcp1", "other_cores", "cores"),
     ("ping avg (ms)", "ping", "avg", "ms"),
+    ("ping p50 (ms)", "ping", "p50", "ms"),
     ("ping p99 (ms)", "ping", "p99", "ms"),
 ]
 

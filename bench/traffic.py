@@ -122,7 +122,7 @@ _TIME = re.compile(r"time=([0-9.]+) ms")
 
 
 def ping(tun: Tunnel, count: int, interval: float) -> dict[str, Any]:
-    """ICMP echo A→B through the tunnel, one in flight at a time; avg and p99 RTT in seconds."""
+    """ICMP echo A→B through the tunnel, one in flight at a time; avg, p50 and p99 RTT in seconds."""
     return ping_addr(tun.under.a, TUNNEL[1], count, interval)
 
 
@@ -134,5 +134,5 @@ def ping_addr(ns: Any, addr: str, count: int, interval: float) -> dict[str, Any]
     if not rtts:
         raise RuntimeError(f"no ping replies: {res.stdout[-200:]}{res.stderr[-200:]}")
     p99 = rtts[min(len(rtts) - 1, math.ceil(0.99 * len(rtts)) - 1)]
-    return {"avg": sum(rtts) / len(rtts), "p99": p99, "replies": len(rtts), "sent": count,
+    return {"avg": sum(rtts) / len(rtts), "p50": rtts[(len(rtts) - 1) // 2], "p99": p99, "replies": len(rtts), "sent": count,
             "min": rtts[0], "max": rtts[-1]}
