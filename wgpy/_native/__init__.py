@@ -26,7 +26,7 @@ from ..keypair import Keypair
 
 __all__ = [
     "available", "load_error", "Context", "NativeKeypair", "ReplayWindow", "Result",
-    "DROP_REASONS", "IO_SEND", "IO_TUN_WRITE", "padded_length",
+    "DROP_REASONS", "IO_SEND", "IO_TUN_WRITE", "padded_length", "tso_split", "checksum",
 ]
 
 ffi: Any = None
@@ -91,6 +91,24 @@ Addr = tuple[int, bytes, int]
 def padded_length(length: int, mtu: int) -> int:
     _require()
     return int(lib.wgdp_padded_length(length, mtu))
+
+
+def tso_split(data: bytes, max_packets: int = 1024) -> list[bytes] | None:
+    """Split one virtio-net-header TUN read into IP packets (twin: wgpy.dataplane.tso_split)."""
+    _require()
+    stride = 65536
+    out = ffi.new("uint8_t[]", stride * max_packets)
+    lens = ffi.new("uint32_t[]", max_packets)
+    n = int(lib.wgdp_tso_split(ffi.from_buffer(data), len(data), out, stride, max_packets, lens))
+    if n < 0:
+        return None
+    return [bytes(ffi.buffer(out + i * stride, lens[i])) for i in range(n)]
+
+
+def checksum(data: bytes, initial: int = 0) -> int:
+    """The Internet checksum (RFC 1071) of ``data`` plus an unfolded ``initial`` sum."""
+    _require()
+    return int(lib.wgdp_checksum(ffi.from_buffer(data), len(data), initial))
 
 
 def _addr_out(c: Any) -> Addr:
@@ -259,6 +277,10 @@ class Context:
         """(GSO, GRO) in effect now (either is switched off when the kernel refuses it)."""
         flags = int(lib.wgdp_offloads(self._ctx))
         return bool(flags & 1), bool(flags & 2)
+
+    def set_tun_vnet(self, on: bool) -> None:
+        """The TUN fd carries virtio-net headers (IFF_VNET_HDR): split on read, zero header on write."""
+        lib.wgdp_set_tun_vnet(self._ctx, int(on))
 
     def add_keypair(self, kp: NativeKeypair) -> None:
         lib.wgdp_add_keypair(self._ctx, kp._kp)

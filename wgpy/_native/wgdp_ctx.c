@@ -19,6 +19,7 @@ wgdp *wgdp_new(void)
     atomic_init(&ctx->stop, 0);
     atomic_init(&ctx->gso, 0);
     atomic_init(&ctx->gro, 0);
+    atomic_init(&ctx->tun_vnet, 0);
     return ctx;
 }
 

@@ -69,7 +69,7 @@ struct wgdp {
     atomic_uint mtu;
     atomic_int stop;
     struct io_bufs *txb, *rxb;
-    atomic_int gso, gro;              /* UDP offloads: 1 on, 0 off (also when the kernel refused) */
+    atomic_int gso, gro, tun_vnet;              /* UDP offloads: 1 on, 0 off (also when the kernel refused) */
 };
 
 /* crypto.c */

@@ -35,6 +35,8 @@
 #define GSO_MAX_BYTES 65000u
 #define CTRL_SIZE 64u
 #define MAX_SEGS_PER_DATAGRAM (SLOT / 32u)
+#define TSO_EXTRA 256u /* packet slots beyond max_batch for the segments of the last TSO read */
+#define VNET_HDR 10u
 
 struct tx_ent {
     uint8_t *data;
@@ -45,6 +47,7 @@ struct tx_ent {
 struct io_bufs {
     uint32_t slots;
     uint8_t *buf;                     /* slots * SLOT: TUN packets (tx) / datagrams (rx) */
+    uint8_t *raw;                     /* tx: one TUN read with a virtio-net header */
     uint8_t *out;                     /* tx: slots * OUT_SLOT sealed messages */
     uint32_t *len;
     struct tx_ent *ents;              /* tx: sealed messages in order */
@@ -67,11 +70,14 @@ int wgdp_set_offloads(wgdp *ctx, int gso, int gro)
 
 int wgdp_offloads(wgdp *ctx) { return atomic_load(&ctx->gso) | atomic_load(&ctx->gro) << 1; }
 
+void wgdp_set_tun_vnet(wgdp *ctx, int on) { atomic_store(&ctx->tun_vnet, on ? 1 : 0); }
+
 static void bufs_free(struct io_bufs *b)
 {
     if (!b)
         return;
     free(b->buf);
+    free(b->raw);
     free(b->out);
     free(b->len);
     free(b->ents);
@@ -105,6 +111,7 @@ static struct io_bufs *bufs_get(struct io_bufs **slot, uint32_t slots, int tx)
     b->slots = slots;
     b->buf = malloc((size_t)slots * SLOT);
     b->out = tx ? malloc((size_t)slots * OUT_SLOT) : malloc(1);
+    b->raw = malloc(SLOT + VNET_HDR);
     b->len = calloc(slots, sizeof(uint32_t));
     b->ents = calloc(slots, sizeof(struct tx_ent));
     b->segs = calloc(slots, sizeof(uint32_t));
@@ -115,7 +122,7 @@ static struct io_bufs *bufs_get(struct io_bufs **slot, uint32_t slots, int tx)
     b->wptr = calloc(MAX_SEGS_PER_DATAGRAM, sizeof(uint8_t *));
     b->wlen = calloc(MAX_SEGS_PER_DATAGRAM, sizeof(uint32_t));
     b->gro_fd[0] = b->gro_fd[1] = -1;
-    if (!b->buf || !b->out || !b->len || !b->ents || !b->segs || !b->msgs || !b->iov || !b->names || !b->ctrl ||
+    if (!b->buf || !b->raw || !b->out || !b->len || !b->ents || !b->segs || !b->msgs || !b->iov || !b->names || !b->ctrl ||
         !b->wptr || !b->wlen) {
         bufs_free(b);
         return NULL;
@@ -292,9 +299,11 @@ static int wait_ms(const wgdp_result *res, double first_pending, int timeout_ms,
     return timeout_ms;
 }
 
-static int room(const wgdp_result *res, uint32_t max_batch)
+/* room in the result for one more batch: max_pkts packets of max_batch * SLOT bytes in all
+ * (TSO segments repeat only their headers, which the spare slot of the caller covers) */
+static int room(const wgdp_result *res, uint32_t max_pkts, uint32_t max_batch)
 {
-    return res->events_cap - res->n_events >= max_batch && res->slow_cap - res->n_slow >= max_batch &&
+    return res->events_cap - res->n_events >= max_pkts && res->slow_cap - res->n_slow >= max_pkts &&
            res->slow_buf_cap - res->slow_buf_used >= (uint64_t)max_batch * SLOT;
 }
 
@@ -305,14 +314,15 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
     double first_pending = 0;
     if (max_batch == 0 || max_batch > MAX_SLOTS)
         max_batch = 128;
-    if (!(b = bufs_get(&ctx->txb, max_batch, 1)))
+    if (!(b = bufs_get(&ctx->txb, max_batch + TSO_EXTRA, 1)))
         return -ENOMEM;
     for (;;) {
         struct pollfd p = {.fd = tun_fd, .events = POLLIN};
         uint32_t n = 0, k = 0;
         int r;
         double now;
-        if (atomic_load(&ctx->stop) || res->n_slow || !room(res, max_batch))
+        int vnet = atomic_load(&ctx->tun_vnet);
+        if (atomic_load(&ctx->stop) || res->n_slow || !room(res, b->slots, max_batch))
             return 0;
         if (first_pending > 0 && wgdp_now() - first_pending >= flush_ms / 1000.0)
             return 0;
@@ -328,7 +338,16 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
             return -res->err;
         }
         while (n < max_batch) {
-            ssize_t got = read(tun_fd, b->buf + (size_t)n * SLOT, SLOT);
+            ssize_t got = vnet ? read(tun_fd, b->raw, SLOT + VNET_HDR) : read(tun_fd, b->buf + (size_t)n * SLOT, SLOT);
+            if (got >= 0 && vnet) {
+                int cnt = wgdp_tso_split(b->raw, (uint32_t)got, b->buf + (size_t)n * SLOT, SLOT, b->slots - n,
+                                         b->len + n);
+                if (cnt < 0)
+                    res->drops[WGDP_DROP_INVALID_INNER_PACKET]++;
+                else
+                    n += (uint32_t)cnt;
+                continue;
+            }
             if (got < 0) {
                 if (errno == EINTR)
                     continue;
@@ -398,7 +417,7 @@ static uint32_t gro_size(struct msghdr *h, uint32_t len)
 
 /* open every segment of one (possibly coalesced) datagram in place and write the packets */
 static int open_datagram(struct wgdp *ctx, struct io_bufs *b, uint8_t *data, uint32_t len, uint32_t seg,
-                         const wgdp_addr *src, int tun_fd, wgdp_result *res)
+                         const wgdp_addr *src, int tun_fd, int vnet, wgdp_result *res)
 {
     uint32_t w = 0;
     double now = wgdp_now();
@@ -415,8 +434,15 @@ static int open_datagram(struct wgdp *ctx, struct io_bufs *b, uint8_t *data, uin
     pthread_rwlock_unlock(&ctx->lock);
     for (uint32_t i = 0; i < w; i++) {
         ssize_t r;
+        uint8_t *start = b->wptr[i];
+        uint32_t n = b->wlen[i];
+        if (vnet) {  /* the consumed message header gives room for a zero virtio-net header */
+            start -= VNET_HDR;
+            memset(start, 0, VNET_HDR);
+            n += VNET_HDR;
+        }
         do
-            r = write(tun_fd, b->wptr[i], b->wlen[i]);
+            r = write(tun_fd, start, n);
         while (r < 0 && errno == EINTR);
         if (r < 0) {
             if (tun_gone(errno)) {
@@ -438,12 +464,13 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
         max_batch = 128;
     if (!(b = bufs_get(&ctx->rxb, max_batch, 0)))
         return -ENOMEM;
+    int vnet = atomic_load(&ctx->tun_vnet);
     enable_gro(ctx, b, 0, sock4);
     enable_gro(ctx, b, 1, sock6);
     for (;;) {
         struct pollfd p[2] = {{.fd = sock4, .events = POLLIN}, {.fd = sock6, .events = POLLIN}};
         int r;
-        if (atomic_load(&ctx->stop) || res->n_slow || !room(res, max_batch))
+        if (atomic_load(&ctx->stop) || res->n_slow || !room(res, max_batch, max_batch))
             return 0;
         if (first_pending > 0 && wgdp_now() - first_pending >= flush_ms / 1000.0)
             return 0;
@@ -482,7 +509,7 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
                 }
                 from_sockaddr(&b->names[i], &src);
                 if (open_datagram(ctx, b, b->buf + (size_t)i * SLOT, len, gro_size(&m[i].msg_hdr, len), &src,
-                                  tun_fd, res) < 0)
+                                  tun_fd, vnet, res) < 0)
                     return -res->err;
             }
             if (first_pending == 0 && pending(res))

@@ -134,6 +134,13 @@ int wgdp_decrypt_batch(wgdp *ctx, double now, uint32_t n, const uint8_t *in, con
                        const uint32_t *in_len, const wgdp_addr *src, uint8_t *out, uint32_t out_stride,
                        uint32_t *out_len, wgdp_result *res);
 
+/* TUN virtio-net offload (IFF_VNET_HDR): split one read into IP packets; the loops
+ * read and write the 10-byte header when wgdp_set_tun_vnet(ctx, 1) */
+int wgdp_tso_split(const uint8_t *in, uint32_t len, uint8_t *out, uint32_t stride, uint32_t max,
+                   uint32_t *out_len);
+uint16_t wgdp_checksum(const uint8_t *p, uint32_t len, uint64_t initial);
+void wgdp_set_tun_vnet(wgdp *ctx, int on);
+
 /* UDP offloads for the I/O loops (UDP_SEGMENT on send, UDP_GRO on receive); each is
  * also switched off for good when the kernel refuses it.  Returns the flags in effect. */
 int wgdp_set_offloads(wgdp *ctx, int gso, int gro);
