@@ -97,7 +97,7 @@ class Daemon:
 
 
 def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), LOG_LEVEL="verbose",
+    env = dict(os.environ, PYTHONPATH=str(REPO), LOG_LEVEL="verbose", PYTHONFAULTHANDLER="1",
                WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
     env.update(extra or {})
     return env

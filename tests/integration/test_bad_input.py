@@ -51,8 +51,10 @@ def _drops(daemon) -> dict[str, int]:  # type: ignore[no-untyped-def]
     return json.loads(line.split("stats: drops=", 1)[1])  # type: ignore[no-any-return]
 
 
-def test_garbage_datagrams_flood(netns_pair) -> None:  # type: ignore[no-untyped-def]
-    a, b = netns_pair.start("wgpy", "wireguard-go")
+@pytest.mark.parametrize("path", ["native", "pure"])
+def test_garbage_datagrams_flood(netns_pair, path: str) -> None:  # type: ignore[no-untyped-def]
+    """``pure`` forces the asyncio path (WGPY_FASTPATH=0); ``native`` uses the C data plane if built."""
+    a, b = netns_pair.start("wgpy", "wireguard-go", env={"WGPY_FASTPATH": "0"} if path == "pure" else None)
     configure_pair(a, b, netns_pair.tmp)
     assert ping(b.ns, a.tun4), netns_pair.logs()
     # a steady ping through the tunnel while the flood runs
