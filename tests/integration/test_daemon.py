@@ -157,3 +157,18 @@ def test_unroutable_packets_dropped_counted_and_icmp_unreachable(netns_pair) -> 
     wait_for(lambda: d.log_text().count("stats: drops=") > before, 10, "stats line")
     line = [x for x in d.log_text().splitlines() if "stats: drops=" in x][-1]
     assert json.loads(line.split("stats: drops=", 1)[1]).get("no-route", 0) >= 2
+
+
+def test_daemon_without_log_level_detaches_stdio(netns_pair) -> None:  # type: ignore[no-untyped-def]
+    ns = netns_pair.a
+    name = netns_pair.ifname("n")
+    env = {k: v for k, v in daemon_env().items() if k not in ("LOG_LEVEL", "WG_PROCESS_FOREGROUND")}
+    res = ns.run(PYTHON, "-m", "wgpy", name, env=env, timeout=60)  # returns: the child holds no pipe of ours
+    assert res.returncode == 0 and res.stdout == "" and res.stderr == ""
+    (pid,) = _ns_pids(ns)
+    fds = {n: os.readlink(f"/proc/{pid}/fd/{n}") for n in ("0", "1", "2", "3", "4")}
+    assert fds["0"] == fds["1"] == fds["2"] == "/dev/null"
+    assert fds["3"] == "/dev/net/tun" and fds["4"].startswith("socket:")
+    os.kill(pid, signal.SIGINT)
+    wait_for(lambda: not _ns_pids(ns), 10, "daemon exit on SIGINT")
+    assert not (SOCK_DIR / f"{name}.sock").exists()
