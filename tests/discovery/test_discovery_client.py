@@ -102,7 +102,8 @@ def test_redirect_moves_client_to_second_server() -> None:
             for i, c in enumerate((a, b), 1):
                 c.set_local(affiliate(c.node_id, i), [])
                 await c.start()
-            assert await a.wait_for(lambda c: "b" in c.affiliates(), 10)
+            # seen b, and our own first refresh (sent after the Watch opened) is done
+            assert await a.wait_for(lambda c: "b" in c.affiliates() and c.counters.refreshes >= 1, 10)
             assert a.current_endpoint.port == target.port
             assert a.counters.redirects >= 1
             assert front.state.stats()["affiliates"] == 0
@@ -150,7 +151,9 @@ def test_observed_endpoints_are_published_per_peer() -> None:
             assert await a.wait_for(lambda c: {"b", "c"} <= set(c.affiliates()), 10)
             a.set_observed_endpoints({"b": [endpoint("203.0.113.5:41000")], "a": [endpoint("1.2.3.4:1")]})
             want = (endpoint("192.0.2.2:51820"), endpoint("203.0.113.5:41000"))
-            assert await c3.wait_for(lambda c: c.affiliates()["b"].endpoints == want, 10)
+            assert await c3.wait_for(
+                lambda c: "b" in c.affiliates() and c.affiliates()["b"].endpoints == want, 10
+            )
             # own ID is never sent as an observed peer
             assert not any(v.id == "a" and len(v.endpoints) > 1 for v in server.state.list_affiliates("c"))
         finally:
