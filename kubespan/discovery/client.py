@@ -146,6 +146,8 @@ class DiscoveryClient:
         limits.validate_cluster_id(cluster_id)
         limits.validate_affiliate_id(node_id)
         limits.validate_ttl(ttl)
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
         if len(secret) != protocol.KEY_SIZE:
             raise ValueError("secret must be 32 bytes")
         self.endpoint = endpoint

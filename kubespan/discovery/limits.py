@@ -49,8 +49,9 @@ def validate_endpoints(endpoints: Sequence[bytes]) -> None:
 
 
 def validate_ttl(ttl: float) -> None:
-    if not 0 < ttl <= TTL_MAX:
-        raise InvalidArgumentError(f"TTL must be in (0, {TTL_MAX:.0f}] seconds")
+    """Only an upper bound, like upstream: a missing/zero TTL expires at the next GC."""
+    if ttl > TTL_MAX:
+        raise InvalidArgumentError(f"TTL is longer than {TTL_MAX:.0f} seconds")
 
 
 def check_endpoint_count(count: int) -> None:

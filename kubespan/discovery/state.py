@@ -8,10 +8,12 @@ wakes its stream tasks through ``Subscription.wake``, a plain callback.
 Rules:
 * clusters are created lazily and dropped by GC once they have neither
   affiliates nor subscribers;
-* an update with data replaces it and resets the affiliate's expiry to
-  now+TTL; endpoints are merged and each keeps its own expiry, which merges
+* an update with (non-empty) data replaces it and resets the affiliate's
+  expiry to now+TTL; endpoints are merged and each keeps its own expiry, which merges
   only extend (so peers' endpoint-only updates keep an affiliate alive);
 * an update for an unknown ID creates it even without data;
+* TTL has only an upper bound (like upstream): a zero or missing TTL makes
+  the record expire at the next GC;
 * every limit is checked before anything is touched: a failed update
   changes nothing and notifies no one.
 
@@ -169,8 +171,8 @@ class State:
         changed = current is None
         if current is None:
             current = cluster.affiliates[affiliate_id] = _Affiliate(affiliate_id)
-        expiry = now + ttl
-        if data is not None:
+        expiry = now + max(ttl, 0.0)
+        if data:  # absent or empty data keeps the stored data (upstream: len > 0)
             changed = changed or data != current.data
             current.data = data
             current.expiration = expiry

@@ -79,6 +79,7 @@ def test_ttl_expiry_and_gc_reach_watchers() -> None:
                 c.set_local(affiliate(c.node_id, i), [endpoint(f"192.0.2.{i}:51820")])
                 await c.start()
             assert await long.wait_for(lambda c: "short" in c.affiliates(), 10)
+            assert await short.wait_for(lambda c: "long" in c.affiliates(), 10)
             clock.now += 61
             result = server.state.garbage_collect(clock())
             assert result.expired_affiliates == 1

@@ -42,6 +42,22 @@ def test_update_without_data_creates_empty_affiliate() -> None:
     assert s.list_affiliates("c") == [AffiliateView("peer", b"", (EP1,))]
 
 
+def test_zero_ttl_is_accepted_and_expires_at_next_gc() -> None:
+    # upstream validates only the upper bound of the TTL
+    s = State()
+    s.update_affiliate("c", "a", b"d", [EP1], 0.0, now=5.0)
+    s.update_affiliate("c", "b", b"d", [], -3.0, now=5.0)
+    assert len(s.list_affiliates("c")) == 2
+    assert s.garbage_collect(5.0).expired_affiliates == 2
+
+
+def test_empty_data_keeps_stored_data() -> None:
+    s = State()
+    s.update_affiliate("c", "a", b"d1", [], TTL, now=0.0)
+    assert not s.update_affiliate("c", "a", b"", [], TTL, now=1.0)
+    assert s.list_affiliates("c") == [AffiliateView("a", b"d1", ())]
+
+
 def test_endpoints_merge_and_data_missing_keeps_data() -> None:
     s = State()
     s.update_affiliate("c", "a", b"d1", [EP1], TTL, now=0.0)
@@ -59,7 +75,6 @@ def test_endpoints_merge_and_data_missing_keeps_data() -> None:
         (("c", "a", b"x" * 2049, [], TTL), InvalidArgumentError),
         (("c", "a", b"", [b"e" * 33], TTL), InvalidArgumentError),
         (("c", "a", b"", [], 30 * 60 + 1), InvalidArgumentError),
-        (("c", "a", b"", [], 0.0), InvalidArgumentError),
         (("c", "a", b"", [bytes([i]) * 16 for i in range(65)], TTL), ResourceExhaustedError),
     ],
 )
