@@ -147,7 +147,7 @@ class ClusterService:
 
     async def _admit(self, context: Context) -> IPAddress | None:
         ip = client_ip(context, self.config.trust_proxy_headers)
-        if self.limiter is None:
+        if self.limiter is None or ip is None:  # like upstream: no address, no limit
             return ip
         delay = self.limiter.reserve(str(ip), self.config.clock(), context.time_remaining())
         if delay is None:
