@@ -158,3 +158,22 @@ def test_overlap_warning_surfaces() -> None:
     d = run(config(), affs=affs)
     assert len(d.warnings) == 1 and "overlap" in d.warnings[0]
     assert d.peers[1].allowed_ips == ()
+
+
+def test_pure_modules_do_no_io() -> None:
+    """peers/affiliates/controller/specs never import I/O, clock or RNG modules (style.md convention 1)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "kubespan"
+    banned = {"asyncio", "socket", "time", "random", "secrets", "subprocess", "pyroute2", "grpc"}
+    for name in ("peers.py", "affiliates.py", "controller.py", "specs.py"):
+        tree = ast.parse((root / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                mods = {node.module.split(".")[0]}
+            else:
+                continue
+            assert not mods & banned, f"{name} imports {mods & banned}"
