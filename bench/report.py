@@ -108,6 +108,8 @@ def tunnel_table(res: dict[str, Any]) -> tuple[str, list[str]]:
         lines.append("")
         lines.append("Daemon threads (A/B) once up: " + ", ".join(threads) + ".")
     for p in names:
+        for why in pairs[p].get("died_after", []):
+            notes.append(f"{pair_label(p)}: a daemon died after the measurements: {why}")
         if "error" in pairs[p]:
             notes.append(f"{pair_label(p)}: {pairs[p]['error']}")
     return "\n".join(lines), notes

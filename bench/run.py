@@ -134,6 +134,9 @@ def run_pair(under: Underlay, pair: str, tests: list[str], args: argparse.Namesp
     finally:
         if srv is not None:
             srv.stop()
+        if not tun.alive() and "died" not in json.dumps(out):
+            out["died_after"] = tun.dead()
+            log(f"{pair}: daemon died after the measurements: {out['died_after']}")
         tun.stop()
     return out
 
@@ -142,7 +145,8 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of every numeric field over the rounds that succeeded (pairs interleaved round by round)."""
     out: dict[str, Any] = {}
     errors = [r["error"] for r in rounds if "error" in r]
-    tests = {t for r in rounds for t in r if t not in ("error", "threads")}
+    tests = {t for r in rounds for t in r if t not in ("error", "threads", "died_after")}
+    out["died_after"] = [r["died_after"] for r in rounds if "died_after" in r]
     out["threads"] = [r.get("threads") for r in rounds]
     for t in sorted(tests):
         ok = [r[t] for r in rounds if t in r and "error" not in r[t]]

@@ -46,7 +46,7 @@ class IperfServer:
 def _iperf(tun: Tunnel, args: list[str], duration: float) -> dict[str, Any]:
     """Run one iperf3 client; returns its JSON and the daemons' CPU seconds spent meanwhile."""
     if not tun.alive():
-        raise RuntimeError("a tunnel daemon died before the measurement")
+        raise RuntimeError(f"a tunnel daemon died before the measurement: {tun.dead()}")
     cmd = ["iperf3", "-c", TUNNEL[1], "-p", str(IPERF_PORT), "-J", "-t", str(duration),
            "--connect-timeout", "5000", *args]
     cpu0 = [proc_cpu(d.pid) for d in tun.daemons]
@@ -63,7 +63,7 @@ def _iperf(tun: Tunnel, args: list[str], duration: float) -> dict[str, Any]:
     if "error" in data:
         raise RuntimeError(f"iperf3: {data['error']}")
     if not tun.alive():
-        raise RuntimeError("a tunnel daemon died during the measurement")
+        raise RuntimeError(f"a tunnel daemon died during the measurement: {tun.dead()}")
     cpu = [b - a for a, b in zip(cpu0, cpu1)]
     util = data.get("end", {}).get("cpu_utilization_percent", {})
     iperf_cpu = (float(util.get("host_total", 0)) + float(util.get("remote_total", 0))) / 100 * duration

@@ -164,6 +164,12 @@ class Tunnel:
     def alive(self) -> bool:
         return all(d.alive() for d in self.daemons)
 
+    def dead(self) -> str:
+        """Which daemon exited, with its exit status (negative = killed by that signal) and log tail."""
+        return "; ".join(f"{d.kind} ({'A' if i == 0 else 'B'}) exited with status {d.proc.returncode}"
+                         + (f": {d.log_tail(200)}" if d.log_tail(200) else " (empty log)")
+                         for i, d in enumerate(self.daemons) if not d.alive())
+
     def stop(self) -> None:
         for d in self.daemons:
             d.stop()
