@@ -145,20 +145,23 @@ class ClusterService:
         )
         self.counters: dict[str, int] = {"rate_limited": 0, "lost_watchers": 0}
 
-    async def _admit(self, context: Context) -> IPAddress | None:
+    async def _admit(self, context: Context) -> None:
+        """Wait for a rate-limit token of the client's IP; RESOURCE_EXHAUSTED past the deadline."""
+        if self.limiter is None:
+            return
         ip = client_ip(context, self.config.trust_proxy_headers)
-        if self.limiter is None or ip is None:  # like upstream: no address, no limit
-            return ip
+        if ip is None:  # like upstream: no address, no limit
+            return
         delay = self.limiter.reserve(str(ip), self.config.clock(), context.time_remaining())
         if delay is None:
             self.counters["rate_limited"] += 1
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded")
         elif delay > 0:
             await asyncio.sleep(delay)
-        return ip
 
     async def Hello(self, request: pb.HelloRequest, context: Context) -> pb.HelloResponse:
-        ip = await self._admit(context)
+        await self._admit(context)
+        ip = client_ip(context, self.config.trust_proxy_headers)
         try:
             limits.validate_cluster_id(request.cluster_id)
         except InvalidArgumentError as exc:
