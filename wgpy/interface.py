@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import ipaddress
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Callable, Iterable
 from .config import DeviceUpdate, Endpoint, IPNetwork, PeerUpdate
 from .constants import DEFAULT_MTU
 from .device import Device
-from .errors import DropReason
+from .errors import ConfigError, DropReason, UapiError
 from .io.runner import Runner
 from .io.tun_linux import LinkEvent, LinkWatcher, TunDevice
 from .io.uapi_server import UapiServer, open_uapi_socket
@@ -54,6 +55,13 @@ class PeerStats:
     has_preshared_key: bool
 
 
+def _checked(build: Callable[[], DeviceUpdate]) -> DeviceUpdate:
+    try:
+        return build()
+    except ConfigError as exc:
+        raise UapiError(errno.EINVAL, str(exc)) from exc
+
+
 class _Base:
     """Configuration and statistics shared by both interface kinds."""
 
@@ -71,21 +79,25 @@ class _Base:
         self.configure(DeviceUpdate(private_key=key if key is not None else PrivateKey(bytes(32))))
 
     def set_listen_port(self, port: int) -> None:
-        self.configure(DeviceUpdate(listen_port=port))
+        self.configure(_checked(lambda: DeviceUpdate(listen_port=port)))
 
     def set_fwmark(self, fwmark: int) -> None:
-        self.configure(DeviceUpdate(fwmark=fwmark))
+        self.configure(_checked(lambda: DeviceUpdate(fwmark=fwmark)))
 
     def set_peer(self, public_key: PublicKey, *, endpoint: Endpoint | None = None,
                  allowed_ips: Iterable[IPNetwork | str] | None = None, replace_allowed_ips: bool = True,
                  preshared_key: PresharedKey | None = None, persistent_keepalive: int | None = None,
                  update_only: bool = False) -> None:
         """Create or update a peer (``allowed_ips`` replace the peer's list unless told otherwise)."""
-        nets = [ipaddress.ip_network(n, strict=False) if isinstance(n, str) else n for n in allowed_ips or ()]
-        self.configure(DeviceUpdate(peers=[PeerUpdate(
-            public_key=public_key, endpoint=endpoint, preshared_key=preshared_key,
-            persistent_keepalive=persistent_keepalive, update_only=update_only,
-            replace_allowed_ips=allowed_ips is not None and replace_allowed_ips, allowed_ips=nets)]))
+        try:
+            nets = [ipaddress.ip_network(n, strict=False) if isinstance(n, str) else n for n in allowed_ips or ()]
+            update = DeviceUpdate(peers=[PeerUpdate(
+                public_key=public_key, endpoint=endpoint, preshared_key=preshared_key,
+                persistent_keepalive=persistent_keepalive, update_only=update_only,
+                replace_allowed_ips=allowed_ips is not None and replace_allowed_ips, allowed_ips=nets)])
+        except (ValueError, ConfigError) as exc:
+            raise UapiError(errno.EINVAL, str(exc)) from exc
+        self.configure(update)
 
     def remove_peer(self, public_key: PublicKey) -> None:
         self.configure(DeviceUpdate(peers=[PeerUpdate(public_key=public_key, remove=True)]))

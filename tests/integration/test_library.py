@@ -83,3 +83,38 @@ def test_interface_owns_tun_and_talks_to_wireguard_go(netns_pair) -> None:  # ty
     pair.a.run("ip", "link", "del", name)
     out, err = proc.communicate(timeout=20)
     assert out.decode().split("\n")[:3] == ["closed: tun-gone", "stats True True True", "mtu 1300"], out + err
+
+
+def test_packet_interface_configuration_is_atomic() -> None:
+    import asyncio
+    import socket as socketlib
+
+    from wgpy.errors import UapiError
+    from wgpy.interface import PacketInterface
+
+    async def main() -> None:
+        iface = await PacketInterface.create(lambda packet: None, private_key=gen_key())
+        blocker = socketlib.socket(socketlib.AF_INET, socketlib.SOCK_DGRAM)
+        blocker.bind(("0.0.0.0", 0))
+        try:
+            peer = gen_key().public_key()
+            iface.set_peer(peer, endpoint=("127.0.0.1", 9), allowed_ips=["10.7.0.0/16"])
+            before = iface.uapi_get()
+            port = iface.listen_port
+            with pytest.raises(UapiError) as exc:
+                iface.set_listen_port(blocker.getsockname()[1])
+            assert exc.value.errno == 98 and iface.listen_port == port and iface.uapi_get() == before
+            for bad in ({"allowed_ips": ["10.7.0.0/99"]}, {"persistent_keepalive": 70000},
+                        {"endpoint": ("not-an-ip", 1)}):
+                with pytest.raises(UapiError) as exc:
+                    iface.set_peer(peer, **bad)  # type: ignore[arg-type]
+                assert exc.value.errno == 22 and iface.uapi_get() == before
+            iface.set_listen_port(0)
+            assert iface.listen_port > 0 and f"listen_port={iface.listen_port}\n" in iface.uapi_get()
+            iface.remove_peer(peer)
+            assert iface.peers() == []
+        finally:
+            blocker.close()
+            await iface.close()
+
+    asyncio.run(main())
