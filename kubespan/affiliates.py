@@ -30,6 +30,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .config import NodeConfig
 from .discovery.protocol import Affiliate, ControlPlane, Endpoint, IPAddress, KubeSpan
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 KUBESPAN_PORT = 51820
+T = TypeVar("T")
 OS_NAME = "kubespan-py"
 
 
@@ -205,7 +207,7 @@ def raw_affiliates(
     return raw
 
 
-def _union(a: tuple[object, ...], b: Iterable[object]) -> tuple[object, ...]:
+def _union(a: tuple[T, ...], b: Iterable[T]) -> tuple[T, ...]:
     out = list(a)
     for item in b:
         if item not in out:
@@ -216,11 +218,10 @@ def _union(a: tuple[object, ...], b: Iterable[object]) -> tuple[object, ...]:
 def _merge_two(base: AffiliateSpec, other: AffiliateSpec) -> AffiliateSpec:
     return dataclasses.replace(
         base,
-        addresses=_union(base.addresses, other.addresses),  # type: ignore[arg-type]
-        additional_addresses=_union(base.additional_addresses, other.additional_addresses),  # type: ignore[arg-type]
-        exclude_advertised_networks=_union(  # type: ignore[arg-type]
-            base.exclude_advertised_networks, other.exclude_advertised_networks),
-        endpoints=_union(base.endpoints, other.endpoints),  # type: ignore[arg-type]
+        addresses=_union(base.addresses, other.addresses),
+        additional_addresses=_union(base.additional_addresses, other.additional_addresses),
+        exclude_advertised_networks=_union(base.exclude_advertised_networks, other.exclude_advertised_networks),
+        endpoints=_union(base.endpoints, other.endpoints),
         control_plane=other.control_plane if other.control_plane is not None else base.control_plane,
         hostname=other.hostname or base.hostname,
         nodename=other.nodename or base.nodename,
@@ -252,8 +253,3 @@ def members(merged: Mapping[str, AffiliateSpec]) -> dict[str, Member]:
             machine_type=aff.machine_type, operating_system=aff.operating_system, control_plane=aff.control_plane,
         )
     return out
-
-
-def local_spec(affiliate: Affiliate, endpoints: Sequence[Endpoint]) -> AffiliateSpec:
-    """Our own affiliate as a spec (for ``get affiliates``)."""
-    return from_remote(affiliate, endpoints)

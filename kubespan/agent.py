@@ -27,8 +27,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from wgpy.config import DeviceUpdate, PeerUpdate
 from wgpy.interface import Interface
@@ -36,7 +35,7 @@ from wgpy.io.uapi_server import UapiInUse, open_uapi_socket
 from wgpy.keys import PresharedKey, PublicKey
 
 from . import specs
-from .affiliates import NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
+from .affiliates import AffiliateSpec, NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
 from .api import ApiServer
 from .config import NodeConfig, load_config
 from .controller import (
@@ -302,7 +301,7 @@ class Agent:
             log.info("peer %s (%s) %s: %s", labels.get(change.public_key, "?"), change.public_key, change.action,
                      "; ".join(change.reasons))
 
-    def _log_status_changes(self, statuses: dict[str, PeerStatus] | Any) -> None:
+    def _log_status_changes(self, statuses: Mapping[str, PeerStatus]) -> None:
         for key, status in statuses.items():
             old = self.statuses.get(key)
             if old is None or old.state is not status.state:
@@ -318,7 +317,7 @@ class Agent:
         for key in set(self.statuses) - set(statuses):
             log.info("peer %s (%s) removed", self.statuses[key].label, key)
 
-    def _publish(self, desired: Desired, local: Any, merged: dict[str, Any]) -> None:
+    def _publish(self, desired: Desired, local: AffiliateSpec, merged: Mapping[str, AffiliateSpec]) -> None:
         store = self.store
         store.publish(KUBESPAN_IDENTITIES, {RESOURCE_ID_LOCAL: specs.identity_spec(self.identity)})
         store.publish(NODE_IDENTITIES, {RESOURCE_ID_LOCAL: specs.node_identity_spec(self.identity.node_id)})
