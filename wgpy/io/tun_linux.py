@@ -3,7 +3,11 @@
 Contract: owns the TUN file descriptor and the ioctls around it (create or
 adopt an fd, read the name back, set the MTU, read the link flags).  It does
 not bring the link up: like wireguard-go, that is left to ``ip``/``wg-quick``.
-Reads and writes are non-blocking single packets; the caller batches.  The
+Reads and writes are non-blocking single packets; the caller batches.  When
+the native fast path will serve it (``fastpath.tun_offload_wanted()``), the
+TUN is opened with ``IFF_VNET_HDR`` and TSO/checksum offload
+(``TUNSETOFFLOAD``); ``read``/``write`` then strip/add the virtio-net header
+themselves (splitting a TSO read with ``wgpy.offload``).  The
 interface disappears when the last fd is closed (the device is not
 persistent), which is how the daemon removes its interface on exit.
 """
@@ -14,12 +18,17 @@ import errno
 import fcntl
 import os
 import socket
+import collections
 import struct
 
 TUNSETIFF = 0x400454CA
 TUNGETIFF = 0x800454D2
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
+VNET_HDR_LEN = 10
 SIOCGIFFLAGS = 0x8913
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
@@ -36,21 +45,37 @@ GONE_ERRNOS = frozenset({errno.EBADFD, errno.EIO, errno.ENXIO, errno.ENODEV, err
 class TunDevice:
     """An open TUN interface (fd non-blocking, packets without a PI header)."""
 
-    def __init__(self, fd: int, name: str) -> None:
+    def __init__(self, fd: int, name: str, vnet_hdr: bool = False) -> None:
         self.fd = fd
         self.name = name
+        self.vnet_hdr = vnet_hdr
+        """Reads and writes carry a virtio-net header (IFF_VNET_HDR)."""
+        self._pending: collections.deque[bytes] = collections.deque()
         os.set_blocking(fd, False)
 
     @classmethod
-    def create(cls, name: str, mtu: int | None = None) -> TunDevice:
-        """Create (or attach to) TUN interface ``name``; set its MTU if given."""
+    def create(cls, name: str, mtu: int | None = None, offload: bool | None = None) -> TunDevice:
+        """Create (or attach to) TUN interface ``name``; set its MTU if given.
+
+        ``offload`` (default: when the native fast path will serve it) opens it
+        with IFF_VNET_HDR and asks for checksum + TSO offload.
+        """
         check_ifname(name)
+        if offload is None:
+            from .fastpath import tun_offload_wanted
+            offload = tun_offload_wanted()
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
         try:
-            ifr = struct.pack("16sH22x", name.encode(), IFF_TUN | IFF_NO_PI)
+            flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
+            ifr = struct.pack("16sH22x", name.encode(), flags)
             res = fcntl.ioctl(fd, TUNSETIFF, ifr)
             real = res[:IFNAMSIZ].split(b"\0", 1)[0].decode()
-            dev = cls(fd, real)
+            if offload:
+                try:
+                    fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+                except OSError:
+                    pass  # headers without offloads: every read is a plain packet
+            dev = cls(fd, real, vnet_hdr=bool(offload))
             if mtu is not None:
                 dev.set_mtu(mtu)
         except BaseException:
@@ -63,15 +88,21 @@ class TunDevice:
         """Adopt an already configured TUN fd (``WG_TUN_FD``)."""
         res = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
         name = res[:IFNAMSIZ].split(b"\0", 1)[0].decode()
+        flags = struct.unpack_from("H", res, IFNAMSIZ)[0]
         os.set_inheritable(fd, False)
-        return cls(fd, name)
+        return cls(fd, name, vnet_hdr=bool(flags & IFF_VNET_HDR))
 
     def read(self) -> bytes:
         """One packet; raises BlockingIOError when none is ready."""
-        return os.read(self.fd, READ_SIZE)
+        if not self.vnet_hdr:
+            return os.read(self.fd, READ_SIZE)
+        while not self._pending:
+            from ..offload import tso_split
+            self._pending.extend(tso_split(os.read(self.fd, READ_SIZE + VNET_HDR_LEN)) or ())
+        return self._pending.popleft()
 
     def write(self, packet: bytes) -> None:
-        os.write(self.fd, packet)
+        os.write(self.fd, bytes(VNET_HDR_LEN) + packet if self.vnet_hdr else packet)
 
     def set_mtu(self, mtu: int) -> None:
         _ifreq_ioctl(SIOCSIFMTU, struct.pack("16si20x", self.name.encode(), mtu))
