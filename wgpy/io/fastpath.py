@@ -15,7 +15,8 @@ on the loop thread (``Runner._run``).  At most ``MAX_INFLIGHT`` posts wait per
 direction; beyond that slow items are dropped and counted (events are kept),
 so a handshake flood cannot grow memory while data keeps flowing in C.
 UDP GSO/GRO are on unless ``WGPY_UDP_GSO=0`` / ``WGPY_UDP_GRO=0`` (and go off
-by themselves when the kernel refuses them).  ``WGPY_FASTPATH=0`` keeps the
+by themselves when the kernel refuses them); TUN TSO offload (IFF_VNET_HDR,
+split on read) unless ``WGPY_TUN_OFFLOAD=0``.  ``WGPY_FASTPATH=0`` keeps the
 runner on its pure asyncio path.
 """
 
@@ -53,6 +54,11 @@ def enabled() -> bool:
     return _native.available() and os.environ.get("WGPY_FASTPATH", "1") != "0"
 
 
+def tun_offload_wanted() -> bool:
+    """Open TUN devices with virtio-net offload: native mode on and ``WGPY_TUN_OFFLOAD`` not 0."""
+    return enabled() and os.environ.get("WGPY_TUN_OFFLOAD", "1") != "0"
+
+
 def attach(runner: Runner) -> FastPath | None:
     """Give ``runner.device`` a native data plane and return the fast path (None: pure mode)."""
     if runner.tun is None or not enabled():
@@ -84,6 +90,7 @@ class FastPath:
         assert self.runner.tun is not None
         tun_fd = self.runner.tun.fd
         s4, s6 = _fds(bind)
+        self.plane.ctx.set_tun_vnet(self.runner.tun.vnet_hdr)
         gso, gro = self.plane.ctx.set_offloads(os.environ.get("WGPY_UDP_GSO", "1") != "0",
                                                os.environ.get("WGPY_UDP_GRO", "1") != "0")
         self._threads = [
@@ -96,8 +103,8 @@ class FastPath:
         ]
         for thread in self._threads:
             thread.start()
-        log.info("native data plane running (TX and RX threads; UDP GSO %s, GRO %s)",
-                 "on" if gso else "off", "on" if gro else "off")
+        log.info("native data plane running (TX and RX threads; UDP GSO %s, GRO %s; TUN offload %s)",
+                 "on" if gso else "off", "on" if gro else "off", "on" if self.runner.tun.vnet_hdr else "off")
 
     def stop(self) -> None:
         """Stop both threads and wait for them (at most one poll timeout)."""
