@@ -129,7 +129,7 @@ class AllowedIPs(Generic[T]):
         self._v4: _Family[T] = _Family(32)
         self._v6: _Family[T] = _Family(128)
         # id(value) -> (value, its entries); the value is kept so the id stays valid.
-        self._owned: dict[int, tuple[T, set[_Entry]]] = {}
+        self._owned: dict[int, tuple[T, dict[_Entry, None]]] = {}
 
     # --- mutation -------------------------------------------------------
 
@@ -148,9 +148,9 @@ class AllowedIPs(Generic[T]):
         table[key] = value
         owned = self._owned.get(id(value))
         if owned is None:
-            self._owned[id(value)] = (value, {entry})
+            self._owned[id(value)] = (value, {entry: None})
         else:
-            owned[1].add(entry)
+            owned[1][entry] = None
 
     def remove(self, network: NetworkLike, value: T) -> bool:
         """Delete ``network`` if exactly that prefix exists and belongs to ``value``."""
@@ -211,15 +211,15 @@ class AllowedIPs(Generic[T]):
         return self.lookup(addr.packed)
 
     def entries_for(self, value: T) -> list[Network]:
-        """The prefixes of ``value``: IPv4 first, then IPv6; each family sorted
-        by network address ascending, then by prefix length ascending."""
+        """The prefixes of ``value`` in the order they were given to it (as
+        wireguard-go and the kernel list them in ``wg show``)."""
         owned = self._owned.get(id(value))
         if owned is None or owned[0] is not value:
             return []
-        return [_network(e) for e in sorted(owned[1], key=_sort_key)]
+        return [_network(e) for e in owned[1]]
 
     def items(self) -> list[tuple[Network, T]]:
-        """Every (prefix, value), in the ``entries_for`` order."""
+        """Every (prefix, value): IPv4 first, then IPv6, each by address then length."""
         entries: list[tuple[_Entry, T]] = []
         for version, family in ((4, self._v4), (6, self._v6)):
             for length, table in family.tables.items():
@@ -242,7 +242,7 @@ class AllowedIPs(Generic[T]):
         owned = self._owned.get(id(value))
         if owned is None:
             return
-        owned[1].discard(entry)
+        owned[1].pop(entry, None)
         if not owned[1]:
             del self._owned[id(value)]
 

@@ -34,29 +34,8 @@ def _blocks(text: str, sep: str) -> tuple[str, list[str]]:
 
 
 def _normal(text: str, ifname: str) -> str:
-    """Interface name masked; each peer's allowed-IP list sorted.
-
-    Known difference: wireguard-go lists a peer's allowed IPs in insertion
-    order, wgpy's AllowedIPs.entries_for sorts them (IPv4 first).  The set of
-    prefixes must match exactly; only their order inside one list is masked.
-    """
-    out = []
-    for line in text.replace(ifname, "IFNAME").splitlines():
-        for marker, sep in (("allowed ips: ", ", "), ("AllowedIPs = ", ", ")):
-            if marker in line:
-                head, _, tail = line.partition(marker)
-                line = head + marker + sep.join(sorted(tail.split(sep)))
-        if "\t" in line:  # "show IF allowed-ips" (space separated) and dump (comma separated) columns
-            line = "\t".join(_sort_list(col) for col in line.split("\t"))
-        out.append(line)
-    return "\n".join(out)
-
-
-def _sort_list(col: str) -> str:
-    for sep in (" ", ","):
-        if "/" in col and sep in col:
-            return sep.join(sorted(col.split(sep)))
-    return col
+    """Interface name masked (each side has its own); nothing else is."""
+    return text.replace(ifname, "IFNAME")
 
 
 def _compare(a, b) -> None:  # type: ignore[no-untyped-def]

@@ -44,6 +44,8 @@ class NaiveAllowedIPs:
         self.entries: list[tuple[Network, Value]] = []
 
     def insert(self, network: Network, value: Value) -> None:
+        if any(n == network and v is value for n, v in self.entries):
+            return  # already this value's: keeps its place
         self.entries = [(n, v) for n, v in self.entries if n != network]
         self.entries.append((network, value))
 
@@ -67,10 +69,7 @@ class NaiveAllowedIPs:
         return None if best is None else best[1]
 
     def entries_for(self, value: Value) -> list[Network]:
-        return sorted(
-            (n for n, v in self.entries if v is value),
-            key=lambda n: (n.version, int(n.network_address), n.prefixlen),
-        )
+        return [n for n, v in self.entries if v is value]  # insertion order, as wg show lists them
 
 
 def v4_prefix(low: int, length: int) -> IPv4Network:
