@@ -397,6 +397,10 @@ class Lab:
                     out[rule["comment"]] = int(expr["counter"]["packets"])
         return out
 
+    def cleartext_from(self, a: Node, b: Node) -> int:
+        """Forwarded non-WireGuard packets from ``a`` to ``b``."""
+        return self.counters().get(f"clear {a.name}>{b.name}", 0)
+
     def cleartext(self, a: Node, b: Node) -> int:
         """Forwarded non-WireGuard packets between ``a`` and ``b`` (both directions)."""
         c = self.counters()

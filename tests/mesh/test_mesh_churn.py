@@ -64,7 +64,8 @@ def test_late_joiner_meshes_and_unreachable_peer_is_down_without_cleartext(lab: 
 @pytest.mark.slow
 def test_killed_node_turns_down_after_peer_down_interval(lab: Lab) -> None:
     """A crashed node (SIGKILL: its affiliate stays in discovery until the TTL) goes ``down`` on the
-    others once 275 s pass without a handshake; meanwhile nothing to it leaves in the clear."""
+    others once 275 s pass without a handshake (it stays ``up`` until then, as in Talos); meanwhile
+    nothing to it leaves in the clear."""
     lab.start_discovery()
     nodes = [lab.add_node(f"node-{i}") for i in (1, 2, 3)]
     for node in nodes:
@@ -84,4 +85,6 @@ def test_killed_node_turns_down_after_peer_down_interval(lab: Lab) -> None:
         raise AssertionError(f"{exc}\n{lab.describe([n1, n2])}") from None
     assert lab.meshed([n1, n2])
     assert not lab.ping(n1, n3.addr, count=1, timeout=4)
-    assert lab.cleartext(n1, n3) == 0 and lab.cleartext(n2, n3) == 0
+    # nothing from node-1/node-2 to node-3 left unencrypted (node-3's kernel does answer the handshakes
+    # sent to its dead port 51820 with ICMP port unreachable in the clear: not ours to count)
+    assert lab.cleartext_from(n1, n3) == 0 and lab.cleartext_from(n2, n3) == 0
