@@ -93,3 +93,100 @@ def tso_split(data: bytes, max_packets: int = 1024, stride: int = 65536) -> list
         struct.pack_into(">H", o, cstart + 16, checksum(bytes(o[cstart:]), pseudo))
         out.append(bytes(o))
     return out
+
+
+# ------------------------------------------------------------------ GRO on TUN write
+
+
+def _parse_seg(p: bytes) -> tuple[bool, int, int, int, int] | None:
+    """(v6, iphlen, hlen, payload, seq) of a coalescable TCP segment, else None."""
+    n = len(p)
+    if n < 20:
+        return None
+    if p[0] >> 4 == 4:
+        if p[0] != 0x45 or p[9] != 6 or struct.unpack_from(">H", p, 6)[0] & 0x3FFF or \
+                struct.unpack_from(">H", p, 2)[0] != n:
+            return None
+        v6, iphlen = False, 20
+    elif p[0] >> 4 == 6:
+        if n < 40 or p[6] != 6 or struct.unpack_from(">H", p, 4)[0] + 40 != n:
+            return None
+        v6, iphlen = True, 40
+    else:
+        return None
+    if n < iphlen + 20:
+        return None
+    hlen = iphlen + (p[iphlen + 12] >> 4) * 4
+    if hlen - iphlen < 20 or hlen >= n or (p[iphlen + 13] & ~0x08) != 0x10:
+        return None
+    return v6, iphlen, hlen, n - hlen, struct.unpack_from(">I", p, iphlen + 4)[0]
+
+
+def _same_flow(a: bytes, ha: tuple[bool, int, int, int, int], b: bytes, hb: tuple[bool, int, int, int, int],
+               next_seq: int) -> bool:
+    v6, iphlen, hlen = ha[0], ha[1], ha[2]
+    if hb[0] != v6 or hb[2] != hlen or hb[4] != next_seq:
+        return False
+    if v6:
+        if a[:4] != b[:4] or a[7] != b[7] or a[8:40] != b[8:40]:
+            return False
+    elif a[1] != b[1] or a[6] != b[6] or a[8] != b[8] or a[12:20] != b[12:20]:
+        return False
+    ta, tb = a[iphlen:hlen], b[iphlen:hlen]
+    return ta[:4] == tb[:4] and ta[8:14] == tb[8:14] and ta[14:16] == tb[14:16] and ta[20:] == tb[20:]
+
+
+def gro_coalesce(packets: list[bytes]) -> list[bytes]:
+    """TUN writes (virtio-net header first) for decrypted packets, in order.
+
+    A run of adjacent same-flow TCP segments (contiguous sequence numbers,
+    same ack/options/window/TTL, flags ACK with PSH only on the last, every
+    payload the size of the first except a shorter last, at most 65535 bytes)
+    becomes one GSO_TCPV4/V6 write with NEEDS_CSUM and the pseudo-header
+    partial checksum; anything else is written alone behind a zero header.
+    """
+    out: list[bytes] = []
+    i, n = 0, len(packets)
+    while i < n:
+        head = packets[i]
+        h = _parse_seg(head)
+        j = i + 1
+        buf = bytearray()
+        if h is not None:
+            v6, iphlen, hlen, gso_size, seq = h
+            total, next_seq = len(head), (seq + gso_size) & 0xFFFFFFFF
+            closed = bool(head[iphlen + 13] & 0x08)
+            while not closed and j < n:
+                q = packets[j]
+                hq = _parse_seg(q)
+                if hq is None or not _same_flow(head, h, q, hq, next_seq) or hq[3] > gso_size or \
+                        total + hq[3] > 65535:
+                    break
+                if j == i + 1:
+                    buf = bytearray(head)
+                buf += q[hq[2]:]
+                total += hq[3]
+                next_seq = (next_seq + hq[3]) & 0xFFFFFFFF
+                closed = hq[3] < gso_size or bool(q[iphlen + 13] & 0x08)
+                if q[iphlen + 13] & 0x08:
+                    buf[iphlen + 13] |= 0x08
+                j += 1
+        if j == i + 1:
+            out.append(bytes(VNET_HDR_LEN) + head)
+        else:
+            assert h is not None
+            v6, iphlen, hlen, gso_size, _ = h
+            tcplen = total - iphlen
+            if v6:
+                struct.pack_into(">H", buf, 4, total - 40)
+                pseudo = sum(struct.unpack(">16H", bytes(buf[8:40]))) + tcplen + 6
+            else:
+                struct.pack_into(">H", buf, 2, total)
+                struct.pack_into(">H", buf, 10, 0)
+                struct.pack_into(">H", buf, 10, checksum(bytes(buf[:20])))
+                pseudo = sum(struct.unpack(">4H", bytes(buf[12:20]))) + tcplen + 6
+            struct.pack_into(">H", buf, iphlen + 16, ~checksum(b"", pseudo) & 0xFFFF)
+            hdr = _VNET.pack(_NEEDS_CSUM, _GSO_TCPV6 if v6 else _GSO_TCPV4, hlen, gso_size, iphlen, 16)
+            out.append(hdr + bytes(buf))
+        i = j
+    return out

@@ -94,3 +94,46 @@ def test_needs_csum_without_gso() -> None:
     assert out is not None and len(out) == 1
     pseudo = sum(struct.unpack(">4H", out[0][12:20])) + len(out[0]) - 20 + 6
     assert checksum(out[0][20:], pseudo) == 0
+
+
+# ---------------------------------------------------------------- GRO on TUN write
+
+from wgpy.offload import gro_coalesce  # noqa: E402
+
+
+@st.composite
+def decrypted_streams(draw: st.DrawFn) -> list[bytes]:
+    """Segments as a TSO split makes them, interleaved with other flows, gaps and junk."""
+    out: list[bytes] = []
+    for _ in range(draw(st.integers(1, 4))):
+        v6 = draw(st.booleans())
+        payload = draw(st.binary(min_size=1, max_size=8000))
+        mss = draw(st.sampled_from([100, 536, 1380]))
+        cstart = 40 if v6 else 20
+        pkt = tcp_packet(v6, payload, draw(st.sampled_from([0x10, 0x18, 0x11, 0x12])), draw(st.integers(0, 2**32 - 1)),
+                         draw(st.integers(0, 0xFFFF)))
+        segs = tso_split(vnet(1, 4 if v6 else 1, cstart + 20, mss, cstart, 16) + pkt) or []
+        if segs and draw(st.booleans()):
+            del segs[draw(st.integers(0, len(segs) - 1))]  # a lost segment: a seq gap
+        out.extend(segs)
+        if draw(st.integers(0, 3)) == 0:
+            out.append(draw(st.binary(max_size=80)))
+    return out
+
+
+@given(decrypted_streams())
+def test_gro_coalesce_identical(packets: list[bytes]) -> None:
+    assert _native.gro_coalesce(packets) == gro_coalesce(packets)
+
+
+@given(st.booleans(), st.binary(min_size=1, max_size=20000), st.sampled_from([536, 1380]),
+       st.integers(0, 2**32 - 1), st.integers(0, 0xFFFF))
+def test_gro_then_tso_round_trip(v6: bool, payload: bytes, mss: int, seq: int, ident: int) -> None:
+    cstart = 40 if v6 else 20
+    pkt = tcp_packet(v6, payload, 0x18, seq, ident)
+    segs = tso_split(vnet(1, 4 if v6 else 1, cstart + 20, mss, cstart, 16) + pkt)
+    assert segs is not None
+    writes = _native.gro_coalesce(segs)
+    assert len(writes) == 1  # under 64 KiB in all: one GSO write
+    again = [s for w in writes for s in (_native.tso_split(w, 256) or [])]
+    assert again == segs

@@ -26,7 +26,7 @@ from ..keypair import Keypair
 
 __all__ = [
     "available", "load_error", "Context", "NativeKeypair", "ReplayWindow", "Result",
-    "DROP_REASONS", "IO_SEND", "IO_TUN_WRITE", "padded_length", "tso_split", "checksum",
+    "DROP_REASONS", "IO_SEND", "IO_TUN_WRITE", "padded_length", "tso_split", "gro_coalesce", "checksum",
 ]
 
 ffi: Any = None
@@ -103,6 +103,26 @@ def tso_split(data: bytes, max_packets: int = 1024) -> list[bytes] | None:
     if n < 0:
         return None
     return [bytes(ffi.buffer(out + i * stride, lens[i])) for i in range(n)]
+
+
+def gro_coalesce(packets: list[bytes]) -> list[bytes]:
+    """TUN writes for decrypted packets, TCP runs coalesced (twin: wgpy.offload.gro_coalesce)."""
+    _require()
+    n = len(packets)
+    room = [ffi.new("uint8_t[]", 10 + len(p)) for p in packets]
+    for buf, p in zip(room, packets):
+        ffi.memmove(buf + 10, p, len(p))
+    ptrs = ffi.new("uint8_t *[]", [buf + 10 for buf in room] or [ffi.NULL])
+    lens = ffi.new("uint32_t[]", [len(p) for p in packets] or [0])
+    cbuf = ffi.new("uint8_t[]", 65535 + 10)
+    cap = sum(len(p) for p in packets) + 10 * n + 1
+    out = ffi.new("uint8_t[]", cap)
+    offs = ffi.new("uint32_t[]", max(n, 1))
+    olens = ffi.new("uint32_t[]", max(n, 1))
+    k = int(lib.wgdp_gro_coalesce(ptrs, lens, n, cbuf, out, cap, offs, olens, max(n, 1)))
+    if k < 0:
+        raise NativeError("gro_coalesce output overflow")
+    return [bytes(ffi.buffer(out + offs[i], olens[i])) for i in range(k)]
 
 
 def checksum(data: bytes, initial: int = 0) -> int:

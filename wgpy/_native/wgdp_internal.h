@@ -86,6 +86,8 @@ int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t 
 int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t len, const wgdp_addr *src,
                      uint8_t *out, wgdp_result *res);
 double wgdp_now(void);
+typedef int (*wgdp_emit_fn)(void *arg, uint8_t *data, uint32_t len);
+int wgdp_gro_run(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t *cbuf, wgdp_emit_fn emit, void *arg);
 void wgdp_io_free(struct wgdp *ctx);
 
 #endif

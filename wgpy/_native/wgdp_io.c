@@ -56,8 +56,10 @@ struct io_bufs {
     struct iovec *iov;
     struct sockaddr_storage *names;
     uint8_t *ctrl;                    /* slots * CTRL_SIZE */
-    uint8_t **wptr;                   /* rx: inner packets of one datagram */
+    uint8_t **wptr;                   /* rx: inner packets waiting to be written */
     uint32_t *wlen;
+    uint32_t nw;
+    uint8_t *coal;                    /* rx: one coalesced TUN write (GRO) */
     int gro_fd[2];
 };
 
@@ -88,6 +90,7 @@ static void bufs_free(struct io_bufs *b)
     free(b->ctrl);
     free(b->wptr);
     free(b->wlen);
+    free(b->coal);
     free(b);
 }
 
@@ -121,9 +124,10 @@ static struct io_bufs *bufs_get(struct io_bufs **slot, uint32_t slots, int tx)
     b->ctrl = calloc(slots, CTRL_SIZE);
     b->wptr = calloc(MAX_SEGS_PER_DATAGRAM, sizeof(uint8_t *));
     b->wlen = calloc(MAX_SEGS_PER_DATAGRAM, sizeof(uint32_t));
+    b->coal = malloc(65535 + VNET_HDR);
     b->gro_fd[0] = b->gro_fd[1] = -1;
     if (!b->buf || !b->raw || !b->out || !b->len || !b->ents || !b->segs || !b->msgs || !b->iov || !b->names || !b->ctrl ||
-        !b->wptr || !b->wlen) {
+        !b->wptr || !b->wlen || !b->coal) {
         bufs_free(b);
         return NULL;
     }
@@ -409,49 +413,66 @@ static uint32_t gro_size(struct msghdr *h, uint32_t len)
             int size = 0;
             size_t n = c->cmsg_len - CMSG_LEN(0);
             memcpy(&size, CMSG_DATA(c), n < sizeof(size) ? n : sizeof(size));
-            return size > 0 ? (uint32_t)size : len;
+            return size > 0 && (uint32_t)size < len ? (uint32_t)size : len;
         }
     }
     return len;
 }
 
-/* open every segment of one (possibly coalesced) datagram in place and write the packets */
+struct tun_sink {
+    int fd;
+    wgdp_result *res;
+};
+
+static int tun_emit(void *arg, uint8_t *data, uint32_t len)
+{
+    struct tun_sink *t = arg;
+    ssize_t r;
+    do
+        r = write(t->fd, data, len);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        if (tun_gone(errno)) {
+            t->res->err = errno;
+            return -errno;
+        }
+        t->res->drops[WGDP_DROP_IO_TUN_WRITE]++;
+    }
+    return 0;
+}
+
+/* write the collected inner packets: coalesced (GRO) behind virtio-net headers, or one by one */
+static int flush_writes(struct io_bufs *b, int tun_fd, int vnet, wgdp_result *res)
+{
+    struct tun_sink sink = {tun_fd, res};
+    int rc = 0;
+    if (vnet)
+        rc = wgdp_gro_run(b->wptr, b->wlen, b->nw, b->coal, tun_emit, &sink);
+    else
+        for (uint32_t i = 0; i < b->nw && rc >= 0; i++)
+            rc = tun_emit(&sink, b->wptr[i], b->wlen[i]);
+    b->nw = 0;
+    return rc < 0 ? rc : 0;
+}
+
+/* open every segment of one (possibly coalesced) datagram in place; queue the packets */
 static int open_datagram(struct wgdp *ctx, struct io_bufs *b, uint8_t *data, uint32_t len, uint32_t seg,
                          const wgdp_addr *src, int tun_fd, int vnet, wgdp_result *res)
 {
-    uint32_t w = 0;
     double now = wgdp_now();
+    if (b->nw + len / seg + 1 > MAX_SEGS_PER_DATAGRAM && flush_writes(b, tun_fd, vnet, res) < 0)
+        return -1;
     pthread_rwlock_rdlock(&ctx->lock);
-    for (uint32_t off = 0; off < len && w < MAX_SEGS_PER_DATAGRAM; off += seg) {
+    for (uint32_t off = 0; off < len && b->nw < MAX_SEGS_PER_DATAGRAM; off += seg) {
         uint32_t n = len - off < seg ? len - off : seg;
         uint8_t *msg = data + off;
         int ilen = wgdp_decrypt_one(ctx, now, msg, n, src, msg + 16, res);
         if (ilen > 0) {
-            b->wptr[w] = msg + 16;
-            b->wlen[w++] = (uint32_t)ilen;
+            b->wptr[b->nw] = msg + 16;
+            b->wlen[b->nw++] = (uint32_t)ilen;
         }
     }
     pthread_rwlock_unlock(&ctx->lock);
-    for (uint32_t i = 0; i < w; i++) {
-        ssize_t r;
-        uint8_t *start = b->wptr[i];
-        uint32_t n = b->wlen[i];
-        if (vnet) {  /* the consumed message header gives room for a zero virtio-net header */
-            start -= VNET_HDR;
-            memset(start, 0, VNET_HDR);
-            n += VNET_HDR;
-        }
-        do
-            r = write(tun_fd, start, n);
-        while (r < 0 && errno == EINTR);
-        if (r < 0) {
-            if (tun_gone(errno)) {
-                res->err = errno;
-                return -errno;
-            }
-            res->drops[WGDP_DROP_IO_TUN_WRITE]++;
-        }
-    }
     return 0;
 }
 
@@ -503,7 +524,7 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
             for (int i = 0; i < got; i++) {
                 wgdp_addr src;
                 uint32_t len = m[i].msg_len;
-                if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                if ((m[i].msg_hdr.msg_flags & MSG_TRUNC) || len == 0) {
                     res->drops[WGDP_DROP_MALFORMED]++;
                     continue;
                 }
@@ -512,6 +533,8 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
                                   tun_fd, vnet, res) < 0)
                     return -res->err;
             }
+            if (flush_writes(b, tun_fd, vnet, res) < 0)
+                return -res->err;
             if (first_pending == 0 && pending(res))
                 first_pending = wgdp_now();
         }

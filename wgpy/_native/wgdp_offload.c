@@ -109,3 +109,158 @@ int wgdp_tso_split(const uint8_t *in, uint32_t len, uint8_t *out, uint32_t strid
     }
     return (int)nseg;
 }
+
+/* ------------------------------------------------------------------ GRO on TUN write */
+
+/* A TCP segment that may start or join a coalesced write: no IP options or
+ * fragments, no extension headers, flags ACK (+PSH) only, some payload. */
+struct seg {
+    const uint8_t *p;
+    uint32_t len, iphlen, hlen, payload, seq;
+    int v6;
+};
+
+static int parse_seg(const uint8_t *p, uint32_t len, struct seg *s)
+{
+    uint32_t tcphlen;
+    s->p = p;
+    s->len = len;
+    if (len < 20)
+        return 0;
+    if (p[0] >> 4 == 4) {
+        if (p[0] != 0x45 || p[9] != 6 || (rd16(p + 6) & 0x3FFF) || rd16(p + 2) != len)
+            return 0;
+        s->v6 = 0;
+        s->iphlen = 20;
+    } else if (p[0] >> 4 == 6) {
+        if (len < 40 || p[6] != 6 || (uint32_t)rd16(p + 4) + 40 != len)
+            return 0;
+        s->v6 = 1;
+        s->iphlen = 40;
+    } else {
+        return 0;
+    }
+    if (len < s->iphlen + 20)
+        return 0;
+    tcphlen = (uint32_t)(p[s->iphlen + 12] >> 4) * 4;
+    s->hlen = s->iphlen + tcphlen;
+    if (tcphlen < 20 || s->hlen >= len || (p[s->iphlen + 13] & ~0x08) != 0x10)
+        return 0;
+    s->payload = len - s->hlen;
+    s->seq = rd32(p + s->iphlen + 4);
+    return 1;
+}
+
+/* q continues the flow of head (same addresses, ports, ack, options, window, TTL/TOS) at seq */
+static int same_flow(const struct seg *head, const struct seg *q, uint32_t next_seq)
+{
+    const uint8_t *a = head->p, *b = q->p;
+    if (q->v6 != head->v6 || q->hlen != head->hlen || q->seq != next_seq)
+        return 0;
+    if (head->v6) {
+        if (memcmp(a, b, 4) || a[7] != b[7] || memcmp(a + 8, b + 8, 32))
+            return 0;
+    } else {
+        if (a[1] != b[1] || a[6] != b[6] || a[8] != b[8] || memcmp(a + 12, b + 12, 8))
+            return 0;
+    }
+    a += head->iphlen;
+    b += q->iphlen;
+    return !memcmp(a, b, 4) && !memcmp(a + 8, b + 8, 6) && !memcmp(a + 14, b + 14, 2) &&
+           !memcmp(a + 20, b + 20, head->hlen - head->iphlen - 20);
+}
+
+typedef wgdp_emit_fn emit_fn;
+
+/* Coalesce runs of same-flow TCP segments into GSO writes (virtio-net header
+ * first).  Each pkts[i] must have VNET_HDR bytes of writable headroom before it
+ * (a lone packet is written in place behind a zero header).  cbuf holds one
+ * coalesced write (65535 + VNET_HDR bytes).  Returns the number of writes, or
+ * a negative emit result. */
+int wgdp_gro_run(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t *cbuf, emit_fn emit, void *arg)
+{
+    uint32_t i = 0;
+    int writes = 0, rc;
+    while (i < n) {
+        struct seg head, q;
+        uint32_t j = i + 1, total, next_seq, gso_size;
+        int closed = 0;
+        if (parse_seg(pkts[i], lens[i], &head)) {
+            total = head.len;
+            gso_size = head.payload;
+            next_seq = head.seq + head.payload;
+            closed = (head.p[head.iphlen + 13] & 0x08) != 0;  /* PSH ends a run */
+            while (!closed && j < n && parse_seg(pkts[j], lens[j], &q) && same_flow(&head, &q, next_seq) &&
+                   q.payload <= gso_size && total + q.payload <= 65535) {
+                if (j == i + 1)
+                    memcpy(cbuf + VNET_HDR, head.p, head.len);
+                memcpy(cbuf + VNET_HDR + total, q.p + q.hlen, q.payload);
+                total += q.payload;
+                next_seq += q.payload;
+                closed = q.payload < gso_size || (q.p[q.iphlen + 13] & 0x08);
+                if (q.p[q.iphlen + 13] & 0x08)
+                    cbuf[VNET_HDR + head.iphlen + 13] |= 0x08;
+                j++;
+            }
+        }
+        if (j == i + 1) {  /* alone: zero header in the headroom */
+            memset(pkts[i] - VNET_HDR, 0, VNET_HDR);
+            rc = emit(arg, pkts[i] - VNET_HDR, lens[i] + VNET_HDR);
+        } else {
+            uint8_t *o = cbuf + VNET_HDR;
+            uint32_t tcplen = total - head.iphlen;
+            uint64_t pseudo;
+            cbuf[0] = F_NEEDS_CSUM;
+            cbuf[1] = head.v6 ? GSO_TCPV6 : GSO_TCPV4;
+            cbuf[2] = (uint8_t)head.hlen;
+            cbuf[3] = (uint8_t)(head.hlen >> 8);
+            cbuf[4] = (uint8_t)gso_size;
+            cbuf[5] = (uint8_t)(gso_size >> 8);
+            cbuf[6] = (uint8_t)head.iphlen;
+            cbuf[7] = 0;
+            cbuf[8] = 16;
+            cbuf[9] = 0;
+            if (head.v6) {
+                wr16(o + 4, (uint16_t)(total - 40));
+                pseudo = csum_add(0, o + 8, 32) + tcplen + 6;
+            } else {
+                wr16(o + 2, (uint16_t)total);
+                wr16(o + 10, 0);
+                wr16(o + 10, wgdp_checksum(o, 20, 0));
+                pseudo = csum_add(0, o + 12, 8) + tcplen + 6;
+            }
+            wr16(o + head.iphlen + 16, (uint16_t)~wgdp_checksum(NULL, 0, pseudo));  /* partial: folded, not inverted */
+            rc = emit(arg, cbuf, total + VNET_HDR);
+        }
+        if (rc < 0)
+            return rc;
+        writes++;
+        i = j;
+    }
+    return writes;
+}
+
+struct collect {
+    uint8_t *out;
+    uint32_t cap, used, n, max;
+    uint32_t *off, *len;
+};
+
+static int collect_emit(void *arg, uint8_t *data, uint32_t len)
+{
+    struct collect *c = arg;
+    if (c->n >= c->max || c->cap - c->used < len)
+        return -1;
+    memcpy(c->out + c->used, data, len);
+    c->off[c->n] = c->used;
+    c->len[c->n++] = len;
+    c->used += len;
+    return 0;
+}
+
+int wgdp_gro_coalesce(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t *cbuf, uint8_t *out,
+                      uint32_t out_cap, uint32_t *out_off, uint32_t *out_len, uint32_t max_out)
+{
+    struct collect c = {out, out_cap, 0, 0, max_out, out_off, out_len};
+    return wgdp_gro_run(pkts, lens, n, cbuf, collect_emit, &c);
+}

@@ -139,6 +139,10 @@ int wgdp_decrypt_batch(wgdp *ctx, double now, uint32_t n, const uint8_t *in, con
 int wgdp_tso_split(const uint8_t *in, uint32_t len, uint8_t *out, uint32_t stride, uint32_t max,
                    uint32_t *out_len);
 uint16_t wgdp_checksum(const uint8_t *p, uint32_t len, uint64_t initial);
+/* GRO for TUN writes: runs of same-flow TCP segments become one GSO write (header first);
+ * each pkts[i] needs 10 bytes of writable headroom; cbuf holds 65545 bytes */
+int wgdp_gro_coalesce(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t *cbuf, uint8_t *out,
+                      uint32_t out_cap, uint32_t *out_off, uint32_t *out_len, uint32_t max_out);
 void wgdp_set_tun_vnet(wgdp *ctx, int on);
 
 /* UDP offloads for the I/O loops (UDP_SEGMENT on send, UDP_GRO on receive); each is
