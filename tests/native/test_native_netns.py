@@ -78,7 +78,7 @@ def _check_transfer(pair, src, dst, nbytes: int, addr: str) -> None:  # type: ig
 
 @pytest.mark.parametrize("offloads", ["on", "off"])
 def test_native_pair_transfer_both_ways(pair, offloads: str) -> None:  # type: ignore[no-untyped-def]
-    env = {} if offloads == "on" else {"WGPY_UDP_GSO": "0", "WGPY_UDP_GRO": "0"}
+    env = {} if offloads == "on" else {"WGPY_UDP_GSO": "0", "WGPY_UDP_GRO": "0", "WGPY_TUN_OFFLOAD": "0"}
     a, b = _start(pair, "wgpy", "wgpy", env=env)
     configure_pair(a, b, pair.tmp, psk=True)
     assert ping(a.ns, b.tun4) and ping(b.ns, a.tun6), pair.logs()
@@ -86,7 +86,7 @@ def test_native_pair_transfer_both_ways(pair, offloads: str) -> None:  # type: i
     _check_transfer(pair, b, a, 32 * MB, a.tun6)
     for side in (a, b):
         assert NATIVE_LINE in side.daemon.log_text(), side.daemon.log_text()[-2000:]
-        assert f"GSO {offloads}, GRO {offloads}" in side.daemon.log_text()
+        assert f"GSO {offloads}, GRO {offloads}; TUN offload {offloads}" in side.daemon.log_text()
         assert side.daemon.alive()
         hs = side.ns.wg("show", side.ifname, "latest-handshakes").split()
         assert int(hs[1]) > 0
