@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings, strategies as st
 
 from wgpy.allowedips import AllowedIPs
-from wgpy.dataplane import BatchResult, NativeDataPlane, PureDataPlane, endpoint_to_addr
+from wgpy.dataplane import BatchResult, NativeDataPlane, endpoint_to_addr
+from wgpy.dataplane_twin import PureDataPlane
 from wgpy.keypair import Keypair
 
 from wgsupport import ipv4_packet, ipv6_packet

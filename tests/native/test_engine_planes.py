@@ -15,7 +15,8 @@ import pytest
 import wgsupport
 
 from wgpy import _native
-from wgpy.dataplane import NativeDataPlane, PureDataPlane
+from wgpy.dataplane import NativeDataPlane
+from wgpy.dataplane_twin import PureDataPlane
 from wgpy.device import Device
 
 from engine.test_device_pair import *  # noqa: F401,F403  (re-collected here under both planes)
