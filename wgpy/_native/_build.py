@@ -69,5 +69,7 @@ if __name__ == "__main__":
     import shutil
     for built in glob.glob(os.path.join(ROOT, "build", "cffi", "wgpy", "_native", "_wgpy_native*.so")) + \
             glob.glob(os.path.join(ROOT, "build", "cffi", "_wgpy_native*.so")):
-        shutil.copy2(built, HERE)
-        print("built", os.path.join(HERE, os.path.basename(built)))
+        target = os.path.join(HERE, os.path.basename(built))
+        shutil.copy2(built, target + ".tmp")
+        os.replace(target + ".tmp", target)  # a new inode: running processes keep the old mapping
+        print("built", target)

@@ -58,7 +58,12 @@ void wgdp_free(wgdp *ctx)
 }
 
 void wgdp_set_mtu(wgdp *ctx, uint32_t mtu) { atomic_store(&ctx->mtu, mtu); }
-void wgdp_stop(wgdp *ctx, int stop) { atomic_store(&ctx->stop, stop); }
+void wgdp_stop(wgdp *ctx, int stop)
+{
+    atomic_store(&ctx->stop, stop);
+    if (!stop)
+        wgdp_io_restart(ctx);  /* called while the loops are not running */
+}
 
 /* ------------------------------------------------------------------ index table */
 

@@ -89,5 +89,6 @@ double wgdp_now(void);
 typedef int (*wgdp_emit_fn)(void *arg, uint8_t *data, uint32_t len);
 int wgdp_gro_run(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t *cbuf, wgdp_emit_fn emit, void *arg);
 void wgdp_io_free(struct wgdp *ctx);
+void wgdp_io_restart(struct wgdp *ctx);
 
 #endif

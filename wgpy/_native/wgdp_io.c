@@ -94,6 +94,13 @@ static void bufs_free(struct io_bufs *b)
     free(b);
 }
 
+/* new run of the loops (maybe on new sockets that reuse old fd numbers): enable GRO again */
+void wgdp_io_restart(struct wgdp *ctx)
+{
+    if (ctx->rxb)
+        ctx->rxb->gro_fd[0] = ctx->rxb->gro_fd[1] = -1;
+}
+
 void wgdp_io_free(struct wgdp *ctx)
 {
     bufs_free(ctx->txb);
