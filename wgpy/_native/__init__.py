@@ -71,6 +71,9 @@ def _require() -> None:
 
 IO_SEND = 9
 IO_TUN_WRITE = 10
+SLOW_OVERFLOW = 12
+MAILBOX_SLOTS = 4096
+MAILBOX_BYTES = 4 << 20
 DROP_REASONS: dict[int, DropReason] = {
     1: DropReason.MALFORMED,
     2: DropReason.UNKNOWN_TYPE,
@@ -251,7 +254,7 @@ class Result:
 
     def empty(self) -> bool:
         c = self.c
-        return not (c.n_events or c.n_slow or any(c.drops[i] for i in range(12)))
+        return not (c.n_events or c.n_slow or any(c.drops[i] for i in range(13)))
 
     def events(self) -> list[tuple[int, int, int, int, Addr]]:
         """(peer_id, messages, data, bytes, endpoint) per peer."""
@@ -265,7 +268,7 @@ class Result:
                 for s in (self.c.slow[i] for i in range(self.c.n_slow))]
 
     def drops(self) -> dict[int, int]:
-        return {i: int(self.c.drops[i]) for i in range(1, 12) if self.c.drops[i]}
+        return {i: int(self.c.drops[i]) for i in range(1, 13) if self.c.drops[i]}
 
     @property
     def packets(self) -> int:
@@ -371,15 +374,21 @@ class Context:
         lib.wgdp_decrypt_batch(self._ctx, now, n, data, offs, lens, srcs, out, stride, out_len, res.c)
         return [bytes(ffi.buffer(out + i * stride, out_len[i])) if out_len[i] else None for i in range(n)]
 
-    def tun_to_udp(self, tun_fd: int, sock4: int, sock6: int, max_batch: int, timeout_ms: int,
-                   flush_ms: int, res: Result) -> int:
-        """Run the TX loop (GIL released) until Python has work; negative errno if the TUN is gone."""
-        return int(lib.wgdp_tun_to_udp(self._ctx, tun_fd, sock4, sock6, max_batch, timeout_ms, flush_ms, res.c))
+    def tun_to_udp(self, tun_fd: int, sock4: int, sock6: int, max_batch: int, flush_ms: int) -> int:
+        """Run the TX loop (GIL released) until ``stop()``: 0, or a negative errno (TUN gone)."""
+        return int(lib.wgdp_tun_to_udp(self._ctx, tun_fd, sock4, sock6, max_batch, flush_ms))
 
-    def udp_to_tun(self, sock4: int, sock6: int, tun_fd: int, max_batch: int, timeout_ms: int,
-                   flush_ms: int, res: Result) -> int:
-        """Run the RX loop (GIL released) until Python has work; negative errno if the TUN is gone."""
-        return int(lib.wgdp_udp_to_tun(self._ctx, sock4, sock6, tun_fd, max_batch, timeout_ms, flush_ms, res.c))
+    def udp_to_tun(self, sock4: int, sock6: int, tun_fd: int, max_batch: int, flush_ms: int) -> int:
+        """Run the RX loop (GIL released) until ``stop()``: 0, or a negative errno (TUN gone)."""
+        return int(lib.wgdp_udp_to_tun(self._ctx, sock4, sock6, tun_fd, max_batch, flush_ms))
+
+    def notify_fd(self) -> int:
+        """An eventfd that becomes readable when the loops have published work for Python."""
+        return int(lib.wgdp_notify_fd(self._ctx))
+
+    def drain(self, tx: Result, rx: Result) -> bool:
+        """Everything the loops published since the last drain; True if some must wait for the next."""
+        return bool(lib.wgdp_drain(self._ctx, tx.c, rx.c))
 
 
 def _pack(items: list[bytes]) -> tuple[Any, Any, Any]:

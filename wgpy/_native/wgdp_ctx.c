@@ -20,6 +20,11 @@ wgdp *wgdp_new(void)
     atomic_init(&ctx->gso, 0);
     atomic_init(&ctx->gro, 0);
     atomic_init(&ctx->tun_vnet, 0);
+    if (wgdp_mbox_init(ctx) < 0) {
+        pthread_rwlock_destroy(&ctx->lock);
+        free(ctx);
+        return NULL;
+    }
     return ctx;
 }
 
@@ -53,6 +58,7 @@ void wgdp_free(wgdp *ctx)
     free(ctx->peers);
     route_table_free(ctx->routes);
     wgdp_io_free(ctx);
+    wgdp_mbox_free(ctx);
     pthread_rwlock_destroy(&ctx->lock);
     free(ctx);
 }

@@ -41,6 +41,12 @@ struct wgdp_peer {
     int fast_tx;
     uint32_t slow_seq;
     struct wgdp_keypair *current;     /* under the ctx lock */
+    struct {                          /* counters for Python, per direction, under the mailbox lock */
+        uint64_t bytes;
+        uint32_t messages, data;
+        wgdp_addr endpoint;
+        int dirty;
+    } acc[2];
 };
 
 struct route_entry {
@@ -69,6 +75,7 @@ struct wgdp {
     atomic_uint mtu;
     atomic_int stop;
     struct io_bufs *txb, *rxb;
+    struct wgdp_mbox *mbox;
     atomic_int gso, gro, tun_vnet;              /* UDP offloads: 1 on, 0 off (also when the kernel refused) */
 };
 
@@ -90,5 +97,9 @@ typedef int (*wgdp_emit_fn)(void *arg, uint8_t *data, uint32_t len);
 int wgdp_gro_run(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t *cbuf, wgdp_emit_fn emit, void *arg);
 void wgdp_io_free(struct wgdp *ctx);
 void wgdp_io_restart(struct wgdp *ctx);
+int wgdp_mbox_init(struct wgdp *ctx);
+void wgdp_mbox_free(struct wgdp *ctx);
+void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double now, int flush_ms);
+void wgdp_mbox_tick(struct wgdp *ctx, double now, int flush_ms);
 
 #endif

@@ -60,6 +60,7 @@ struct io_bufs {
     uint32_t *wlen;
     uint32_t nw;
     uint8_t *coal;                    /* rx: one coalesced TUN write (GRO) */
+    wgdp_result res;                  /* one batch's events/slow/drops, published to the mailbox */
     int gro_fd[2];
 };
 
@@ -91,6 +92,9 @@ static void bufs_free(struct io_bufs *b)
     free(b->wptr);
     free(b->wlen);
     free(b->coal);
+    free(b->res.events);
+    free(b->res.slow);
+    free(b->res.slow_buf);
     free(b);
 }
 
@@ -132,24 +136,19 @@ static struct io_bufs *bufs_get(struct io_bufs **slot, uint32_t slots, int tx)
     b->wptr = calloc(MAX_SEGS_PER_DATAGRAM, sizeof(uint8_t *));
     b->wlen = calloc(MAX_SEGS_PER_DATAGRAM, sizeof(uint32_t));
     b->coal = malloc(65535 + VNET_HDR);
+    b->res.events_cap = b->res.slow_cap = MAX_SEGS_PER_DATAGRAM;
+    b->res.slow_buf_cap = tx ? slots * SLOT : 2 * SLOT;
+    b->res.events = calloc(b->res.events_cap, sizeof(wgdp_event));
+    b->res.slow = calloc(b->res.slow_cap, sizeof(wgdp_slow));
+    b->res.slow_buf = malloc(b->res.slow_buf_cap);
     b->gro_fd[0] = b->gro_fd[1] = -1;
     if (!b->buf || !b->raw || !b->out || !b->len || !b->ents || !b->segs || !b->msgs || !b->iov || !b->names || !b->ctrl ||
-        !b->wptr || !b->wlen || !b->coal) {
+        !b->wptr || !b->wlen || !b->coal || !b->res.events || !b->res.slow || !b->res.slow_buf) {
         bufs_free(b);
         return NULL;
     }
     *slot = b;
     return b;
-}
-
-static int pending(const wgdp_result *res)
-{
-    if (res->n_events || res->n_slow)
-        return 1;
-    for (int i = 0; i < WGDP_DROP_COUNT; i++)
-        if (res->drops[i])
-            return 1;
-    return 0;
 }
 
 static int tun_gone(int err) { return err == EBADFD || err == EIO || err == ENXIO || err == ENODEV || err == EBADF; }
@@ -298,56 +297,36 @@ static void send_family(struct wgdp *ctx, struct io_bufs *b, uint32_t n, int fam
         send_all(ctx, fd, b->msgs, b->segs, m, res);
 }
 
-/* how long to wait in poll: until pending events are due, else timeout_ms */
-static int wait_ms(const wgdp_result *res, double first_pending, int timeout_ms, int flush_ms)
-{
-    if (first_pending > 0 && pending(res)) {
-        int left = (int)((first_pending + flush_ms / 1000.0 - wgdp_now()) * 1000.0) + 1;
-        if (left < 0)
-            left = 0;
-        return left < timeout_ms ? left : timeout_ms;
-    }
-    return timeout_ms;
-}
-
-/* room in the result for one more batch: max_pkts packets of max_batch * SLOT bytes in all
- * (TSO segments repeat only their headers, which the spare slot of the caller covers) */
-static int room(const wgdp_result *res, uint32_t max_pkts, uint32_t max_batch)
-{
-    return res->events_cap - res->n_events >= max_pkts && res->slow_cap - res->n_slow >= max_pkts &&
-           res->slow_buf_cap - res->slow_buf_used >= (uint64_t)max_batch * SLOT;
-}
-
-int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_batch, int timeout_ms,
-                    int flush_ms, wgdp_result *res)
+int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_batch, int flush_ms)
 {
     struct io_bufs *b;
-    double first_pending = 0;
+    wgdp_result *res;
     if (max_batch == 0 || max_batch > MAX_SLOTS)
         max_batch = 128;
+    if (flush_ms <= 0)
+        flush_ms = 20;
     if (!(b = bufs_get(&ctx->txb, max_batch + TSO_EXTRA, 1)))
         return -ENOMEM;
+    res = &b->res;
+    wgdp_result_reset(res);
     for (;;) {
         struct pollfd p = {.fd = tun_fd, .events = POLLIN};
         uint32_t n = 0, k = 0;
-        int r;
+        int r, vnet = atomic_load(&ctx->tun_vnet);
         double now;
-        int vnet = atomic_load(&ctx->tun_vnet);
-        if (atomic_load(&ctx->stop) || res->n_slow || !room(res, b->slots, max_batch))
+        if (atomic_load(&ctx->stop))
             return 0;
-        if (first_pending > 0 && wgdp_now() - first_pending >= flush_ms / 1000.0)
-            return 0;
-        r = poll(&p, 1, wait_ms(res, first_pending, timeout_ms, flush_ms));
+        r = poll(&p, 1, flush_ms);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return -errno;
-        if (r == 0)
-            return 0;
-        if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {
-            res->err = p.revents & POLLNVAL ? EBADF : EIO;
-            return -res->err;
+        if (r == 0) {
+            wgdp_mbox_tick(ctx, wgdp_now(), flush_ms);
+            continue;
         }
+        if (p.revents & (POLLERR | POLLHUP | POLLNVAL))
+            return p.revents & POLLNVAL ? -EBADF : -EIO;
         while (n < max_batch) {
             ssize_t got = vnet ? read(tun_fd, b->raw, SLOT + VNET_HDR) : read(tun_fd, b->buf + (size_t)n * SLOT, SLOT);
             if (got >= 0 && vnet) {
@@ -360,18 +339,15 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
                 continue;
             }
             if (got < 0) {
-                if (errno == EINTR)
+                int err = errno;
+                if (err == EINTR)
                     continue;
-                if (errno != EAGAIN && n == 0 && tun_gone(errno)) {
-                    res->err = errno;
-                    return -errno;
-                }
+                if (err != EAGAIN && n == 0 && tun_gone(err))
+                    return -err;
                 break;
             }
             b->len[n++] = (uint32_t)got;
         }
-        if (!n)
-            continue;
         now = wgdp_now();
         pthread_rwlock_rdlock(&ctx->lock);
         for (uint32_t i = 0; i < n; i++) {
@@ -395,8 +371,8 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
             send_family(ctx, b, k, 4, sock4, res);
             send_family(ctx, b, k, 6, sock6, res);
         }
-        if (first_pending == 0 && pending(res))
-            first_pending = now;
+        wgdp_mbox_publish(ctx, 0, res, now, flush_ms);
+        wgdp_result_reset(res);
     }
 }
 
@@ -483,32 +459,35 @@ static int open_datagram(struct wgdp *ctx, struct io_bufs *b, uint8_t *data, uin
     return 0;
 }
 
-int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_batch, int timeout_ms,
-                    int flush_ms, wgdp_result *res)
+int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_batch, int flush_ms)
 {
     struct io_bufs *b;
-    double first_pending = 0;
+    wgdp_result *res;
+    int vnet = atomic_load(&ctx->tun_vnet);
     if (max_batch == 0 || max_batch > MAX_SLOTS)
         max_batch = 128;
+    if (flush_ms <= 0)
+        flush_ms = 20;
     if (!(b = bufs_get(&ctx->rxb, max_batch, 0)))
         return -ENOMEM;
-    int vnet = atomic_load(&ctx->tun_vnet);
+    res = &b->res;
+    wgdp_result_reset(res);
     enable_gro(ctx, b, 0, sock4);
     enable_gro(ctx, b, 1, sock6);
     for (;;) {
         struct pollfd p[2] = {{.fd = sock4, .events = POLLIN}, {.fd = sock6, .events = POLLIN}};
         int r;
-        if (atomic_load(&ctx->stop) || res->n_slow || !room(res, max_batch, max_batch))
+        if (atomic_load(&ctx->stop))
             return 0;
-        if (first_pending > 0 && wgdp_now() - first_pending >= flush_ms / 1000.0)
-            return 0;
-        r = poll(p, 2, wait_ms(res, first_pending, timeout_ms, flush_ms));
+        r = poll(p, 2, flush_ms);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return -errno;
-        if (r == 0)
-            return 0;
+        if (r == 0) {
+            wgdp_mbox_tick(ctx, wgdp_now(), flush_ms);
+            continue;
+        }
         for (int k = 0; k < 2; k++) {
             struct mmsghdr *m = b->msgs;
             int got;
@@ -537,13 +516,19 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
                 }
                 from_sockaddr(&b->names[i], &src);
                 if (open_datagram(ctx, b, b->buf + (size_t)i * SLOT, len, gro_size(&m[i].msg_hdr, len), &src,
-                                  tun_fd, vnet, res) < 0)
+                                  tun_fd, vnet, res) < 0) {
+                    wgdp_mbox_publish(ctx, 1, res, wgdp_now(), flush_ms);
                     return -res->err;
+                }
+                wgdp_mbox_publish(ctx, 1, res, wgdp_now(), flush_ms);
+                wgdp_result_reset(res);
             }
-            if (flush_writes(b, tun_fd, vnet, res) < 0)
+            if (flush_writes(b, tun_fd, vnet, res) < 0) {
+                wgdp_mbox_publish(ctx, 1, res, wgdp_now(), flush_ms);
                 return -res->err;
-            if (first_pending == 0 && pending(res))
-                first_pending = wgdp_now();
+            }
+            wgdp_mbox_publish(ctx, 1, res, wgdp_now(), flush_ms);
+            wgdp_result_reset(res);
         }
     }
 }

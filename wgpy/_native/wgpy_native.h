@@ -34,7 +34,8 @@
 #define WGDP_DROP_IO_SEND 9
 #define WGDP_DROP_IO_TUN_WRITE 10
 #define WGDP_DROP_UNKNOWN_INDEX 11
-#define WGDP_DROP_COUNT 12
+#define WGDP_DROP_SLOW_OVERFLOW 12
+#define WGDP_DROP_COUNT 13
 
 #define WGDP_REPLAY_WORDS 128
 
@@ -75,7 +76,7 @@ typedef struct {
     uint8_t *slow_buf;
     uint32_t slow_buf_cap;
     uint32_t slow_buf_used;
-    uint64_t drops[12];
+    uint64_t drops[13];
     uint64_t packets;        /* packets moved by the fast path */
     int err;                 /* I/O: errno of a fatal TUN error, else 0 */
 } wgdp_result;
@@ -150,12 +151,14 @@ void wgdp_set_tun_vnet(wgdp *ctx, int on);
 int wgdp_set_offloads(wgdp *ctx, int gso, int gro);
 int wgdp_offloads(wgdp *ctx);
 
-/* I/O loops: return when Python has something to do (slow items, events due), on a
- * poll timeout, on stop, or with a negative errno when the TUN is gone */
-int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_batch,
-                    int timeout_ms, int flush_ms, wgdp_result *res);
-int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_batch,
-                    int timeout_ms, int flush_ms, wgdp_result *res);
+/* I/O loops, one thread each: run until wgdp_stop(ctx, 1) (0) or the TUN is gone (-errno).
+ * They never enter Python: what Python must see goes to the mailbox, and the
+ * eventfd wgdp_notify_fd() becomes readable when slow items wait or counters
+ * have waited flush_ms; wgdp_drain() then hands over everything (tx and rx). */
+int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_batch, int flush_ms);
+int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_batch, int flush_ms);
+int wgdp_notify_fd(wgdp *ctx);
+int wgdp_drain(wgdp *ctx, wgdp_result *tx, wgdp_result *rx);
 /* CDEF-END */
 
 #endif

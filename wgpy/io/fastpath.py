@@ -1,23 +1,23 @@
-"""The runner's native mode: two threads drive the C data plane's I/O loops.
+"""The runner's native mode: two threads sit in the C data plane's I/O loops.
 
 Contract (architecture.md "Two planes", wireguard.md §10): when the native
 data plane is available and the runner owns a TUN device, ``attach`` gives
 the device a ``NativeDataPlane`` and returns a ``FastPath``.  Its TX thread
-loops in ``wgdp_tun_to_udp`` (TUN reads -> route -> seal -> ``sendmmsg`` per
-family) and its RX thread in ``wgdp_udp_to_tun`` (``recvmmsg`` on the v4 and
-v6 sockets -> open -> replay -> source check -> TUN writes), both with the
-GIL released.  The C loops return only when Python has work: slow items
-(handshake messages, unconfirmed keypairs, peers without a usable
-keypair), per-peer events due (every ``FLUSH_MS``), a poll timeout, or a dead
-TUN.  The thread converts that into a ``BatchResult`` and posts it to the
-event loop with ``call_soon_threadsafe``; the ``Device`` is only ever touched
-on the loop thread (``Runner._run``).  At most ``MAX_INFLIGHT`` posts wait per
-direction; beyond that slow items are dropped and counted (events are kept),
-so a handshake flood cannot grow memory while data keeps flowing in C.
-UDP GSO/GRO are on unless ``WGPY_UDP_GSO=0`` / ``WGPY_UDP_GRO=0`` (and go off
-by themselves when the kernel refuses them); TUN TSO offload (IFF_VNET_HDR,
-split on read) unless ``WGPY_TUN_OFFLOAD=0``.  ``WGPY_FASTPATH=0`` keeps the
-runner on its pure asyncio path.
+runs ``wgdp_tun_to_udp`` (TUN reads -> route -> seal -> ``sendmmsg`` per
+family) and its RX thread ``wgdp_udp_to_tun`` (``recvmmsg`` on the v4 and v6
+sockets -> open -> replay -> source check -> TUN writes); both stay in C with
+the GIL released until ``stop()``, and never enter Python.  What Python must
+see -- slow items (handshake messages, unconfirmed keypairs, peers without a
+usable keypair), per-peer counters for the timer hooks and roaming, drop
+counts -- goes to the context's mailbox (slow items bounded: beyond 4096 per
+direction they are dropped and counted as ``slow-overflow``), whose eventfd
+the event loop watches; ``_on_mailbox`` drains it in one call and runs the
+device on the loop thread (``Runner._run``).  So a handshake flood costs the
+data threads nothing but the mailbox copy.  UDP GSO/GRO are on unless
+``WGPY_UDP_GSO=0`` / ``WGPY_UDP_GRO=0`` (and go off by themselves when the
+kernel refuses them); TUN TSO offload (IFF_VNET_HDR, split on read, GRO on
+write) unless ``WGPY_TUN_OFFLOAD=0``.  ``WGPY_FASTPATH=0`` keeps the runner
+on its pure asyncio path.
 """
 
 from __future__ import annotations
@@ -43,10 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("wgpy.fastpath")
 
 BATCH = 128
-POLL_MS = 100
-FLUSH_MS = 20
-MAX_INFLIGHT = 64
-SLOT = 65536
+FLUSH_MS = 10
+"""How long per-peer counters may wait in the mailbox (slow items are signalled at once)."""
+EVENTS = 4096
 
 
 def enabled() -> bool:
@@ -70,36 +69,34 @@ def attach(runner: Runner) -> FastPath | None:
 
 
 class FastPath:
-    """TX and RX threads around one native context, posting work to the loop."""
+    """TX and RX threads around one native context; the loop drains its mailbox."""
 
     def __init__(self, runner: Runner, plane: NativeDataPlane) -> None:
         self.runner = runner
         self.plane = plane
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._inflight = {"tx": 0, "rx": 0}
+        self._efd = plane.ctx.notify_fd()
+        self._tx = _native.Result(events=EVENTS, slow=_native.MAILBOX_SLOTS, slow_bytes=_native.MAILBOX_BYTES)
+        self._rx = _native.Result(events=EVENTS, slow=_native.MAILBOX_SLOTS, slow_bytes=_native.MAILBOX_BYTES)
 
     # ------------------------------------------------------------ lifecycle
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._stopping.clear()
-        self.plane.ctx.stop(False)
-        bind = self.runner.bind
+        ctx = self.plane.ctx
+        ctx.stop(False)
         assert self.runner.tun is not None
         tun_fd = self.runner.tun.fd
-        s4, s6 = _fds(bind)
-        self.plane.ctx.set_tun_vnet(self.runner.tun.vnet_hdr)
-        gso, gro = self.plane.ctx.set_offloads(os.environ.get("WGPY_UDP_GSO", "1") != "0",
-                                               os.environ.get("WGPY_UDP_GRO", "1") != "0")
+        s4, s6 = _fds(self.runner.bind)
+        ctx.set_tun_vnet(self.runner.tun.vnet_hdr)
+        gso, gro = ctx.set_offloads(os.environ.get("WGPY_UDP_GSO", "1") != "0",
+                                    os.environ.get("WGPY_UDP_GRO", "1") != "0")
+        loop.add_reader(self._efd, self._on_mailbox)
         self._threads = [
             threading.Thread(target=self._run_loop, name="wgpy-tx", daemon=True,
-                             args=("tx", lambda res: self.plane.ctx.tun_to_udp(
-                                 tun_fd, s4, s6, BATCH, POLL_MS, FLUSH_MS, res))),
+                             args=("tx", lambda: ctx.tun_to_udp(tun_fd, s4, s6, BATCH, FLUSH_MS))),
             threading.Thread(target=self._run_loop, name="wgpy-rx", daemon=True,
-                             args=("rx", lambda res: self.plane.ctx.udp_to_tun(
-                                 s4, s6, tun_fd, BATCH, POLL_MS, FLUSH_MS, res))),
+                             args=("rx", lambda: ctx.udp_to_tun(s4, s6, tun_fd, BATCH, FLUSH_MS))),
         ]
         for thread in self._threads:
             thread.start()
@@ -107,51 +104,28 @@ class FastPath:
                  "on" if gso else "off", "on" if gro else "off", "on" if self.runner.tun.vnet_hdr else "off")
 
     def stop(self) -> None:
-        """Stop both threads and wait for them (at most one poll timeout)."""
-        self._stopping.set()
+        """Stop both threads and wait for them (at most one poll interval), then drain."""
         self.plane.ctx.stop(True)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
         self._threads = []
-
-    def restart(self) -> None:
-        """After the runner swapped its UDP bind: the threads pick up the new sockets."""
-        if self._loop is not None:
-            self.stop()
-            self.start(self._loop)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._efd)
 
     # ------------------------------------------------------------ threads
-    def _run_loop(self, direction: str, step: Callable[[_native.Result], int]) -> None:
-        res = _native.Result(events=4 * BATCH, slow=4 * BATCH, slow_bytes=(BATCH + 1) * SLOT)
-        while not self._stopping.is_set():
-            res.reset()
-            try:
-                rc = step(res)
-            except Exception:  # a bug, not remote input: stop this direction loudly
-                log.exception("native %s loop failed", direction)
-                return
-            if not res.empty():
-                self._post(direction, res)
-            if rc < 0:
-                code = -rc
-                if code in GONE_ERRNOS:
-                    self._call(lambda: self.runner.stop("tun-gone"))
-                else:
-                    log.error("native %s loop: %s", direction, errno.errorcode.get(code, code))
-                return
-
-    def _post(self, direction: str, res: _native.Result) -> None:
-        batch = BatchResult()
-        with self._lock:
-            crowded = self._inflight[direction] >= MAX_INFLIGHT
-            self._inflight[direction] += 1
-        if crowded and res.c.n_slow:
-            batch.io_drops["slow-overflow"] += int(res.c.n_slow)
-            res.c.n_slow = 0
-        convert_result(res, batch)
-        handler = self._on_tx if direction == "tx" else self._on_rx
-        self._call(lambda: handler(batch))
+    def _run_loop(self, direction: str, step: Callable[[], int]) -> None:
+        try:
+            rc = step()
+        except Exception:  # a bug, not remote input: say so loudly
+            log.exception("native %s loop failed", direction)
+            return
+        if rc < 0:
+            code = -rc
+            if code in GONE_ERRNOS:
+                self._call(lambda: self.runner.stop("tun-gone"))
+            else:
+                log.error("native %s loop: %s", direction, errno.errorcode.get(code, code))
 
     def _call(self, fn: Callable[[], None]) -> None:
         loop = self._loop
@@ -163,34 +137,31 @@ class FastPath:
             pass
 
     # ------------------------------------------------------------ loop side
-    def _on_tx(self, batch: BatchResult) -> None:
-        with self._lock:
-            self._inflight["tx"] -= 1
-        self.runner.io_drops.update(batch.io_drops)
+    def flush(self) -> None:
+        """Hand everything the loops published so far to the device now (e.g. before a UAPI get)."""
+        self._on_mailbox()
+
+    def _on_mailbox(self) -> None:
+        """The eventfd fired: drain the mailbox and hand it to the device."""
+        self.plane.ctx.drain(self._tx, self._rx)
+        tx, rx = BatchResult(), BatchResult()
+        convert_result(self._tx, tx)
+        convert_result(self._rx, rx)
+        self.runner.io_drops.update(tx.io_drops)
+        self.runner.io_drops.update(rx.io_drops)
         done = self.plane.tx_seq_done
-        for item in batch.slow:
+        for item in tx.slow:
             done[item.peer_id] = item.seq
 
         def step(now: float) -> list[Action]:
             dev = self.runner.device
-            out = apply_tx_result(dev, self.plane, batch, now)
-            if batch.slow:
-                out += dev.tun_packets([item.data for item in batch.slow], now)
-            return out
-
-        self.runner._run(step)
-
-    def _on_rx(self, batch: BatchResult) -> None:
-        with self._lock:
-            self._inflight["rx"] -= 1
-        self.runner.io_drops.update(batch.io_drops)
-
-        def step(now: float) -> list[Action]:
-            dev = self.runner.device
-            out = apply_rx_result(dev, self.plane, batch, now)
-            if batch.slow:
-                out += dev.datagrams_received(
-                    [(item.data, item.src) for item in batch.slow if item.src is not None], now)
+            out = apply_tx_result(dev, self.plane, tx, now)
+            if tx.slow:
+                out += dev.tun_packets([item.data for item in tx.slow], now)
+            out += apply_rx_result(dev, self.plane, rx, now)
+            if rx.slow:
+                out += dev.datagrams_received([(item.data, item.src) for item in rx.slow if item.src is not None],
+                                              now)
             return out
 
         self.runner._run(step)

@@ -1,0 +1,222 @@
+/* The mailbox between the I/O threads and the control thread.
+ *
+ * The TX/RX loops never take the GIL: after each batch they publish what
+ * Python must see -- per-peer counters (accumulated in the peer, so nothing is
+ * lost however long Python takes), slow items (a bounded queue per direction;
+ * beyond it items are dropped and counted) and drop counts -- and write an
+ * eventfd when slow items wait, or when counters have waited flush_ms.  The
+ * event loop reads the eventfd and drains everything in one call. */
+#include "wgdp_internal.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#define MBOX_SLOTS 4096u
+#define MBOX_BYTES (4u << 20)
+
+struct mbox_dir {
+    wgdp_slow slow[MBOX_SLOTS];
+    uint32_t n_slow;
+    uint8_t *buf;
+    uint32_t buf_used;
+    uint64_t drops[WGDP_DROP_COUNT];
+};
+
+struct wgdp_mbox {
+    pthread_mutex_t lock;
+    struct mbox_dir dir[2];
+    int efd;
+    int signalled;
+    double pending_since;
+};
+
+int wgdp_mbox_init(struct wgdp *ctx)
+{
+    struct wgdp_mbox *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -1;
+    m->dir[0].buf = malloc(MBOX_BYTES);
+    m->dir[1].buf = malloc(MBOX_BYTES);
+    m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!m->dir[0].buf || !m->dir[1].buf || m->efd < 0) {
+        free(m->dir[0].buf);
+        free(m->dir[1].buf);
+        if (m->efd >= 0)
+            close(m->efd);
+        free(m);
+        return -1;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    ctx->mbox = m;
+    return 0;
+}
+
+void wgdp_mbox_free(struct wgdp *ctx)
+{
+    struct wgdp_mbox *m = ctx->mbox;
+    if (!m)
+        return;
+    close(m->efd);
+    free(m->dir[0].buf);
+    free(m->dir[1].buf);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+    ctx->mbox = NULL;
+}
+
+int wgdp_notify_fd(wgdp *ctx) { return ctx->mbox ? ctx->mbox->efd : -1; }
+
+static void signal_locked(struct wgdp_mbox *m)
+{
+    uint64_t one = 1;
+    ssize_t r;
+    m->signalled = 1;
+    do
+        r = write(m->efd, &one, sizeof(one));
+    while (r < 0 && errno == EINTR);
+}
+
+static void maybe_signal(struct wgdp_mbox *m, double now, int flush_ms)
+{
+    if (m->signalled || m->pending_since == 0)
+        return;
+    if (m->dir[0].n_slow || m->dir[1].n_slow || now - m->pending_since >= flush_ms / 1000.0)
+        signal_locked(m);
+}
+
+/* merge one batch's result (direction 0 = tx, 1 = rx) into the mailbox; the caller resets res */
+void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double now, int flush_ms)
+{
+    struct wgdp_mbox *m = ctx->mbox;
+    struct mbox_dir *dir = &m->dir[d];
+    int content = 0;
+    if (!res->n_events && !res->n_slow) {
+        int any = 0;
+        for (int i = 0; i < WGDP_DROP_COUNT; i++)
+            any |= res->drops[i] != 0;
+        if (!any)
+            return;
+    }
+    pthread_rwlock_rdlock(&ctx->lock);
+    pthread_mutex_lock(&m->lock);
+    for (uint32_t i = 0; i < res->n_events; i++) {
+        const wgdp_event *ev = &res->events[i];
+        struct wgdp_peer *p = wgdp_peer_get(ctx, ev->peer_id);
+        if (!p)
+            continue;
+        p->acc[d].messages += ev->messages;
+        p->acc[d].data += ev->data;
+        p->acc[d].bytes += ev->bytes;
+        if (ev->endpoint.family)
+            p->acc[d].endpoint = ev->endpoint;
+        p->acc[d].dirty = 1;
+        content = 1;
+    }
+    for (uint32_t i = 0; i < res->n_slow; i++) {
+        const wgdp_slow *s = &res->slow[i];
+        if (dir->n_slow >= MBOX_SLOTS || MBOX_BYTES - dir->buf_used < s->len) {
+            dir->drops[WGDP_DROP_SLOW_OVERFLOW]++;
+        } else {
+            wgdp_slow *t = &dir->slow[dir->n_slow++];
+            *t = *s;
+            t->off = dir->buf_used;
+            memcpy(dir->buf + dir->buf_used, res->slow_buf + s->off, s->len);
+            dir->buf_used += s->len;
+        }
+        content = 1;
+    }
+    for (int i = 0; i < WGDP_DROP_COUNT; i++)
+        if (res->drops[i]) {
+            dir->drops[i] += res->drops[i];
+            content = 1;
+        }
+    if (content && m->pending_since == 0)
+        m->pending_since = now;
+    maybe_signal(m, now, flush_ms);
+    pthread_mutex_unlock(&m->lock);
+    pthread_rwlock_unlock(&ctx->lock);
+}
+
+/* called by the loops when idle: counters that waited flush_ms are signalled */
+void wgdp_mbox_tick(struct wgdp *ctx, double now, int flush_ms)
+{
+    struct wgdp_mbox *m = ctx->mbox;
+    pthread_mutex_lock(&m->lock);
+    maybe_signal(m, now, flush_ms);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static int drain_dir(struct wgdp *ctx, struct wgdp_mbox *m, int d, wgdp_result *res)
+{
+    struct mbox_dir *dir = &m->dir[d];
+    int left = 0;
+    uint32_t i;
+    for (i = 0; i < dir->n_slow; i++) {
+        wgdp_slow *s = &dir->slow[i];
+        if (res->n_slow >= res->slow_cap || res->slow_buf_cap - res->slow_buf_used < s->len)
+            break;
+        res->slow[res->n_slow] = *s;
+        res->slow[res->n_slow++].off = res->slow_buf_used;
+        memcpy(res->slow_buf + res->slow_buf_used, dir->buf + s->off, s->len);
+        res->slow_buf_used += s->len;
+    }
+    if (i < dir->n_slow) {  /* the rest next time (rare: the caller sized res like the mailbox) */
+        uint32_t base = dir->slow[i].off, k = 0;
+        memmove(dir->buf, dir->buf + base, dir->buf_used - base);
+        dir->buf_used -= base;
+        for (; i < dir->n_slow; i++, k++) {
+            dir->slow[k] = dir->slow[i];
+            dir->slow[k].off -= base;
+        }
+        dir->n_slow = k;
+        left = 1;
+    } else {
+        dir->n_slow = dir->buf_used = 0;
+    }
+    for (int j = 0; j < WGDP_DROP_COUNT; j++)
+        res->drops[j] += dir->drops[j];
+    memset(dir->drops, 0, sizeof(dir->drops));
+    for (uint32_t id = 0; id < ctx->n_peers; id++) {
+        struct wgdp_peer *p = ctx->peers[id];
+        wgdp_event *ev;
+        if (!p || !p->acc[d].dirty)
+            continue;
+        if (res->n_events >= res->events_cap) {
+            left = 1;
+            break;
+        }
+        ev = &res->events[res->n_events++];
+        memset(ev, 0, sizeof(*ev));
+        ev->peer_id = id;
+        ev->messages = p->acc[d].messages;
+        ev->data = p->acc[d].data;
+        ev->bytes = p->acc[d].bytes;
+        ev->endpoint = p->acc[d].endpoint;
+        memset(&p->acc[d], 0, sizeof(p->acc[d]));
+    }
+    return left;
+}
+
+/* everything published so far, into tx and rx (reset first); returns 1 if some had to wait */
+int wgdp_drain(wgdp *ctx, wgdp_result *tx, wgdp_result *rx)
+{
+    struct wgdp_mbox *m = ctx->mbox;
+    uint64_t counter;
+    int left;
+    wgdp_result_reset(tx);
+    wgdp_result_reset(rx);
+    while (read(m->efd, &counter, sizeof(counter)) < 0 && errno == EINTR)
+        ;
+    pthread_rwlock_rdlock(&ctx->lock);
+    pthread_mutex_lock(&m->lock);
+    left = drain_dir(ctx, m, 0, tx) | drain_dir(ctx, m, 1, rx);
+    m->signalled = 0;
+    m->pending_since = left ? wgdp_now() : 0;
+    if (left)
+        signal_locked(m);
+    pthread_mutex_unlock(&m->lock);
+    pthread_rwlock_unlock(&ctx->lock);
+    return left;
+}
