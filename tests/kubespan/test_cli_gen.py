@@ -130,7 +130,8 @@ def test_unwritable_output_is_error_exit_1(tmp_path: Path, capsys: pytest.Captur
         ["gen", "config", "--with-kubespan", "--discovery-endpoint", "discovery.talos.dev:443"],
         ["gen", "config", "--with-kubespan", "--legacy", "--discovery-endpoint", "https://d.example/path"],
         ["agent"],
-        ["get", "members"],
+        ["get"],
+        ["get", "members", "-o", "xml"],
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
