@@ -15,14 +15,14 @@ MARKER = "<!-- wgpy-library-example -->"
 
 
 def _example() -> str:
-    for name in ("README.md", "README_runtime.md"):
+    for name in ("README.md",):
         path = REPO / name
         if path.exists() and MARKER in path.read_text():
             text = path.read_text().split(MARKER, 1)[1]
             match = re.search(r"```python\n(.*?)```", text, re.S)
             assert match, f"no python block after the marker in {name}"
             return match.group(1)
-    raise AssertionError("the library example is missing from README.md / README_runtime.md")
+    raise AssertionError("the library example is missing from README.md")
 
 
 def test_readme_library_example_runs() -> None:
