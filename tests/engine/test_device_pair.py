@@ -331,3 +331,45 @@ def test_clock_is_injected() -> None:
     p.deliver()
     assert p.peer_of(p.a).last_handshake_wall == clock.wall()
     assert REKEY_AFTER_TIME == 120.0
+
+
+def test_rekey_after_messages_on_either_side() -> None:
+    from wgpy.constants import REKEY_AFTER_MESSAGES
+
+    p = DevicePair()
+    p.send_ip(p.a, b"x")
+    p.deliver()
+    p.send_ip(p.b, b"y")
+    p.deliver()
+    for node in (p.b, p.a):  # the responder too: the message-count rule applies to both sides
+        kp = p.peer_of(node).keypairs.current
+        assert kp is not None
+        kp.send_counter = REKEY_AFTER_MESSAGES + 1
+        p.clock.advance(6)  # past the 5 s handshake rate limit
+        p.send_ip(node, b"z")
+        assert wire_types(p) == [4, 1]
+        p.deliver()
+
+
+def test_receive_side_rekey_after_165s_only_by_initiator() -> None:
+    from wgpy.constants import RECEIVE_REKEY_AFTER
+
+    p = DevicePair()
+    p.send_ip(p.a, b"x")
+    p.deliver()
+    p.clock.advance(RECEIVE_REKEY_AFTER - 1)
+    p.a.sent.clear()
+    p.send_ip(p.b, b"early")  # b (responder) sends, a receives: too early for a rekey
+    p.deliver()
+    assert [mtype(s.data) for s in p.a.sent] == []
+    p.clock.advance(2)
+    p.a.sent.clear()
+    p.send_ip(p.b, b"late")
+    dst, data, src = p.wire.pop(0)
+    p.collect(p.a, p.a.device.datagram_received(data, src, p.clock.now))
+    assert wire_types(p) == [1]  # a initiated once: "last-minute" handshake
+    p.wire.clear()
+    p.send_ip(p.b, b"later")
+    dst, data, src = p.wire.pop(0)
+    p.collect(p.a, p.a.device.datagram_received(data, src, p.clock.now))
+    assert p.wire == []  # only once
