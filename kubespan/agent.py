@@ -254,7 +254,8 @@ class Agent:
         assert self.iface is not None
         addresses = await asyncio.to_thread(read_addresses)
         public_ip = next((c.client_ip for c in self.clients if c.client_ip is not None), None)
-        affiliate = local_affiliate(self.identity, self.config, addresses, self.hostname, self.nodename)
+        affiliate = local_affiliate(self.identity, self.config, addresses, self.hostname, self.nodename,
+                                    self.config.machine_type)
         endpoints = local_endpoints(addresses, self.config, self.identity.address, public_ip)
         for client in self.clients:
             if client.set_local(affiliate, endpoints):

@@ -151,6 +151,9 @@ class NodeConfig:
     complete identity is configured."""
     node_name: str | None
     pod_cidrs: tuple[IPNetwork, ...]
+    machine_type: str = "worker"
+    """``machine.type`` (``controlplane``, ``worker`` or ``init``; ``join`` and
+    an absent value mean ``worker``, as Talos reads them)."""
 
 
 # --- typed access to untyped YAML --------------------------------------------------
@@ -489,7 +492,18 @@ def _build(docs: _Docs) -> NodeConfig:
         identity=identity,
         node_name=node_name or None,
         pod_cidrs=pod_cidrs,
+        machine_type=_machine_type(machine),
     )
+
+
+MACHINE_TYPES = {"controlplane": "controlplane", "init": "init", "worker": "worker", "join": "worker", "": "worker"}
+
+
+def _machine_type(machine: dict[str, Any]) -> str:
+    value = _str(machine, "type", "machine") or ""
+    if value not in MACHINE_TYPES:
+        raise ConfigError("machine.type", f"{_show(value)} is not one of controlplane, worker, init")
+    return MACHINE_TYPES[value]
 
 
 # --- entry points --------------------------------------------------------------------

@@ -371,3 +371,16 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
 def test_endpoint_normalisation(url: str, host: str, port: int, insecure: bool) -> None:
     ep = parse_discovery_endpoint("n", url, "x")
     assert (ep.host, ep.port, ep.insecure, ep.url, ep.name) == (host, port, insecure, url, "n")
+
+
+@pytest.mark.parametrize("value,expected", [("controlplane", "controlplane"), ("init", "init"),
+                                            ("worker", "worker"), ("join", "worker")])
+def test_machine_type_from_v1alpha1(value: str, expected: str) -> None:
+    text = "version: v1alpha1\nmachine:\n  type: %s\ncluster: {}\n" % value
+    assert parse_config(text).machine_type == expected
+
+
+def test_machine_type_default_and_bad_value() -> None:
+    assert parse_config("version: v1alpha1\nmachine: {}\n").machine_type == "worker"
+    with pytest.raises(ConfigError, match=r"machine.type: 'boss'"):
+        parse_config("version: v1alpha1\nmachine:\n  type: boss\n")

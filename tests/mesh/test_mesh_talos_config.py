@@ -58,8 +58,6 @@ def test_talos_legacy_and_multidoc_configs_mesh(lab: Lab, tmp_path: Path) -> Non
     assert all(v == 0 for k, v in lab.counters().items() if k.startswith("clear ")), lab.counters()
 
 
-@pytest.mark.xfail(strict=True, reason="kubespan.config does not read machine.type, the agent publishes every "
-                   "node as 'worker' (Talos publishes the configured type)")
 def test_machine_type_comes_from_the_config(lab: Lab) -> None:
     lab.start_discovery()
     cp, worker = lab.add_node("cp-1"), lab.add_node("worker-1")
