@@ -96,9 +96,9 @@ def run_demo(args: argparse.Namespace) -> int:
         dst_addr = lab.kubespan_address(dst)
         nbytes = args.megabytes * 1_000_000
         _step(f"TCP transfer: {args.megabytes} MB from {src.name} to {dst.name} at [{dst_addr}] through KubeSpan")
-        before = lab.counters()
+        before, before_bytes = lab.counters(), lab.counters("bytes")
         transfer = lab.transfer(src, dst, dst_addr, nbytes, timeout=args.transfer_timeout)
-        after = lab.counters()
+        after, after_bytes = lab.counters(), lab.counters("bytes")
         _say(f"   sent     {transfer.sent:>12,} bytes  sha256 {transfer.sent_sha256}")
         _say(f"   received {transfer.received:>12,} bytes  sha256 {transfer.received_sha256}")
         _say(f"   {transfer.seconds:.2f}s, {transfer.mbit_per_s:.1f} Mbit/s  "
@@ -108,9 +108,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
         _step("what the underlay router forwarded between the nodes during the transfer")
         wg = after.get("wireguard", 0) - before.get("wireguard", 0)
+        wg_bytes = after_bytes.get("wireguard", 0) - before_bytes.get("wireguard", 0)
         clear = sum(v for k, v in after.items() if k.startswith("clear "))
-        _say(f"   WireGuard UDP 51820 packets: {wg:,}")
-        _say(f"   any other packets between nodes, since the start: {clear + after.get('other', 0)}")
+        _say(f"   WireGuard UDP 51820 -> 51820: {wg_bytes:,} bytes in {wg:,} (GRO-merged) packets")
+        _say(f"   anything else between the nodes since the start: {clear + after.get('other', 0)} packets")
         ok = True
         return 0
     except KeyboardInterrupt:
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kubespan demo: {problem}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
     return run_demo(args)
 
 

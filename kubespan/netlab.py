@@ -22,6 +22,9 @@ Topology (kubespan.md §5, §6, §10 give the behaviour it exercises):
   confirms it; ``random_ports=True`` makes it a symmetric NAT (``masquerade random``).  A node behind it
   gets ``10.<k>.0.2/24``.
 
+A lab registers itself (owner PID) in ``REGISTRY``; creating a lab first sweeps the namespaces and
+processes of registered labs whose owner died without cleaning up (``sweep_stale_labs``).
+
 Every process runs as ``sys.executable -m kubespan ...`` inside its namespace with ``ip netns exec``; logs
 go to files in ``workdir``.  Waits are bounded (``wait_until``).  This module is shared by
 ``kubespan.demo`` and ``tests/mesh``; it must not import pytest.
@@ -57,6 +60,8 @@ WG_PORT = 51820
 PYTHON = sys.executable
 PKG_PARENT = str(Path(__file__).resolve().parents[1])
 REQUIRED_TOOLS = ("ip", "nft")
+REGISTRY = Path("/run/kubespan-netlab")
+"""One file per live lab (``<prefix>-<tag>``, the owner's PID) so a later lab can sweep a dead one's."""
 
 
 class LabError(Exception):
@@ -97,6 +102,43 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: flo
             detail = f" (last error: {last_exc})" if last_exc else ""
             raise LabError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_labs() -> list[str]:
+    """Remove what a lab whose owner process died without ``close()`` (SIGKILL, a hard timeout) left
+    behind: the processes in its namespaces and the namespaces.  Only labs registered in ``REGISTRY``
+    by a process that no longer exists are touched; the names removed are returned."""
+    removed: list[str] = []
+    if not REGISTRY.is_dir():
+        return removed
+    netns_dir = Path("/run/netns")
+    for entry in REGISTRY.iterdir():
+        try:
+            owner = int(entry.read_text().strip() or "0")
+        except (OSError, ValueError):
+            continue
+        if owner and _pid_alive(owner):
+            continue
+        names = sorted(p.name for p in netns_dir.glob(f"{entry.name}-*")) if netns_dir.is_dir() else []
+        for name in names:
+            for pid in run(["ip", "netns", "pids", name], check=False).stdout.split():
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            run(["ip", "netns", "del", name], check=False)
+            removed.append(name)
+        with contextlib.suppress(OSError):
+            entry.unlink()
+    return removed
 
 
 def child_env() -> dict[str, str]:
@@ -236,7 +278,11 @@ class Lab:
         self.discovery: Proc | None = None
         self.discovery_url = f"http://{DISCOVERY_ADDR}:{DISCOVERY_PORT}"
         self._cluster_docs: list[dict[str, Any]] | None = None
+        sweep_stale_labs()
+        self._owner_file = REGISTRY / f"{self.prefix}-{self.tag}"
         try:
+            REGISTRY.mkdir(parents=True, exist_ok=True)
+            self._owner_file.write_text(f"{os.getpid()}\n")
             self.internet = self._new_ns("inet")
             self._setup_internet()
         except BaseException:
@@ -272,6 +318,8 @@ class Lab:
             with contextlib.suppress(Exception):
                 run(["ip", "netns", "del", ns.name], check=False)
         self.namespaces.clear()
+        with contextlib.suppress(OSError):
+            self._owner_file.unlink()
 
     def logs(self, tail: int = 6000) -> str:
         """The tail of every process log, for a failure report."""
@@ -384,8 +432,9 @@ class Lab:
             self.internet.run("nft", "add", "rule", "inet", "meshlab", "block", "ip", field, node.public_addr,
                               "meta", "l4proto", "udp", "drop")
 
-    def counters(self) -> dict[str, int]:
-        """Packets per named counter of the router: ``wireguard``, ``other``, ``unreachable``, ``clear A>B``."""
+    def counters(self, unit: str = "packets") -> dict[str, int]:
+        """``unit`` (packets or bytes) per named counter of the router: ``wireguard``, ``other``,
+        ``unreachable``, ``clear A>B``.  With GRO/GSO on the veths a "packet" can be a super-packet."""
         data = json.loads(self.internet.run("nft", "-j", "list", "table", "inet", "meshlab").stdout)
         out: dict[str, int] = {}
         for item in data.get("nftables", []):
@@ -394,7 +443,7 @@ class Lab:
                 continue
             for expr in rule.get("expr", []):
                 if "counter" in expr:
-                    out[rule["comment"]] = int(expr["counter"]["packets"])
+                    out[rule["comment"]] = int(expr["counter"][unit])
         return out
 
     def cleartext_from(self, a: Node, b: Node) -> int:
