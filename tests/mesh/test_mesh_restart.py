@@ -1,6 +1,6 @@
 """Agent restart (kubespan.md §1: the keypair persists in ``kubespan-identity.yaml``; §2: the node ID in
 ``node-identity.yaml``).  SIGTERM ends the agent with exit 0 after removing its link, rules, routes and
-nft table; a restart with the same state dir keeps the public key, node ID and KubeSpan address, and the
+nft table and deleting its affiliate (the peer disappears from the other node); a restart with the same state dir keeps the public key, node ID and KubeSpan address, and the
 mesh comes back."""
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ def test_restart_keeps_identity_and_remeshes(lab: Lab) -> None:
     assert before[2] in node_ids_on_b
 
     assert lab.stop_agent(a) == 0
+    # a clean shutdown deletes the affiliate from the discovery service (as Talos' discovery client
+    # does), so node-b drops the peer at once instead of waiting for it to go down
+    wait_until(lambda: lab.get(b, "peerstatuses") == [] and lab.get(b, "peerspecs") == [], 20,
+               "node-b to drop node-a after its clean shutdown")
     # clean exit: no link, no rule at 32500, nothing in table 180, no nft table left in node-a
     assert "kubespan" not in a.ns.run("ip", "-o", "link", "show").stdout
     for family in ("-4", "-6"):
