@@ -72,7 +72,7 @@ def _require() -> None:
 IO_SEND = 9
 IO_TUN_WRITE = 10
 SLOW_OVERFLOW = 12
-MAILBOX_SLOTS = 4096
+MAILBOX_SLOTS = 2048
 MAILBOX_BYTES = 4 << 20
 DROP_REASONS: dict[int, DropReason] = {
     1: DropReason.MALFORMED,

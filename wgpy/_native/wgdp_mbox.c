@@ -13,8 +13,12 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 
-#define MBOX_SLOTS 4096u
+#define MBOX_SLOTS 2048u
 #define MBOX_BYTES (4u << 20)
+/* pending RX slow items (mostly handshake messages) beyond this are dropped here:
+ * the engine processes HANDSHAKE_BUDGET per step from a queue of 1024, so a flood
+ * gains nothing by costing Python a conversion per message */
+#define MBOX_RX_SLOTS 256u
 
 struct mbox_dir {
     wgdp_slow slow[MBOX_SLOTS];
@@ -116,7 +120,7 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
     }
     for (uint32_t i = 0; i < res->n_slow; i++) {
         const wgdp_slow *s = &res->slow[i];
-        if (dir->n_slow >= MBOX_SLOTS || MBOX_BYTES - dir->buf_used < s->len) {
+        if (dir->n_slow >= (d ? MBOX_RX_SLOTS : MBOX_SLOTS) || MBOX_BYTES - dir->buf_used < s->len) {
             dir->drops[WGDP_DROP_SLOW_OVERFLOW]++;
         } else {
             wgdp_slow *t = &dir->slow[dir->n_slow++];

@@ -46,6 +46,11 @@ BATCH = 128
 FLUSH_MS = 10
 """How long per-peer counters may wait in the mailbox (slow items are signalled at once)."""
 EVENTS = 4096
+FLOOD_SLOW = 200
+"""A drain with this many RX slow items means a handshake flood: the loop then
+waits FLOOD_PAUSE before draining again, so Python's handshake work (bounded
+per step anyway) cannot take a whole core from the data threads."""
+FLOOD_PAUSE = 0.005
 
 
 def enabled() -> bool:
@@ -79,6 +84,7 @@ class FastPath:
         self._efd = plane.ctx.notify_fd()
         self._tx = _native.Result(events=EVENTS, slow=_native.MAILBOX_SLOTS, slow_bytes=_native.MAILBOX_BYTES)
         self._rx = _native.Result(events=EVENTS, slow=_native.MAILBOX_SLOTS, slow_bytes=_native.MAILBOX_BYTES)
+        self._pause: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -110,6 +116,9 @@ class FastPath:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
         self._threads = []
+        if self._pause is not None:
+            self._pause.cancel()
+            self._pause = None
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._efd)
 
@@ -165,6 +174,14 @@ class FastPath:
             return out
 
         self.runner._run(step)
+        if len(rx.slow) >= FLOOD_SLOW and self._loop is not None and self._pause is None:
+            self._loop.remove_reader(self._efd)
+            self._pause = self._loop.call_later(FLOOD_PAUSE, self._resume)
+
+    def _resume(self) -> None:
+        self._pause = None
+        if self._loop is not None and self._threads:
+            self._loop.add_reader(self._efd, self._on_mailbox)
 
 
 def _fds(bind: UdpBind) -> tuple[int, int]:
