@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -115,3 +116,40 @@ def test_native_with_wireguard_go(pair, initiator: str) -> None:  # type: ignore
     _check_transfer(pair, b, a, 32 * MB, a.tun6)
     assert NATIVE_LINE in a.daemon.log_text()
     assert a.daemon.alive() and b.daemon.alive()
+
+
+FLOODER = r"""
+import base64, hashlib, os, socket, sys, time
+host, port, pub, secs = sys.argv[1], int(sys.argv[2]), base64.b64decode(sys.argv[3]), float(sys.argv[4])
+key = hashlib.blake2s(b"mac1----" + pub).digest()
+msgs = []
+for _ in range(64):
+    body = b"\x01\x00\x00\x00" + os.urandom(112)
+    msgs.append(body + hashlib.blake2s(body, digest_size=16, key=key).digest() + bytes(16))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+end, n = time.monotonic() + secs, 0
+while time.monotonic() < end:
+    for m in msgs:
+        try:
+            s.sendto(m, (host, port))
+            n += 1
+        except BlockingIOError:
+            pass
+print(n)
+"""
+
+
+def test_native_transfer_during_initiation_flood(pair) -> None:  # type: ignore[no-untyped-def]
+    """Valid-mac1 initiations flood b while a checksummed transfer runs through it."""
+    a, b = _start(pair, "wgpy", "wgpy")
+    configure_pair(a, b, pair.tmp)
+    assert ping(a.ns, b.tun4), pair.logs()
+    flood = a.ns.popen([netns.PYTHON, "-c", FLOODER, b.under4, str(b.port), b.pub, "20"],
+                       stdout=subprocess.PIPE)
+    pair.procs.append(flood)
+    _check_transfer(pair, a, b, 16 * MB, b.tun4)
+    _check_transfer(pair, b, a, 8 * MB, a.tun4)
+    sent = int(flood.communicate(timeout=60)[0] or 0)
+    assert sent > 1000, sent  # the flood really ran
+    assert ping(a.ns, b.tun6) and a.daemon.alive() and b.daemon.alive(), pair.logs()
