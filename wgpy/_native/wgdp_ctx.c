@@ -421,7 +421,7 @@ static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 /* Seal one TUN packet.  Returns the message length (> 0) when sealed into out, else 0
  * (the packet went to the slow list or was counted as a drop).  Caller holds the read lock. */
 int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t len, uint8_t *out,
-                     uint32_t cap, uint32_t *peer_out, wgdp_addr *ep_out, wgdp_result *res, int *stored)
+                     uint32_t cap, uint32_t *peer_out, wgdp_addr *ep_out, wgdp_result *res)
 {
     uint8_t addr[16] = {0};
     int family, fast;
@@ -431,7 +431,6 @@ int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t 
     size_t n = 0;
     wgdp_event *ev;
     uint32_t seq;
-    (void)stored;
     family = len ? pkt[0] >> 4 : 0;
     if (family == 4 && len >= 20)
         memcpy(addr, pkt + 16, 4);
@@ -592,7 +591,7 @@ int wgdp_encrypt_batch(wgdp *ctx, double now, uint32_t n, const uint8_t *in, con
     for (uint32_t i = 0; i < n; i++) {
         out_peer[i] = 0;
         out_len[i] = (uint32_t)wgdp_encrypt_one(ctx, now, in + in_off[i], in_len[i], out + (size_t)i * out_stride,
-                                                out_stride, &out_peer[i], NULL, res, NULL);
+                                                out_stride, &out_peer[i], NULL, res);
     }
     pthread_rwlock_unlock(&ctx->lock);
     return 0;

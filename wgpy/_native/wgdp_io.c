@@ -356,7 +356,7 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
             int len;
             e->data = b->out + (size_t)i * OUT_SLOT;
             len = wgdp_encrypt_one(ctx, now, b->buf + (size_t)i * SLOT, b->len[i], e->data, OUT_SLOT, &peer,
-                                   &e->ep, res, NULL);
+                                   &e->ep, res);
             if (len <= 0)
                 continue;
             if ((e->ep.family == 4 && sock4 < 0) || (e->ep.family == 6 && sock6 < 0)) {
