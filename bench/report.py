@@ -160,15 +160,17 @@ def other_table(res: dict[str, Any]) -> tuple[str, list[str]]:
         lines.append(f"| handshake responses per wall second (same run) | {cells[0]} | {cells[1]} | {ratio} |")
     mem = res.get("memory", {})
     for n in sorted({int(k) for side in mem.values() for k in side}):
-        for where, title in (("daemon", "daemon, UAPI set"), ("inproc", "in-process Device")):
+        for where, title, mine in (("daemon", "daemon, UAPI set", "wgpy"),
+                                   ("daemon", "daemon with WGPY_NATIVE=0, UAPI set", "wgpy-pure"),
+                                   ("inproc", "in-process Device", "wgpy")):
             if where not in mem:
                 continue
             row = mem[where].get(str(n))
-            if row is None:
+            if row is None or mine not in row:
                 continue
             cells = []
             vals = []
-            for kind in ("wgpy", "wggo"):
+            for kind in (mine, "wggo"):
                 r = row.get(kind)
                 if r is None:
                     cells.append("n/a")

@@ -197,7 +197,7 @@ def run_memory(under: Underlay, sizes: list[int]) -> dict[str, Any]:
     mem: dict[str, Any] = {"daemon": {}, "inproc": {}}
     for n in sizes:
         row: dict[str, Any] = {}
-        for kind in ("wgpy", "wggo"):
+        for kind in ("wgpy", "wgpy-pure", "wggo"):
             def one(kind: str = kind, n: int = n) -> dict[str, Any]:
                 d = start_daemon(kind, under.a, under.ifname("m"), under.logdir)
                 try:
