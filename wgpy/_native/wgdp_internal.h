@@ -88,6 +88,7 @@ size_t wgdp_kp_seal_if_usable(struct wgdp_keypair *kp, double now, const uint8_t
 struct wgdp_keypair *wgdp_index_find(struct wgdp *ctx, uint32_t index);
 struct wgdp_peer *wgdp_peer_get(struct wgdp *ctx, uint32_t id);
 int64_t wgdp_route_find(struct route_table *t, int family, const uint8_t *addr);
+void wgdp_route_table_free(struct route_table *t);
 int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t len, uint8_t *out,
                      uint32_t cap, uint32_t *peer_out, wgdp_addr *ep_out, wgdp_result *res);
 int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t len, const wgdp_addr *src,
