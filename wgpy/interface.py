@@ -116,6 +116,7 @@ class _Base:
         return self.runner.bind.port
 
     def peers(self) -> list[PeerStats]:
+        self.runner.sync()
         return [PeerStats(
             public_key=p.public_key, endpoint=p.endpoint, allowed_ips=tuple(p.allowed_ips()),
             rx_bytes=p.rx_bytes, tx_bytes=p.tx_bytes, last_handshake=p.last_handshake_wall,
@@ -130,6 +131,7 @@ class _Base:
 
     def uapi_get(self) -> str:
         """The ``get`` body wg would see (for debugging and tests)."""
+        self.runner.sync()
         return serialize_get(self.device)
 
 
@@ -204,7 +206,8 @@ class Interface(_Base):
             self.set_private_key(private_key)
         if uapi is not False:
             sock = uapi if isinstance(uapi, socket.socket) else open_uapi_socket(self.name)
-            self._uapi = UapiServer(sock, self.device, self.configure, lambda: self.device.public_key)
+            self._uapi = UapiServer(sock, self.device, self.configure, lambda: self.device.public_key,
+                                    before_get=self.runner.sync)
             await self._uapi.start()
             self._waiters.append(asyncio.create_task(self._uapi.watch_path()))
         if self.tun.flags() & 0x41 == 0x41:  # IFF_UP|IFF_RUNNING already

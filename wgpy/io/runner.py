@@ -290,5 +290,10 @@ class Runner:
             self.device.down(now)
             self.rearm()
 
+    def sync(self) -> None:
+        """Bring the device's counters and endpoints up to date with the native plane (no-op when pure)."""
+        if self.fast is not None:
+            self.fast.flush()
+
     def set_mtu(self, mtu: int) -> None:
         self.device.mtu = mtu

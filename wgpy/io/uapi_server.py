@@ -95,8 +95,11 @@ class UapiServer:
 
     def __init__(self, sock: socket.socket, device: DeviceView,
                  configure: Callable[[DeviceUpdate], None],
-                 own_public_key: Callable[[], PublicKey | None]) -> None:
+                 own_public_key: Callable[[], PublicKey | None],
+                 before_get: Callable[[], None] | None = None) -> None:
         self.sock = sock
+        self._before_get = before_get
+        """Called before a get is serialized (the native plane hands over its counters)."""
         self.path: str = sock.getsockname()
         self._device = device
         self._configure = configure
@@ -163,6 +166,8 @@ class UapiServer:
                 log.error("UAPI: trailing character in get")
                 writer.write(f"errno={-EINVAL}\n\n".encode())
             else:
+                if self._before_get is not None:
+                    self._before_get()
                 writer.write((serialize_get(self._device) + "errno=0\n\n").encode())
         else:
             log.error("invalid UAPI operation: %r", op[:40])
