@@ -339,8 +339,10 @@ def _open_uapi(path: str) -> socket.socket:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Our loggers at ``level``; libraries (pyroute2, grpc) stay at warnings."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("kubespan", "wgpy"):
+        logging.getLogger(name).setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
 async def _run(options: AgentOptions) -> int:
