@@ -12,7 +12,6 @@ a counted drop.
 from __future__ import annotations
 
 import hashlib
-import hmac as _hmac
 import struct
 
 from cryptography.exceptions import InvalidTag
@@ -29,7 +28,7 @@ from .constants import CONSTRUCTION, IDENTIFIER
 __all__ = [
     "InvalidTag", "ZeroDHError", "hash_", "mac", "hmac", "kdf1", "kdf2", "kdf3", "dh",
     "Aead", "aead_seal", "aead_open", "xaead_seal", "xaead_open", "counter_nonce",
-    "C0", "H0", "public_from_private",
+    "C0", "H0", "public_from_private", "x25519_key",
 ]
 
 _NONCE = struct.Struct("<4xQ")
@@ -52,34 +51,57 @@ def mac(key: bytes, data: bytes) -> bytes:
     return hashlib.blake2s(data, digest_size=16, key=key).digest()
 
 
+_IPAD = int.from_bytes(b"\x36" * 64, "big")
+_OPAD = int.from_bytes(b"\x5c" * 64, "big")
+_BLAKE2S = hashlib.blake2s
+
+
+def _pads(key: bytes) -> tuple["hashlib.blake2s", "hashlib.blake2s"]:
+    """BLAKE2s states after the HMAC inner and outer key blocks (RFC 2104, B = 64)."""
+    if len(key) > 64:
+        key = _BLAKE2S(key).digest()
+    k = int.from_bytes(key.ljust(64, b"\x00"), "big")
+    return _BLAKE2S((k ^ _IPAD).to_bytes(64, "big")), _BLAKE2S((k ^ _OPAD).to_bytes(64, "big"))
+
+
+def _finish(pads: tuple["hashlib.blake2s", "hashlib.blake2s"], data: bytes) -> bytes:
+    inner, outer = pads[0].copy(), pads[1].copy()
+    inner.update(data)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
 def hmac(key: bytes, data: bytes) -> bytes:
     """HMAC-BLAKE2s-256 (RFC 2104, block size 64)."""
-    return _hmac.new(key, data, hashlib.blake2s).digest()
+    return _finish(_pads(key), data)
 
 
 def kdf1(key: bytes, data: bytes) -> bytes:
-    t0 = hmac(key, data)
-    return hmac(t0, b"\x01")
+    return _finish(_pads(hmac(key, data)), b"\x01")
 
 
 def kdf2(key: bytes, data: bytes) -> tuple[bytes, bytes]:
-    t0 = hmac(key, data)
-    t1 = hmac(t0, b"\x01")
-    t2 = hmac(t0, t1 + b"\x02")
-    return t1, t2
+    pads = _pads(hmac(key, data))
+    t1 = _finish(pads, b"\x01")
+    return t1, _finish(pads, t1 + b"\x02")
 
 
 def kdf3(key: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
-    t0 = hmac(key, data)
-    t1 = hmac(t0, b"\x01")
-    t2 = hmac(t0, t1 + b"\x02")
-    t3 = hmac(t0, t2 + b"\x03")
-    return t1, t2, t3
+    pads = _pads(hmac(key, data))
+    t1 = _finish(pads, b"\x01")
+    t2 = _finish(pads, t1 + b"\x02")
+    return t1, t2, _finish(pads, t2 + b"\x03")
 
 
-def dh(private: bytes, public: bytes) -> bytes:
+def x25519_key(private: bytes) -> X25519PrivateKey:
+    """Load a private scalar once (this derives its public key: one scalar
+    multiplication), for callers that use the same key in several DHs."""
+    return X25519PrivateKey.from_private_bytes(private)
+
+
+def dh(private: bytes | X25519PrivateKey, public: bytes) -> bytes:
     """X25519(private, public); raises ``ZeroDHError`` on an all-zero result."""
-    priv = X25519PrivateKey.from_private_bytes(private)
+    priv = private if isinstance(private, X25519PrivateKey) else X25519PrivateKey.from_private_bytes(private)
     pub = X25519PublicKey.from_public_bytes(public)
     try:
         shared = priv.exchange(pub)

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Callable, Final
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from .constants import IDENTIFIER, INITIATION_MIN_INTERVAL, KEY_SIZE, LABEL_COOKIE, LABEL_MAC1, TAG_SIZE
-from .crypto import C0, H0, InvalidTag, ZeroDHError, aead_open, aead_seal, dh, hash_, kdf1, kdf2, kdf3
+from .crypto import C0, H0, InvalidTag, ZeroDHError, aead_open, aead_seal, dh, hash_, kdf1, kdf2, kdf3, x25519_key
 from .errors import DropReason, HandshakeError, StateError
 from .keys import PresharedKey, PrivateKey, PublicKey
 from .messages import Initiation, Response
@@ -56,7 +58,13 @@ def initial_hash(remote_static: bytes, prologue: bytes = IDENTIFIER) -> bytes:
     return hash_(h0, remote_static)
 
 
-def _dh(private: bytes, public: bytes) -> bytes:
+StaticStaticLookup = Callable[[PublicKey], "bytes | None"]
+"""The responder's precomputed DH(S_r, S_i) for a decrypted initiator key, or
+None when no such peer is configured (the initiation is then dropped without
+computing that DH)."""
+
+
+def _dh(private: bytes | X25519PrivateKey, public: bytes) -> bytes:
     try:
         return dh(private, public)
     except ZeroDHError:
@@ -70,18 +78,15 @@ def _open(key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
         raise HandshakeError(DropReason.DECRYPTION_FAILED) from None
 
 
-def _public(private: bytes) -> bytes:
-    return PrivateKey(private).public_key().raw
-
-
 class StaticIdentity:
     """Our static key pair plus the mac1/cookie keys for messages addressed to us."""
 
-    __slots__ = ("private", "public", "mac1_key", "cookie_key", "_initial_hash")
+    __slots__ = ("private", "public", "key", "mac1_key", "cookie_key", "_initial_hash")
 
     def __init__(self, private: PrivateKey) -> None:
         self.private = private
         self.public = private.public_key()
+        self.key = x25519_key(private.raw)  # loaded once: every DH with it skips the reload
         self.mac1_key = hash_(LABEL_MAC1, self.public.raw)
         self.cookie_key = hash_(LABEL_COOKIE, self.public.raw)
         self._initial_hash = initial_hash(self.public.raw)
@@ -139,7 +144,8 @@ class ConsumedInitiation:
 
 
 def read_initiation(message: bytes, local: StaticIdentity, *, sender: int = 0,
-                    prologue: bytes = IDENTIFIER) -> ConsumedInitiation:
+                    prologue: bytes = IDENTIFIER,
+                    static_static: StaticStaticLookup | None = None) -> ConsumedInitiation:
     """Responder side of Noise message 1 (``e || enc(s) || enc(payload)``)."""
     if len(message) < KEY_SIZE + _ENCRYPTED_STATIC_LEN + TAG_SIZE:
         raise HandshakeError(DropReason.MALFORMED)
@@ -149,20 +155,30 @@ def read_initiation(message: bytes, local: StaticIdentity, *, sender: int = 0,
     h = local.initial_hash(prologue)
     c = kdf1(C0, ephemeral)
     h = hash_(h, ephemeral)
-    c, k = kdf2(c, _dh(local.private.raw, ephemeral))
+    c, k = kdf2(c, _dh(local.key, ephemeral))
     remote_static = _open(k, encrypted_static, h)
     h = hash_(h, encrypted_static)
-    c, k = kdf2(c, _dh(local.private.raw, remote_static))
+    if static_static is None:
+        ss = _dh(local.key, remote_static)
+    else:
+        known = static_static(PublicKey(remote_static))
+        if known is None:
+            raise HandshakeError(DropReason.UNKNOWN_PEER)
+        ss = known
+    c, k = kdf2(c, ss)
     payload = _open(k, encrypted_payload, h)
     h = hash_(h, encrypted_payload)
     return ConsumedInitiation(PublicKey(remote_static), sender, ephemeral, payload, c, h)
 
 
-def consume_initiation(msg: Initiation, local: StaticIdentity, *,
-                       prologue: bytes = IDENTIFIER) -> ConsumedInitiation:
-    """Decrypt an initiation addressed to ``local`` (macs are not checked here)."""
+def consume_initiation(msg: Initiation, local: StaticIdentity, *, prologue: bytes = IDENTIFIER,
+                       static_static: StaticStaticLookup | None = None) -> ConsumedInitiation:
+    """Decrypt an initiation addressed to ``local`` (macs are not checked here).
+
+    With ``static_static`` the responder uses its peers' precomputed
+    static-static DH and drops unknown initiators early (``UNKNOWN_PEER``)."""
     return read_initiation(msg.ephemeral + msg.encrypted_static + msg.encrypted_timestamp,
-                           local, sender=msg.sender, prologue=prologue)
+                           local, sender=msg.sender, prologue=prologue, static_static=static_static)
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -183,6 +199,7 @@ class Handshake:
     """DH(our static, peer static); None without a key or with a low-order peer key."""
     local_ephemeral: bytes | None = field(default=None, init=False)
     remote_ephemeral: bytes | None = field(default=None, init=False)
+    _ephemeral_key: X25519PrivateKey | None = field(default=None, init=False)
     _chaining_key: bytes = field(default=_ZERO_KEY, init=False)
     _hash: bytes = field(default=_ZERO_KEY, init=False)
     _initial_hash: bytes = field(default=_ZERO_KEY, init=False)
@@ -226,6 +243,7 @@ class Handshake:
         self.remote_index = 0
         self.local_ephemeral = None
         self.remote_ephemeral = None
+        self._ephemeral_key = None
         self._chaining_key = _ZERO_KEY
         self._hash = _ZERO_KEY
 
@@ -240,10 +258,11 @@ class Handshake:
             raise ValueError("ephemeral private key must be 32 bytes")
         if self.local is None or self.precomputed_static_static is None:
             raise HandshakeError(DropReason.ZERO_DH, "no private key or low-order peer key")
-        ephemeral = _public(ephemeral_private)
+        key = x25519_key(ephemeral_private)
+        ephemeral = key.public_key().public_bytes_raw()
         c = kdf1(C0, ephemeral)
         h = hash_(self._initial_hash, ephemeral)
-        c, k = kdf2(c, _dh(ephemeral_private, self.remote_static.raw))
+        c, k = kdf2(c, _dh(key, self.remote_static.raw))
         encrypted_static = aead_seal(k, 0, self.local.public.raw, h)
         h = hash_(h, encrypted_static)
         c, k = kdf2(c, self.precomputed_static_static)
@@ -252,6 +271,7 @@ class Handshake:
         self.clear()
         self.state = HandshakeState.INITIATION_CREATED
         self.local_ephemeral = bytes(ephemeral_private)
+        self._ephemeral_key = key
         self._chaining_key, self._hash = c, h
         return ephemeral + encrypted_static + encrypted_payload
 
@@ -292,17 +312,19 @@ class Handshake:
             raise StateError(f"cannot create a response in state {self.state.name}")
         if len(ephemeral_private) != KEY_SIZE:
             raise ValueError("ephemeral private key must be 32 bytes")
-        ephemeral = _public(ephemeral_private)
+        key = x25519_key(ephemeral_private)
+        ephemeral = key.public_key().public_bytes_raw()
         c = kdf1(self._chaining_key, ephemeral)
         h = hash_(self._hash, ephemeral)
-        c = kdf1(c, _dh(ephemeral_private, self.remote_ephemeral))
-        c = kdf1(c, _dh(ephemeral_private, self.remote_static.raw))
+        c = kdf1(c, _dh(key, self.remote_ephemeral))
+        c = kdf1(c, _dh(key, self.remote_static.raw))
         c, tau, k = kdf3(c, self._psk())
         h = hash_(h, tau)
         encrypted_payload = aead_seal(k, 0, payload, h)
         h = hash_(h, encrypted_payload)
         self.state = HandshakeState.RESPONSE_CREATED
         self.local_ephemeral = bytes(ephemeral_private)
+        self._ephemeral_key = key
         self._chaining_key, self._hash = c, h
         return ephemeral + encrypted_payload
 
@@ -327,8 +349,8 @@ class Handshake:
         encrypted_payload = bytes(message[KEY_SIZE:])
         c = kdf1(self._chaining_key, ephemeral)
         h = hash_(self._hash, ephemeral)
-        c = kdf1(c, _dh(self.local_ephemeral, ephemeral))
-        c = kdf1(c, _dh(self.local.private.raw, ephemeral))
+        c = kdf1(c, _dh(self._ephemeral_key or self.local_ephemeral, ephemeral))
+        c = kdf1(c, _dh(self.local.key, ephemeral))
         c, tau, k = kdf3(c, self._psk())
         h = hash_(h, tau)
         payload = _open(k, encrypted_payload, h)
@@ -361,6 +383,7 @@ class Handshake:
         self.state = HandshakeState.ZEROED
         self.local_ephemeral = None
         self.remote_ephemeral = None
+        self._ephemeral_key = None
         self._chaining_key = _ZERO_KEY
         self._hash = _ZERO_KEY
         return keys

@@ -20,6 +20,7 @@ from .constants import MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION
 from .errors import DropReason, HandshakeError, MessageError
 from .handshake import consume_initiation
 from .keypair import Keypair
+from .keys import PublicKey
 from .messages import CookieReply, Initiation, Response
 from .peer import Peer
 from . import send
@@ -134,7 +135,7 @@ def _receive_initiation(
     if dev.identity is None:
         dev.drops[DropReason.NO_PRIVATE_KEY] += 1
         return None
-    consumed = consume_initiation(msg, dev.identity)
+    consumed = consume_initiation(msg, dev.identity, static_static=lambda key: _static_static(dev, key))
     peer = dev.peer(consumed.remote_static)
     if peer is None:
         dev.drops[DropReason.UNKNOWN_PEER] += 1
@@ -146,6 +147,16 @@ def _receive_initiation(
     peer.timers.timers_any_authenticated_packet_received()
     send.send_response(dev, peer, now, out)
     return peer
+
+
+def _static_static(dev: Device, key: PublicKey) -> bytes | None:
+    """The configured peer's precomputed static-static DH (None: unknown peer)."""
+    peer = dev.peer(key)
+    if peer is None:
+        return None
+    if peer.handshake.precomputed_static_static is None:
+        raise HandshakeError(DropReason.ZERO_DH)
+    return peer.handshake.precomputed_static_static
 
 
 def _receive_response(
