@@ -206,7 +206,7 @@ class DataPlane(Generic[K]):
         for kp in (current, self._owns(keypairs.previous)):
             if kp is not None:
                 self._set_fast_rx(kp)
-        want = current is not None and not peer.staged and peer.endpoint is not None
+        want = current is not None and not peer._staged and peer.endpoint is not None  # no queue made
         if want or self._fast.get(pid, False):
             self._fast[pid] = self._peer_fast_tx(pid, want, self.tx_seq_done.get(pid, 0))
 
