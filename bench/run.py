@@ -35,7 +35,8 @@ from bench.handshake_daemon import daemon_handshake_rate  # noqa: E402
 from bench.peer_memory import daemon_rss_per_peer  # noqa: E402
 from bench.tunnel import KINDS, Tunnel, Underlay, start_daemon  # noqa: E402
 
-DEFAULT_PAIRS = ["wggo:wggo", "wgpy:wggo", "wggo:wgpy", "wgpy:wgpy", "wgpy-pure:wggo", "wgpy-pure:wgpy-pure"]
+DEFAULT_PAIRS = ["wggo:wggo", "wgpy:wggo", "wggo:wgpy", "wgpy:wgpy", "wgpy-nooff:wgpy-nooff", "wgpy-pure:wggo",
+                 "wgpy-pure:wgpy-pure"]
 TESTS = ["tcp1", "tcp4", "udp", "ping", "handshakes", "memory"]
 
 

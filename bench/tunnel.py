@@ -2,8 +2,9 @@
 
 Contract: ``Underlay`` creates namespaces ``wgb-<rand>-a``/``-b`` with a veth
 pair carrying 10.201.0.0/24 (addresses exist only inside them).  ``Tunnel``
-starts one daemon per side (``wggo`` = wireguard-go, ``wgpy``, or
-``wgpy-pure`` = wgpy with ``WGPY_NATIVE=0``), configures them with
+starts one daemon per side (``wggo`` = wireguard-go, ``wgpy``,
+``wgpy-pure`` = wgpy with ``WGPY_NATIVE=0``, or ``wgpy-nooff`` = native wgpy
+with TUN virtio-net offload and UDP GSO/GRO switched off), configures them with
 ``wg setconf`` (tunnel 10.202.0.0/24, MTU 1420), waits for a handshake and
 stops them again.  Interface names carry a random suffix.  No traffic leaves
 the namespaces.
@@ -24,8 +25,9 @@ TUNNEL = ("10.202.0.1", "10.202.0.2")
 MTU = 1420
 PORTS = (51001, 51002)
 
-KINDS = ("wggo", "wgpy", "wgpy-pure")
-LABEL = {"wggo": "wggo", "wgpy": "wgpy", "wgpy-pure": "wgpy[pure]"}
+KINDS = ("wggo", "wgpy", "wgpy-pure", "wgpy-nooff")
+LABEL = {"wggo": "wggo", "wgpy": "wgpy", "wgpy-pure": "wgpy[pure]", "wgpy-nooff": "wgpy[no-offload]"}
+NO_OFFLOAD = {"WGPY_TUN_OFFLOAD": "0", "WGPY_UDP_GSO": "0", "WGPY_UDP_GRO": "0"}
 
 
 def daemon_argv(kind: str, ifname: str) -> list[str]:
@@ -38,10 +40,12 @@ def daemon_env(kind: str) -> dict[str, str]:
     env = dict(os.environ, LOG_LEVEL="error", WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1",
                PYTHONPATH=str(REPO))
     env.pop("WG_PROCESS_FOREGROUND", None)
+    for k in ("WGPY_NATIVE", *NO_OFFLOAD):
+        env.pop(k, None)
     if kind == "wgpy-pure":
         env["WGPY_NATIVE"] = "0"
-    else:
-        env.pop("WGPY_NATIVE", None)
+    elif kind == "wgpy-nooff":
+        env.update(NO_OFFLOAD)
     return env
 
 
