@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import struct
 from typing import Any, Iterable
 
 from .allowedips import AllowedIPs
@@ -24,28 +23,8 @@ from .dataplane import _HANDSHAKE_SIZES, _INDEX, Addr, BatchResult, DataPlane, S
 from .errors import DropReason
 from .keypair import Keypair
 from .peer import Peer
+from .receive import inner_packet
 
-_U16 = struct.Struct(">H")
-
-
-def inner_packet(plaintext: bytes) -> bytes | None:
-    """Strip padding by the IP length field; None if not a sane IP packet (receive.py rule)."""
-    version = plaintext[0] >> 4
-    if version == 4:
-        if len(plaintext) < 20:
-            return None
-        length = _U16.unpack_from(plaintext, 2)[0]
-        if length < 20 or length > len(plaintext):
-            return None
-    elif version == 6:
-        if len(plaintext) < 40:
-            return None
-        length = _U16.unpack_from(plaintext, 4)[0] + 40
-        if length > len(plaintext):
-            return None
-    else:
-        return None
-    return plaintext if length == len(plaintext) else plaintext[:length]
 
 
 

@@ -196,12 +196,7 @@ class Device:
         self._schedule(peer)
 
     def _remove_peer(self, peer: Peer) -> None:
-        peer.timers.stop()
-        peer._scheduled = None
-        self._release_handshake_index(peer)
-        self.release_keypairs(peer.keypairs.clear())
-        peer.handshake.clear()
-        peer.staged.clear()
+        self._reset_peer(peer)
         self.allowed.remove_by_value(peer)
         self._peers.pop(peer.public_key, None)
 
@@ -239,13 +234,17 @@ class Device:
         """Interface down: stop timers, forget sessions and staged packets."""
         self.is_up = False
         for peer in self._peers.values():
-            peer.timers.stop()
-            peer._scheduled = None
-            self._release_handshake_index(peer)
-            self.release_keypairs(peer.keypairs.clear())
-            peer.handshake.clear()
-            peer.staged.clear()
+            self._reset_peer(peer)
         self._heap.clear()
+
+    def _reset_peer(self, peer: Peer) -> None:
+        """Stop the peer's timers and forget its sessions, handshake and staged packets."""
+        peer.timers.stop()
+        peer._scheduled = None
+        self._release_handshake_index(peer)
+        self.release_keypairs(peer.keypairs.clear())
+        peer.handshake.clear()
+        peer.staged.clear()
 
     # ------------------------------------------------------------------ inputs
     def datagram_received(self, data: bytes, src: Endpoint, now: float) -> list[Action]:

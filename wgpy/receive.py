@@ -63,7 +63,7 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
     if not plaintext:
         return peer  # keepalive
     timers.timers_data_received(now)
-    packet = _inner_packet(plaintext)
+    packet = inner_packet(plaintext)
     if packet is None:
         dev.drops[DropReason.INVALID_INNER_PACKET] += 1
         return peer
@@ -75,7 +75,7 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
     return peer
 
 
-def _inner_packet(plaintext: bytes) -> bytes | None:
+def inner_packet(plaintext: bytes) -> bytes | None:
     """Strip padding by the IP length field; None if not a sane IP packet."""
     version = plaintext[0] >> 4
     if version == 4:
