@@ -24,8 +24,9 @@ import json
 import logging
 import os
 import socket
-import stat
 from typing import Any
+
+from wgpy.io.unixsock import SocketInUse, listen_private
 
 from .errors import KubespanError
 from .resources import ResourceStore, resolve_type
@@ -49,23 +50,6 @@ class AgentNotRunning(KubespanError):
     def __init__(self, path: str) -> None:
         super().__init__(f"no kubespan agent is running (socket {path})")
         self.path = path
-
-
-def _is_live(path: str) -> bool:
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            return False
-    except FileNotFoundError:
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
 
 
 def answer(store: ResourceStore, node: str, line: bytes) -> dict[str, Any]:
@@ -93,23 +77,10 @@ class ApiServer:
         self._inode: int | None = None
 
     async def start(self) -> None:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-            os.chmod(directory, 0o755)
-        if _is_live(self.path):
-            raise ApiInUse(f"API socket {self.path} is in use by another agent")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o077)
         try:
-            sock.bind(self.path)
-        except BaseException:
-            sock.close()
-            raise
-        finally:
-            os.umask(old)
+            sock = listen_private(self.path)
+        except SocketInUse:
+            raise ApiInUse(f"API socket {self.path} is in use by another agent") from None
         os.chmod(self.path, 0o600)
         self._inode = os.stat(self.path).st_ino
         self._server = await asyncio.start_unix_server(self._handle, sock=sock, limit=MAX_REQUEST)

@@ -20,13 +20,13 @@ import contextlib
 import logging
 import os
 import socket
-import stat
 from typing import Callable
 
 from ..errors import UapiError
 from ..uapi import EINVAL, DeviceView, parse_set, serialize_get
 from ..config import DeviceUpdate
 from ..keys import PublicKey
+from .unixsock import SocketInUse, listen_private
 
 log = logging.getLogger("wgpy.uapi")
 
@@ -48,46 +48,10 @@ def open_uapi_socket(ifname: str, directory: str = SOCKET_DIR) -> socket.socket:
     """Bind and listen on the interface's socket; raise UapiInUse if it is live."""
     os.makedirs(directory, mode=0o755, exist_ok=True)
     path = socket_path(ifname, directory)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        try:
-            _bind_private(sock, path)
-        except OSError:
-            if _is_live(path):
-                raise UapiInUse(f"UAPI socket {path} is in use") from None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            _bind_private(sock, path)
-        sock.listen(64)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _bind_private(sock: socket.socket, path: str) -> None:
-    old = os.umask(0o077)
-    try:
-        sock.bind(path)
-    finally:
-        os.umask(old)
-
-
-def _is_live(path: str) -> bool:
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            return False
-    except FileNotFoundError:
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
+        return listen_private(path)
+    except SocketInUse:
+        raise UapiInUse(f"UAPI socket {path} is in use") from None
 
 
 class UapiServer:
