@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,9 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 _namespaces: list[str] = []
 _procs: list[subprocess.Popen[bytes]] = []
 _socks: list[Path] = []
+_tmpdirs: list[Path] = []
 _cleaned = False
+keep_logs = False
 
 
 def rand_suffix(n: int = 3) -> str:
@@ -69,6 +72,11 @@ def register_sock(path: Path) -> None:
     _socks.append(path)
 
 
+def register_tmpdir(path: Path) -> None:
+    """A directory of logs and configs (with throwaway keys), removed at cleanup unless ``keep_logs``."""
+    _tmpdirs.append(path)
+
+
 def stop_proc(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL, one process the bench started (by its pid)."""
     if proc.poll() is None:
@@ -102,6 +110,11 @@ def cleanup() -> None:
             path.unlink()
         except OSError:
             pass
+    for path in _tmpdirs:
+        if keep_logs:
+            print(f"[bench] logs kept in {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _on_signal(signum: int, _frame: object) -> None:

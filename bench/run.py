@@ -226,6 +226,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--peers", default="1000,10000", help="peer counts for the memory test")
     ap.add_argument("--handshakes", type=int, help="initiators for the handshake test (default 3000, --quick 1000)")
     ap.add_argument("--json", help="also write the raw results to this file")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the daemons' logs and configs (a temp dir)")
     args = ap.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 6.0)
     args.rounds = max(1, args.rounds or (1 if args.quick else 3))
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench/run.py needs root (network namespaces)", file=sys.stderr)
         return 2
     common.install_cleanup()
+    common.keep_logs = args.keep_logs
     res: dict[str, Any] = {"meta": meta(args), "pairs": {}}
     t0 = time.monotonic()
     try:

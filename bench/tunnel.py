@@ -18,7 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .common import PYTHON, REPO, SOCK_DIR, Netns, gen_private, rand_suffix, register_sock, run, stop_proc, wait_for
+from .common import (PYTHON, REPO, SOCK_DIR, Netns, gen_private, rand_suffix, register_sock, register_tmpdir, run,
+                     stop_proc, wait_for)
 
 UNDER = ("10.201.0.1", "10.201.0.2")
 TUNNEL = ("10.202.0.1", "10.202.0.2")
@@ -111,6 +112,7 @@ class Underlay:
             ns.run("ip", "link", "set", dev, "up")
         self.tag = tag
         self.logdir = Path(tempfile.mkdtemp(prefix=f"wgbench-{tag}-"))
+        register_tmpdir(self.logdir)
         self.counter = 0
 
     def ifname(self, side: str) -> str:
