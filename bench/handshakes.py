@@ -54,8 +54,11 @@ def ipv4_packet(src: str, dst: str) -> bytes:
                        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed) + payload
 
 
+Initiation = tuple[Device, tuple[str, int], PublicKey, bytes]
+
+
 def make_initiations(n: int, responder: PublicKey, clock: Clock,
-                     responder_ep: tuple[str, int] = RESPONDER_EP) -> list[tuple[Device, tuple[str, int], PublicKey, bytes]]:
+                     responder_ep: tuple[str, int] = RESPONDER_EP) -> list[Initiation]:
     """N fresh initiator devices and one handshake initiation each: (device, its endpoint, its key, message)."""
     out = []
     for i in range(n):

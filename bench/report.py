@@ -205,7 +205,8 @@ def targets(res: dict[str, Any]) -> list[str]:
             return
         r = v / b
         ok = r >= goal if higher else r <= goal
-        out.append(f"- {title}: ×{r:.2f} (target {'≥' if higher else '≤'} ×{goal:g}) — {'met' if ok else 'MISSED'}")
+        out.append(f"- {title}: ×{r:.2f} (target {'≥' if higher else '≤'} ×{goal:g}) — "
+                   f"{'met' if ok else 'MISSED'}")
 
     ratio_line("TCP 1 stream wgpy→wgpy / wggo→wggo", "wgpy:wgpy", "tcp1", "bps", 3, True)
     ratio_line("TCP 1 stream wgpy→wggo / wggo→wggo", "wgpy:wggo", "tcp1", "bps", 1, True)

@@ -77,11 +77,13 @@ def meta(args: argparse.Namespace) -> dict[str, str]:
         "machine": f"nproc={os.cpu_count()} (shared with other work: figures are noisy)",
         "cpu": model,
         "kernel": platform.release(),
-        "versions": (f"{_first_line(['wireguard-go', '--version'])}; {_first_line(['wg', '--version']).split(' - ')[0]}; "
+        "versions": (f"{_first_line(['wireguard-go', '--version'])}; "
+                     f"{_first_line(['wg', '--version']).split(' - ')[0]}; "
                      f"{_first_line(['iperf3', '--version'])}; {py}; wgpy at {rev}"),
         "native": native_status(),
         "load": "loadavg at start " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "settings": (f"median of {args.rounds} round(s) over the pairs, {args.duration:g} s per iperf3 run, ping {args.ping_count}×{args.ping_interval:g} s, "
+        "settings": (f"median of {args.rounds} round(s) over the pairs, {args.duration:g} s per iperf3 run, "
+                     f"ping {args.ping_count}×{args.ping_interval:g} s, "
                      f"UDP -b 0 -l {traffic.UDP_LEN}, tunnel MTU 1420, {args.handshakes} initiators, "
                      f"peers {','.join(map(str, args.peers))}"),
     }

@@ -146,5 +146,6 @@ def ping_addr(ns: Any, addr: str, count: int, interval: float) -> dict[str, Any]
     if not rtts:
         raise RuntimeError(f"no ping replies: {res.stdout[-200:]}{res.stderr[-200:]}")
     p99 = rtts[min(len(rtts) - 1, math.ceil(0.99 * len(rtts)) - 1)]
-    return {"avg": sum(rtts) / len(rtts), "p50": rtts[(len(rtts) - 1) // 2], "p99": p99, "replies": len(rtts), "sent": count,
+    return {"avg": sum(rtts) / len(rtts), "p50": rtts[(len(rtts) - 1) // 2], "p99": p99,
+            "replies": len(rtts), "sent": count,
             "min": rtts[0], "max": rtts[-1]}
