@@ -2,7 +2,7 @@
 
 Owns the method paths and (de)serializers, a typed client stub over a
 ``grpc.aio.Channel`` and the generic handler that registers a servicer.  We
-do not use the generated ``cluster_pb2_grpc`` at run time: it carries a hard
+do not generate ``cluster_pb2_grpc`` (see proto/generate.sh): it carries a hard
 grpcio version gate and no types.  No logic here.
 """
 

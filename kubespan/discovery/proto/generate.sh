@@ -9,17 +9,11 @@ root=$(cd "$here/../../.." && pwd)
 python=${PYTHON:-$root/.venv/bin/python}
 cd "$root"
 "$python" -m grpc_tools.protoc -I . \
-  --python_out=. --pyi_out=. --grpc_python_out=. \
+  --python_out=. --pyi_out=. \
   kubespan/discovery/proto/cluster.proto \
   kubespan/discovery/proto/affiliate.proto \
   kubespan/discovery/proto/storage.proto
-# grpc_python_out writes no __future__ annotations and no typing; mark the
-# generated modules so mypy skips them.
-for f in kubespan/discovery/proto/*_pb2_grpc.py; do
-  grep -q '^# mypy: ignore-errors' "$f" || sed -i "1i # mypy: ignore-errors" "$f"
-done
-# Only cluster.proto has a service; the others' empty *_grpc modules are noise.
-rm -f kubespan/discovery/proto/affiliate_pb2_grpc.py kubespan/discovery/proto/storage_pb2_grpc.py
+# No *_pb2_grpc.py: the service glue is hand-written, typed, in ../rpc.py.
 # The generated stubs use bare Mapping; keep mypy --strict quiet about them.
 for f in kubespan/discovery/proto/*_pb2.pyi; do
   grep -q '^# mypy: disable-error-code' "$f" || sed -i '1i # mypy: disable-error-code="type-arg"' "$f"
