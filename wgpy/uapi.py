@@ -26,13 +26,11 @@ from dataclasses import dataclass
 from typing import Iterable, Protocol, Sequence, TypeVar
 
 from .config import DeviceUpdate, Endpoint, IPNetwork, PeerUpdate, format_endpoint
-from .errors import ConfigError, UapiError
+from .errors import UapiError
 from .keys import PresharedKey, PrivateKey, PublicKey
 
 EINVAL = _errno.EINVAL
 EPROTO = _errno.EPROTO
-EADDRINUSE = _errno.EADDRINUSE
-EIO = _errno.EIO
 
 KeyT = TypeVar("KeyT", PrivateKey, PublicKey, PresharedKey)
 
@@ -284,8 +282,3 @@ def parse_uapi_endpoint(text: str) -> Endpoint:
     elif isinstance(ip, ipaddress.IPv4Address) and text.startswith("["):
         raise UapiError(EINVAL, "endpoint: IPv4 in brackets")
     return (str(ip), int(port))
-
-
-def config_error_errno(exc: ConfigError) -> int:
-    """The errno a ``ConfigError`` from ``Device.apply`` is reported with."""
-    return EINVAL
