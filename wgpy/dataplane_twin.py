@@ -16,7 +16,7 @@ import dataclasses
 import ipaddress
 from typing import Any, Iterable
 
-from .allowedips import AllowedIPs
+from .allowedips import AllowedIPs, destination, source
 from .config import Endpoint
 from .constants import MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE
 from .dataplane import _HANDSHAKE_SIZES, _INDEX, Addr, BatchResult, DataPlane, SlowItem, endpoint_to_addr
@@ -128,12 +128,8 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         return [self._encrypt_one(bytes(p), now, res) for p in packets]
 
     def _encrypt_one(self, pkt: bytes, now: float, res: BatchResult) -> tuple[bytes, int] | None:
-        version = pkt[0] >> 4 if pkt else 0
-        if version == 4 and len(pkt) >= 20:
-            dst = pkt[16:20]
-        elif version == 6 and len(pkt) >= 40:
-            dst = pkt[24:40]
-        else:
+        dst = destination(pkt)
+        if dst is None:
             res.drops[DropReason.INVALID_INNER_PACKET] += 1
             return None
         peer = self.routes.lookup(dst)
@@ -202,8 +198,8 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         if packet is None:
             res.drops[DropReason.INVALID_INNER_PACKET] += 1
             return None
-        source = packet[12:16] if packet[0] >> 4 == 4 else packet[8:24]
-        if self.routes.lookup(source) is not peer:
+        src_ip = source(packet)
+        if src_ip is None or self.routes.lookup(src_ip) is not peer:
             res.drops[DropReason.DISALLOWED_SOURCE] += 1
             return None
         return packet
