@@ -21,8 +21,9 @@ from __future__ import annotations
 import collections
 import heapq
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .actions import Action, SendDatagram, WriteTun
 from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
 from .constants import (
@@ -48,27 +49,13 @@ log = logging.getLogger("wgpy.device")
 HANDSHAKE_BUDGET = 16
 """Handshake messages processed per call; the rest wait in the queue."""
 
+__all__ = ["Device", "Action", "SendDatagram", "WriteTun", "HANDSHAKE_BUDGET"]
+
 _HANDSHAKE_SIZES = {
     MESSAGE_INITIATION: INITIATION_SIZE,
     MESSAGE_RESPONSE: RESPONSE_SIZE,
     MESSAGE_COOKIE_REPLY: COOKIE_REPLY_SIZE,
 }
-
-
-class SendDatagram(NamedTuple):
-    """Send ``data`` as one UDP datagram to ``endpoint``."""
-
-    data: bytes
-    endpoint: Endpoint
-
-
-class WriteTun(NamedTuple):
-    """Write one decrypted IP packet to the TUN device."""
-
-    packet: bytes
-
-
-Action = SendDatagram | WriteTun
 
 
 class Device:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from .actions import Action, SendDatagram, WriteTun
 from .config import Endpoint
 from .constants import MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION
 from .errors import DropReason, HandshakeError, MessageError
@@ -26,15 +27,13 @@ from .peer import Peer
 from . import send
 
 if TYPE_CHECKING:
-    from .device import Action, Device
+    from .device import Device
 
 _INDEX = struct.Struct("<I")
 _U16 = struct.Struct(">H")
 
 
 def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: list[Action]) -> Peer | None:
-    from .device import WriteTun
-
     receiver = _INDEX.unpack_from(data, 4)[0]
     kp = dev.indices.get(receiver)
     if not isinstance(kp, Keypair):
@@ -99,8 +98,6 @@ def receive_handshake(
     dev: Device, data: bytes, src: Endpoint, now: float, under_load: bool, out: list[Action]
 ) -> Peer | None:
     """Process one queued handshake-type message (sizes already checked)."""
-    from .device import SendDatagram
-
     mtype = data[0]
     if mtype == MESSAGE_COOKIE_REPLY:
         return _receive_cookie_reply(dev, data, now)

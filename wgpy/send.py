@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import tai64n
+from .actions import Action, SendDatagram
 from .constants import (
     KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_MESSAGES,
     REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT, RECEIVE_REKEY_AFTER,
@@ -23,12 +24,11 @@ from .peer import Peer
 from .timers import Timer
 
 if TYPE_CHECKING:
-    from .device import Action, Device
+    from .device import Device
+
 
 def send_staged(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
     """Send staged packets on the current keypair, or start a handshake."""
-    from .device import SendDatagram
-
     kp = peer.keypairs.current
     if kp is None or not kp.can_send(now):
         send_initiation(dev, peer, now, out, retry=False)
@@ -90,8 +90,6 @@ def keep_key_fresh_receiving(dev: Device, peer: Peer, now: float, out: list[Acti
 
 def send_initiation(dev: Device, peer: Peer, now: float, out: list[Action], *, retry: bool) -> None:
     """Create and send a handshake initiation (at most one per REKEY_TIMEOUT)."""
-    from .device import SendDatagram
-
     if not retry:
         peer.timers.handshake_attempts = 0
     if now - peer.last_sent_handshake < REKEY_TIMEOUT:
@@ -122,8 +120,6 @@ def send_initiation(dev: Device, peer: Peer, now: float, out: list[Action], *, r
 
 def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
     """Answer a consumed initiation and derive the responder's keypair (in ``next``)."""
-    from .device import SendDatagram
-
     dev._release_handshake_index(peer)
     index = dev.indices.new_index(peer, dev.rng)
     try:
