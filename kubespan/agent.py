@@ -131,8 +131,8 @@ class Agent:
         self.config = config
         self.identity = identity
         self.routing = routing or KernelRouting(use_nftables=options.use_nftables)
+        # also the published hostname: namespaces share the UTS name; the configured one is more useful
         self.nodename = config.node_name or socket.gethostname()
-        self.hostname = self.nodename  # namespaces share the UTS name; the configured one is more useful
         self.store = ResourceStore()
         self.statuses: dict[str, PeerStatus] = {}
         self.iface: Interface | None = None
@@ -254,7 +254,7 @@ class Agent:
         assert self.iface is not None
         addresses = await asyncio.to_thread(read_addresses)
         public_ip = next((c.client_ip for c in self.clients if c.client_ip is not None), None)
-        affiliate = local_affiliate(self.identity, self.config, addresses, self.hostname, self.nodename,
+        affiliate = local_affiliate(self.identity, self.config, addresses, self.nodename, self.nodename,
                                     self.config.machine_type)
         endpoints = local_endpoints(addresses, self.config, self.identity.address, public_ip)
         for client in self.clients:
