@@ -134,6 +134,9 @@ class Agent:
         # also the published hostname: namespaces share the UTS name; the configured one is more useful
         self.nodename = config.node_name or socket.gethostname()
         self.store = ResourceStore()
+        # the identities never change while we run: published once, not on every pass
+        self.store.publish(KUBESPAN_IDENTITIES, {RESOURCE_ID_LOCAL: specs.identity_spec(identity)})
+        self.store.publish(NODE_IDENTITIES, {RESOURCE_ID_LOCAL: specs.node_identity_spec(identity.node_id)})
         self.statuses: dict[str, PeerStatus] = {}
         self.iface: Interface | None = None
         self.clients: list[DiscoveryClient] = []
@@ -320,8 +323,6 @@ class Agent:
 
     def _publish(self, desired: Desired, local: AffiliateSpec, merged: Mapping[str, AffiliateSpec]) -> None:
         store = self.store
-        store.publish(KUBESPAN_IDENTITIES, {RESOURCE_ID_LOCAL: specs.identity_spec(self.identity)})
-        store.publish(NODE_IDENTITIES, {RESOURCE_ID_LOCAL: specs.node_identity_spec(self.identity.node_id)})
         store.publish(KUBESPAN_PEER_SPECS, {s.public_key: specs.peer_spec(s) for s in desired.peer_specs})
         store.publish(KUBESPAN_PEER_STATUSES, {k: specs.peer_status_spec(s) for k, s in desired.statuses.items()})
         store.publish(KUBESPAN_ENDPOINTS, {h.public_key: specs.endpoint_spec(h) for h in desired.harvested})
