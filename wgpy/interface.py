@@ -210,7 +210,7 @@ class Interface(_Base):
                                     before_get=self.runner.sync)
             await self._uapi.start()
             self._waiters.append(asyncio.create_task(self._uapi.watch_path()))
-        if self.tun.flags() & 0x41 == 0x41:  # IFF_UP|IFF_RUNNING already
+        if self.tun.running():
             self.runner.set_link(True)
 
     def _on_link_events(self) -> None:
@@ -226,7 +226,7 @@ class Interface(_Base):
     def _link_event(self, event: LinkEvent) -> None:
         if event.index == 0:  # netlink overrun: re-read the flags
             with contextlib.suppress(OSError):
-                self.runner.set_link(self.tun.flags() & 0x41 == 0x41)
+                self.runner.set_link(self.tun.running())
             return
         if event.index != self._index:
             return

@@ -115,6 +115,10 @@ class TunDevice:
         res = _ifreq_ioctl(SIOCGIFFLAGS, struct.pack("16s24x", self.name.encode()))
         return int(struct.unpack_from("H", res, IFNAMSIZ)[0])
 
+    def running(self) -> bool:
+        """The link is IFF_UP and IFF_RUNNING (what ``LinkEvent.running`` reports)."""
+        return is_running(self.flags())
+
     def index(self) -> int:
         return socket.if_nametoindex(self.name)
 
@@ -129,6 +133,11 @@ def check_ifname(name: str) -> None:
     raw = name.encode()
     if not raw or len(raw) >= IFNAMSIZ or any(c in name for c in "/: \t\n") or name in (".", ".."):
         raise ValueError(f"invalid interface name {name!r}")
+
+
+def is_running(flags: int) -> bool:
+    """Interface flags say IFF_UP and IFF_RUNNING."""
+    return flags & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING
 
 
 def _ifreq_ioctl(request: int, ifr: bytes) -> bytes:
@@ -158,7 +167,7 @@ class LinkEvent:
 
     @property
     def running(self) -> bool:
-        return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
+        return is_running(self.flags)
 
 
 class LinkWatcher:
