@@ -282,12 +282,11 @@ class Runner:
 
     def set_link(self, running: bool) -> None:
         """The TUN link went up or down (wireguard-go's EventUp/EventDown)."""
-        now = time.monotonic()
         self.link_up = running
         if running:
             self._run(self.device.up)
         else:
-            self.device.down(now)
+            self.device.down(time.monotonic())
             self.rearm()
 
     def sync(self) -> None:
