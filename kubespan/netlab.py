@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import secrets
@@ -668,10 +667,6 @@ class Lab:
             if recv.poll() is None:
                 recv.kill()
                 recv.wait(5)
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 _SENDER = r"""
