@@ -225,13 +225,18 @@ class Device:
         self._heap.clear()
 
     def _reset_peer(self, peer: Peer) -> None:
-        """Stop the peer's timers and forget its sessions, handshake and staged packets."""
+        """Stop the peer's timers and forget its sessions."""
         peer.timers.stop()
         peer._scheduled = None
+        self.forget_sessions(peer)
+
+    def forget_sessions(self, peer: Peer) -> None:
+        """Zero the peer's keypairs and handshake and drop its staged packets
+        (wireguard-go's ``ZeroAndFlushAll``); timers are left as they are."""
         self._release_handshake_index(peer)
         self.release_keypairs(peer.keypairs.clear())
         peer.handshake.clear()
-        peer.staged.clear()
+        peer.flush_staged()
 
     # ------------------------------------------------------------------ inputs
     def datagram_received(self, data: bytes, src: Endpoint, now: float) -> list[Action]:

@@ -76,5 +76,10 @@ class Peer:
             staged = self._staged = collections.deque(maxlen=MAX_STAGED_PACKETS)
         return staged
 
+    def flush_staged(self) -> None:
+        """Drop every staged packet (without creating a queue for an idle peer)."""
+        if self._staged is not None:
+            self._staged.clear()
+
     def __repr__(self) -> str:
         return f"Peer({self.public_key.to_base64()!r}, endpoint={self.endpoint!r})"

@@ -97,8 +97,7 @@ def send_initiation(dev: Device, peer: Peer, now: float, out: list[Action], *, r
     if dev.identity is None:
         dev.drops[DropReason.NO_PRIVATE_KEY] += 1
         return
-    dev._release_handshake_index(peer)
-    index = dev.indices.new_index(peer, dev.rng)
+    index = _new_handshake_index(dev, peer)
     try:
         msg = peer.handshake.create_initiation(index, dev.rng(32), tai64n.timestamp(dev.wall_clock()))
     except HandshakeError as exc:
@@ -106,22 +105,15 @@ def send_initiation(dev: Device, peer: Peer, now: float, out: list[Action], *, r
         dev.drops[exc.reason] += 1
         return
     peer.last_sent_handshake = now
-    data = peer.cookie_generator.add_macs(msg.encode(), now)
-    timers = peer.timers
-    timers.timers_any_authenticated_packet_traversal(now)
-    timers.timers_any_authenticated_packet_sent()
-    if peer.endpoint is not None:
-        out.append(SendDatagram(data, peer.endpoint))
-        peer.tx_bytes += len(data)
-    else:
+    _send_handshake(dev, peer, peer.cookie_generator.add_macs(msg.encode(), now), now, out)
+    if peer.endpoint is None:
         dev.drops[DropReason.NO_ENDPOINT] += 1
-    timers.timers_handshake_initiated(now, dev.rng)
+    peer.timers.timers_handshake_initiated(now, dev.rng)
 
 
 def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
     """Answer a consumed initiation and derive the responder's keypair (in ``next``)."""
-    dev._release_handshake_index(peer)
-    index = dev.indices.new_index(peer, dev.rng)
+    index = _new_handshake_index(dev, peer)
     try:
         msg = peer.handshake.create_response(index, dev.rng(32))
     except HandshakeError as exc:
@@ -131,9 +123,19 @@ def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> Non
     data = peer.cookie_generator.add_macs(msg.encode(), now)
     peer.last_sent_handshake = now
     begin_session(dev, peer, now)
-    timers = peer.timers
-    timers.timers_any_authenticated_packet_traversal(now)
-    timers.timers_any_authenticated_packet_sent()
+    _send_handshake(dev, peer, data, now, out)
+
+
+def _new_handshake_index(dev: Device, peer: Peer) -> int:
+    """A fresh local index for the peer's next handshake message (the old one is released)."""
+    dev._release_handshake_index(peer)
+    return dev.indices.new_index(peer, dev.rng)
+
+
+def _send_handshake(dev: Device, peer: Peer, data: bytes, now: float, out: list[Action]) -> None:
+    """Send a finished handshake message to the peer's endpoint (if it has one)."""
+    peer.timers.timers_any_authenticated_packet_traversal(now)
+    peer.timers.timers_any_authenticated_packet_sent()
     if peer.endpoint is not None:
         out.append(SendDatagram(data, peer.endpoint))
         peer.tx_bytes += len(data)
@@ -163,7 +165,7 @@ def on_timer(dev: Device, peer: Peer, timer: Timer, now: float, out: list[Action
     if timer is Timer.RETRANSMIT_HANDSHAKE:
         if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
             timers.give_up(now)
-            peer.staged.clear()
+            peer.flush_staged()
         else:
             timers.handshake_attempts += 1
             send_initiation(dev, peer, now, out, retry=True)
@@ -175,10 +177,7 @@ def on_timer(dev: Device, peer: Peer, timer: Timer, now: float, out: list[Action
     elif timer is Timer.NEW_HANDSHAKE:
         send_initiation(dev, peer, now, out, retry=False)
     elif timer is Timer.ZERO_KEY_MATERIAL:
-        dev.release_keypairs(peer.keypairs.clear())
-        dev._release_handshake_index(peer)
-        peer.handshake.clear()
-        peer.staged.clear()
+        dev.forget_sessions(peer)
     elif timer is Timer.PERSISTENT_KEEPALIVE:
         if timers.persistent_keepalive_interval > 0:
             send_keepalive(dev, peer, now, out)
