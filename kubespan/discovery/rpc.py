@@ -8,11 +8,12 @@ grpcio version gate and no types.  No logic here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf.message import Message
 
 from kubespan.discovery.proto import cluster_pb2 as pb
 
@@ -23,38 +24,30 @@ def path(method: str) -> str:
     return f"/{SERVICE}/{method}"
 
 
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp", bound=Message)
+
+
+def _unary(
+    channel: grpc.aio.Channel, method: str, request: type[_Req], response: type[_Resp]
+) -> grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp]:
+    return channel.unary_unary(
+        path(method), request_serializer=request.SerializeToString, response_deserializer=response.FromString
+    )
+
+
 class ClusterStub:
     """Client side of the five RPCs."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.Hello: grpc.aio.UnaryUnaryMultiCallable[pb.HelloRequest, pb.HelloResponse] = (
-            channel.unary_unary(
-                path("Hello"),
-                request_serializer=pb.HelloRequest.SerializeToString,
-                response_deserializer=pb.HelloResponse.FromString,
-            )
+        self.Hello = _unary(channel, "Hello", pb.HelloRequest, pb.HelloResponse)
+        self.AffiliateUpdate = _unary(
+            channel, "AffiliateUpdate", pb.AffiliateUpdateRequest, pb.AffiliateUpdateResponse
         )
-        self.AffiliateUpdate: grpc.aio.UnaryUnaryMultiCallable[
-            pb.AffiliateUpdateRequest, pb.AffiliateUpdateResponse
-        ] = channel.unary_unary(
-            path("AffiliateUpdate"),
-            request_serializer=pb.AffiliateUpdateRequest.SerializeToString,
-            response_deserializer=pb.AffiliateUpdateResponse.FromString,
+        self.AffiliateDelete = _unary(
+            channel, "AffiliateDelete", pb.AffiliateDeleteRequest, pb.AffiliateDeleteResponse
         )
-        self.AffiliateDelete: grpc.aio.UnaryUnaryMultiCallable[
-            pb.AffiliateDeleteRequest, pb.AffiliateDeleteResponse
-        ] = channel.unary_unary(
-            path("AffiliateDelete"),
-            request_serializer=pb.AffiliateDeleteRequest.SerializeToString,
-            response_deserializer=pb.AffiliateDeleteResponse.FromString,
-        )
-        self.List: grpc.aio.UnaryUnaryMultiCallable[pb.ListRequest, pb.ListResponse] = (
-            channel.unary_unary(
-                path("List"),
-                request_serializer=pb.ListRequest.SerializeToString,
-                response_deserializer=pb.ListResponse.FromString,
-            )
-        )
+        self.List = _unary(channel, "List", pb.ListRequest, pb.ListResponse)
         self.Watch: grpc.aio.UnaryStreamMultiCallable[pb.WatchRequest, pb.WatchResponse] = (
             channel.unary_stream(
                 path("Watch"),
@@ -99,30 +92,25 @@ def _serialize_watch(message: pb.WatchResponse | bytes) -> bytes:
     return message.SerializeToString()
 
 
+def _unary_handler(
+    behavior: Callable[[_Req, Any], Awaitable[_Resp]], request: type[_Req], response: type[_Resp]
+) -> grpc.RpcMethodHandler[_Req, _Resp]:
+    return grpc.unary_unary_rpc_method_handler(
+        behavior, request_deserializer=request.FromString, response_serializer=response.SerializeToString
+    )
+
+
 def generic_handler(servicer: ClusterServicer) -> grpc.GenericRpcHandler[Any, Any]:
     """The handler to pass to ``server.add_generic_rpc_handlers``."""
-    unary = grpc.unary_unary_rpc_method_handler
-    handlers = {
-        "Hello": unary(
-            servicer.Hello,
-            request_deserializer=pb.HelloRequest.FromString,
-            response_serializer=pb.HelloResponse.SerializeToString,
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Hello": _unary_handler(servicer.Hello, pb.HelloRequest, pb.HelloResponse),
+        "AffiliateUpdate": _unary_handler(
+            servicer.AffiliateUpdate, pb.AffiliateUpdateRequest, pb.AffiliateUpdateResponse
         ),
-        "AffiliateUpdate": unary(
-            servicer.AffiliateUpdate,
-            request_deserializer=pb.AffiliateUpdateRequest.FromString,
-            response_serializer=pb.AffiliateUpdateResponse.SerializeToString,
+        "AffiliateDelete": _unary_handler(
+            servicer.AffiliateDelete, pb.AffiliateDeleteRequest, pb.AffiliateDeleteResponse
         ),
-        "AffiliateDelete": unary(
-            servicer.AffiliateDelete,
-            request_deserializer=pb.AffiliateDeleteRequest.FromString,
-            response_serializer=pb.AffiliateDeleteResponse.SerializeToString,
-        ),
-        "List": unary(
-            servicer.List,
-            request_deserializer=pb.ListRequest.FromString,
-            response_serializer=pb.ListResponse.SerializeToString,
-        ),
+        "List": _unary_handler(servicer.List, pb.ListRequest, pb.ListResponse),
         "Watch": grpc.unary_stream_rpc_method_handler(
             servicer.Watch,
             request_deserializer=pb.WatchRequest.FromString,
