@@ -80,8 +80,11 @@ def endpoint_spec(item: HarvestedEndpoint) -> dict[str, Any]:
     return {"affiliateID": item.affiliate_id, "endpoint": str(item.endpoint)}
 
 
-def _control_plane(cp: ControlPlane | None) -> dict[str, Any] | None:
-    return None if cp is None else {"apiServerPort": cp.api_server_port}
+def _with_control_plane(out: dict[str, Any], cp: ControlPlane | None) -> dict[str, Any]:
+    """``out`` plus ``controlPlane`` when there is one (Talos omits the field otherwise)."""
+    if cp is not None:
+        out["controlPlane"] = {"apiServerPort": cp.api_server_port}
+    return out
 
 
 def affiliate_spec(aff: AffiliateSpec) -> dict[str, Any]:
@@ -102,10 +105,7 @@ def affiliate_spec(aff: AffiliateSpec) -> dict[str, Any]:
             "endpoints": [str(e) for e in aff.endpoints],
             "excludeAdvertisedNetworks": [str(n) for n in aff.exclude_advertised_networks],
         }
-    cp = _control_plane(aff.control_plane)
-    if cp is not None:
-        out["controlPlane"] = cp
-    return out
+    return _with_control_plane(out, aff.control_plane)
 
 
 def member_spec(member: Member) -> dict[str, Any]:
@@ -117,7 +117,4 @@ def member_spec(member: Member) -> dict[str, Any]:
         "machineType": member.machine_type,
         "operatingSystem": member.operating_system,
     }
-    cp = _control_plane(member.control_plane)
-    if cp is not None:
-        out["controlPlane"] = cp
-    return out
+    return _with_control_plane(out, member.control_plane)
