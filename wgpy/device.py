@@ -27,9 +27,7 @@ from .actions import Action, SendDatagram, WriteTun
 from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
 from .constants import (
-    COOKIE_REPLY_SIZE, DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, INITIATION_SIZE, MAX_PEERS,
-    MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE,
-    MESSAGE_TRANSPORT, RESPONSE_SIZE, TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
+    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, MAX_PEERS, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
 )
 from .cookie import CookieChecker
 from .errors import ConfigError, DropReason
@@ -37,6 +35,7 @@ from .handshake import StaticIdentity
 from .indextable import IndexTable
 from .keypair import Keypair
 from .keys import PrivateKey, PublicKey
+from .messages import HANDSHAKE_SIZES
 from .peer import Peer
 from .ratelimiter import RateLimiter
 from . import receive, send
@@ -50,12 +49,6 @@ HANDSHAKE_BUDGET = 16
 """Handshake messages processed per call; the rest wait in the queue."""
 
 __all__ = ["Device", "Action", "SendDatagram", "WriteTun", "HANDSHAKE_BUDGET"]
-
-_HANDSHAKE_SIZES = {
-    MESSAGE_INITIATION: INITIATION_SIZE,
-    MESSAGE_RESPONSE: RESPONSE_SIZE,
-    MESSAGE_COOKIE_REPLY: COOKIE_REPLY_SIZE,
-}
 
 
 class Device:
@@ -262,8 +255,8 @@ class Device:
                 peer = receive.receive_transport(self, data, src, now, out)
                 if peer is not None:
                     touched[peer] = None
-            elif mtype in _HANDSHAKE_SIZES:
-                if n != _HANDSHAKE_SIZES[mtype]:
+            elif mtype in HANDSHAKE_SIZES:
+                if n != HANDSHAKE_SIZES[mtype]:
                     self.drops[DropReason.MALFORMED] += 1
                 elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
                     self.drops[DropReason.HANDSHAKE_QUEUE_FULL] += 1

@@ -11,15 +11,12 @@ in.
 
 from __future__ import annotations
 
-import struct
-
-from .constants import MESSAGE_TRANSPORT, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME
+from .constants import REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME
 from .crypto import Aead, InvalidTag
 from .errors import DropReason
+from .messages import encode_transport_header, transport_header
 from .replay import ReplayWindow
 
-_HEADER = struct.Struct("<IIQ")
-_RX_HEADER = struct.Struct("<4xIQ")
 
 
 def padded_length(length: int, mtu: int) -> int:
@@ -79,13 +76,13 @@ class Keypair:
         pad = padded_length(len(packet), mtu) - len(packet)
         if pad:
             packet = packet + bytes(pad)
-        return _HEADER.pack(MESSAGE_TRANSPORT, self.remote_index, counter) + self.sender.seal(counter, packet)
+        return encode_transport_header(self.remote_index, counter) + self.sender.seal(counter, packet)
 
     def open(self, message: bytes) -> bytes | DropReason:
         """Authenticate and decrypt a whole transport message, then apply the
         replay window (only after authentication).  Returns the padded
         plaintext or the reason for dropping it."""
-        counter = _RX_HEADER.unpack_from(message)[1]
+        counter = transport_header(message)[1]
         try:
             plaintext = self.receiver.open(counter, message[16:])
         except InvalidTag:

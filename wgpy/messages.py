@@ -38,13 +38,18 @@ __all__ = [
     "MessageType", "Message", "Initiation", "Response", "CookieReply", "Transport",
     "message_type", "decode_message", "transport_header", "encode_transport_header",
     "ENCRYPTED_STATIC_SIZE", "ENCRYPTED_TIMESTAMP_SIZE", "ENCRYPTED_NOTHING_SIZE",
-    "ENCRYPTED_COOKIE_SIZE",
+    "ENCRYPTED_COOKIE_SIZE", "HANDSHAKE_SIZES",
 ]
 
 ENCRYPTED_STATIC_SIZE: Final = KEY_SIZE + TAG_SIZE  # 48
 ENCRYPTED_TIMESTAMP_SIZE: Final = TIMESTAMP_SIZE + TAG_SIZE  # 28
 ENCRYPTED_NOTHING_SIZE: Final = TAG_SIZE  # 16
 ENCRYPTED_COOKIE_SIZE: Final = MAC_SIZE + TAG_SIZE  # 32
+
+HANDSHAKE_SIZES: Final[dict[int, int]] = {
+    1: INITIATION_SIZE, 2: RESPONSE_SIZE, 3: COOKIE_REPLY_SIZE,
+}
+"""Exact sizes of the handshake-type messages, by type byte."""
 
 _U32_MAX: Final = 0xFFFFFFFF
 _U64_MAX: Final = 0xFFFFFFFFFFFFFFFF

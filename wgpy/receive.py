@@ -22,19 +22,18 @@ from .errors import DropReason, HandshakeError, MessageError
 from .handshake import consume_initiation
 from .keypair import Keypair
 from .keys import PublicKey
-from .messages import CookieReply, Initiation, Response
+from .messages import CookieReply, Initiation, Response, transport_header
 from .peer import Peer
 from . import send
 
 if TYPE_CHECKING:
     from .device import Device
 
-_INDEX = struct.Struct("<I")
 _U16 = struct.Struct(">H")
 
 
 def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: list[Action]) -> Peer | None:
-    receiver = _INDEX.unpack_from(data, 4)[0]
+    receiver = transport_header(data)[0]
     kp = dev.indices.get(receiver)
     if not isinstance(kp, Keypair):
         dev.drops[DropReason.UNKNOWN_INDEX] += 1
