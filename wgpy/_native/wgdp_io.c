@@ -439,10 +439,9 @@ static int flush_writes(struct io_bufs *b, int tun_fd, int vnet, wgdp_result *re
 }
 
 /* open every segment of one (possibly coalesced) datagram in place; queue the packets */
-static int open_datagram(struct wgdp *ctx, struct io_bufs *b, uint8_t *data, uint32_t len, uint32_t seg,
-                         const wgdp_addr *src, int tun_fd, int vnet, wgdp_result *res)
+static int open_datagram(struct wgdp *ctx, struct io_bufs *b, double now, uint8_t *data, uint32_t len,
+                         uint32_t seg, const wgdp_addr *src, int tun_fd, int vnet, wgdp_result *res)
 {
-    double now = wgdp_now();
     if (b->nw + len / seg + 1 > MAX_SEGS_PER_DATAGRAM && flush_writes(b, tun_fd, vnet, res) < 0)
         return -1;
     pthread_rwlock_rdlock(&ctx->lock);
@@ -490,6 +489,7 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
         }
         for (int k = 0; k < 2; k++) {
             struct mmsghdr *m = b->msgs;
+            double now;
             int got;
             if (p[k].fd < 0 || !(p[k].revents & (POLLIN | POLLERR)))
                 continue;
@@ -507,6 +507,7 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
             got = recvmmsg(p[k].fd, m, max_batch, MSG_DONTWAIT, NULL);
             if (got <= 0)
                 continue;  /* EAGAIN, or a queued ICMP error: not ours to act on */
+            now = wgdp_now();  /* one clock read per batch, as on the send side */
             for (int i = 0; i < got; i++) {
                 wgdp_addr src;
                 uint32_t len = m[i].msg_len;
@@ -515,12 +516,12 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
                     continue;
                 }
                 from_sockaddr(&b->names[i], &src);
-                if (open_datagram(ctx, b, b->buf + (size_t)i * SLOT, len, gro_size(&m[i].msg_hdr, len), &src,
+                if (open_datagram(ctx, b, now, b->buf + (size_t)i * SLOT, len, gro_size(&m[i].msg_hdr, len), &src,
                                   tun_fd, vnet, res) < 0) {
-                    wgdp_mbox_publish(ctx, 1, res, wgdp_now(), flush_ms);
+                    wgdp_mbox_publish(ctx, 1, res, now, flush_ms);
                     return -res->err;
                 }
-                wgdp_mbox_publish(ctx, 1, res, wgdp_now(), flush_ms);
+                wgdp_mbox_publish(ctx, 1, res, now, flush_ms);
                 wgdp_result_reset(res);
             }
             if (flush_writes(b, tun_fd, vnet, res) < 0) {
