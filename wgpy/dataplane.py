@@ -32,7 +32,7 @@ import collections
 import dataclasses
 import ipaddress
 import struct
-from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, TypeVar
 
 from .config import Endpoint
 from .constants import COOKIE_REPLY_SIZE, INITIATION_SIZE, RESPONSE_SIZE
@@ -234,14 +234,19 @@ class DataPlane(Generic[K]):
 # ------------------------------------------------------------------ applying events
 
 
-def apply_tx_result(dev: Device, plane: DataPlane[Any], res: BatchResult, now: float) -> list[Action]:
-    """Run the send-side hooks once per peer for a fast TX batch (send.send_staged's tail)."""
-    out: list[Action] = []
+def _event_peers(dev: Device, plane: DataPlane[Any], res: BatchResult) -> Iterator[tuple[PeerEvent, Peer]]:
+    """Count the batch's drops on the device, then yield each event that carried messages with its live peer."""
     dev.drops.update(res.drops)
     for ev in res.events:
         peer = plane.peer_by_id(ev.peer_id)
-        if peer is None or not ev.messages:
-            continue
+        if peer is not None and ev.messages:
+            yield ev, peer
+
+
+def apply_tx_result(dev: Device, plane: DataPlane[Any], res: BatchResult, now: float) -> list[Action]:
+    """Run the send-side hooks once per peer for a fast TX batch (send.send_staged's tail)."""
+    out: list[Action] = []
+    for ev, peer in _event_peers(dev, plane, res):
         peer.tx_bytes += ev.bytes
         timers = peer.timers
         if ev.data:
@@ -256,11 +261,7 @@ def apply_tx_result(dev: Device, plane: DataPlane[Any], res: BatchResult, now: f
 def apply_rx_result(dev: Device, plane: DataPlane[Any], res: BatchResult, now: float) -> list[Action]:
     """Run the receive-side hooks once per peer for a fast RX batch (receive_transport's tail)."""
     out: list[Action] = []
-    dev.drops.update(res.drops)
-    for ev in res.events:
-        peer = plane.peer_by_id(ev.peer_id)
-        if peer is None or not ev.messages:
-            continue
+    for ev, peer in _event_peers(dev, plane, res):
         if ev.endpoint is not None and ev.endpoint != peer.endpoint:
             peer.endpoint = ev.endpoint
             plane._pushed_ep[ev.peer_id] = ev.endpoint  # the native side already has it
