@@ -197,9 +197,8 @@ class Handshake:
     last_initiation_consumed: float | None = field(default=None, init=False)
     precomputed_static_static: bytes | None = field(default=None, init=False)
     """DH(our static, peer static); None without a key or with a low-order peer key."""
-    local_ephemeral: bytes | None = field(default=None, init=False)
+    local_ephemeral: X25519PrivateKey | None = field(default=None, init=False)
     remote_ephemeral: bytes | None = field(default=None, init=False)
-    _ephemeral_key: X25519PrivateKey | None = field(default=None, init=False)
     _chaining_key: bytes = field(default=_ZERO_KEY, init=False)
     _hash: bytes = field(default=_ZERO_KEY, init=False)
     _initial_hash: bytes = field(default=_ZERO_KEY, init=False)
@@ -243,7 +242,6 @@ class Handshake:
         self.remote_index = 0
         self.local_ephemeral = None
         self.remote_ephemeral = None
-        self._ephemeral_key = None
         self._chaining_key = _ZERO_KEY
         self._hash = _ZERO_KEY
 
@@ -270,8 +268,7 @@ class Handshake:
         h = hash_(h, encrypted_payload)
         self.clear()
         self.state = HandshakeState.INITIATION_CREATED
-        self.local_ephemeral = bytes(ephemeral_private)
-        self._ephemeral_key = key
+        self.local_ephemeral = key
         self._chaining_key, self._hash = c, h
         return ephemeral + encrypted_static + encrypted_payload
 
@@ -323,8 +320,7 @@ class Handshake:
         encrypted_payload = aead_seal(k, 0, payload, h)
         h = hash_(h, encrypted_payload)
         self.state = HandshakeState.RESPONSE_CREATED
-        self.local_ephemeral = bytes(ephemeral_private)
-        self._ephemeral_key = key
+        self.local_ephemeral = key
         self._chaining_key, self._hash = c, h
         return ephemeral + encrypted_payload
 
@@ -349,7 +345,7 @@ class Handshake:
         encrypted_payload = bytes(message[KEY_SIZE:])
         c = kdf1(self._chaining_key, ephemeral)
         h = hash_(self._hash, ephemeral)
-        c = kdf1(c, _dh(self._ephemeral_key or self.local_ephemeral, ephemeral))
+        c = kdf1(c, _dh(self.local_ephemeral, ephemeral))
         c = kdf1(c, _dh(self.local.key, ephemeral))
         c, tau, k = kdf3(c, self._psk())
         h = hash_(h, tau)
@@ -383,7 +379,6 @@ class Handshake:
         self.state = HandshakeState.ZEROED
         self.local_ephemeral = None
         self.remote_ephemeral = None
-        self._ephemeral_key = None
         self._chaining_key = _ZERO_KEY
         self._hash = _ZERO_KEY
         return keys
