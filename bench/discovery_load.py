@@ -37,6 +37,7 @@ import grpc  # noqa: E402
 import grpc.aio  # noqa: E402
 from google.protobuf.duration_pb2 import Duration  # noqa: E402
 
+from bench.common import proc_cpu  # noqa: E402
 from kubespan.discovery.proto import cluster_pb2 as pb  # noqa: E402
 from kubespan.discovery.rpc import ClusterStub  # noqa: E402
 
@@ -211,13 +212,6 @@ async def closed_loop(stubs: list[ClusterStub], clusters: int, per_cluster: int,
     return sent, time.monotonic() - start, errors
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all threads), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -277,14 +271,14 @@ async def run(args: argparse.Namespace) -> None:
             print(" | ".join(rows[-1]), flush=True)
 
         for rate in args.rates:
-            cpu0 = cpu_seconds(server.pid)
+            cpu0 = proc_cpu(server.pid)
             sent, elapsed, err = await open_loop(stubs, args.clusters, args.affiliates, rate, args.duration)
             await asyncio.sleep(1.0)  # let deliveries drain
-            row(f"open {rate:.0f}/s", sent, elapsed, err, cpu_seconds(server.pid) - cpu0)
-        cpu0 = cpu_seconds(server.pid)
+            row(f"open {rate:.0f}/s", sent, elapsed, err, proc_cpu(server.pid) - cpu0)
+        cpu0 = proc_cpu(server.pid)
         sent, elapsed, err = await closed_loop(stubs, args.clusters, args.affiliates, args.concurrency, args.duration)
         await asyncio.sleep(1.0)
-        row(f"closed x{args.concurrency}", sent, elapsed, err, cpu_seconds(server.pid) - cpu0)
+        row(f"closed x{args.concurrency}", sent, elapsed, err, proc_cpu(server.pid) - cpu0)
         for c in chans:
             await c.close(None)
     finally:
