@@ -50,7 +50,7 @@ import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -159,6 +159,9 @@ class NodeConfig:
 # --- typed access to untyped YAML --------------------------------------------------
 
 
+_T = TypeVar("_T")
+
+
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -168,41 +171,32 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _mapping(node: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
+def _typed(node: dict[str, Any], key: str, path: str, kind: type[_T], what: str, secret: bool = False) -> _T | None:
+    """``node[key]`` if it is a ``kind``; ``None`` when absent; a ConfigError naming ``what`` otherwise."""
     value = node.get(key)
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise ConfigError(_join(path, key), f"{_show(value)} is not a mapping")
+    if not isinstance(value, kind):
+        shown = "<redacted>" if secret else _show(value)
+        raise ConfigError(_join(path, key), f"{shown} is not {what}")
     return value
+
+
+def _mapping(node: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
+    return _typed(node, key, path, dict, "a mapping")
 
 
 def _bool(node: dict[str, Any], key: str, path: str, default: bool = False) -> bool:
-    value = node.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ConfigError(_join(path, key), f"{_show(value)} is not a boolean")
-    return value
+    value = _typed(node, key, path, bool, "a boolean")
+    return default if value is None else value
 
 
 def _str(node: dict[str, Any], key: str, path: str, secret: bool = False) -> str | None:
-    value = node.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        shown = "<redacted>" if secret else _show(value)
-        raise ConfigError(_join(path, key), f"{shown} is not a string")
-    return value
+    return _typed(node, key, path, str, "a string", secret)
 
 
 def _list(node: dict[str, Any], key: str, path: str) -> list[Any] | None:
-    value = node.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise ConfigError(_join(path, key), f"{_show(value)} is not a list")
-    return value
+    return _typed(node, key, path, list, "a list")
 
 
 def _cidrs(node: dict[str, Any], key: str, path: str) -> tuple[IPNetwork, ...]:
