@@ -53,7 +53,7 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
     if confirmed:
         dev.release_keypairs(dropped)
         send.handshake_complete(dev, peer)
-        send.send_staged(dev, peer, now, out) if peer.staged else None
+        send.send_staged(dev, peer, now, out)  # nothing staged: sends nothing
     send.keep_key_fresh_receiving(dev, peer, now, out)
     timers = peer.timers
     timers.timers_any_authenticated_packet_traversal(now)
