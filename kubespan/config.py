@@ -47,7 +47,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
