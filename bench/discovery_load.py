@@ -153,6 +153,15 @@ async def register(stubs: list[ClusterStub], clusters: int, per_cluster: int) ->
     await asyncio.gather(*(one(i, j) for i in range(clusters) for j in range(per_cluster)))
 
 
+async def update(stub: ClusterStub, rnd: random.Random, clusters: int, per_cluster: int) -> None:
+    """One timestamped data update of a random affiliate."""
+    i, j = rnd.randrange(clusters), rnd.randrange(per_cluster)
+    await stub.AffiliateUpdate(
+        pb.AffiliateUpdateRequest(cluster_id=cluster_id(i), affiliate_id=f"node-{j}", affiliate_data=payload(), ttl=TTL),
+        timeout=30,
+    )
+
+
 async def open_loop(stubs: list[ClusterStub], clusters: int, per_cluster: int, rate: float, duration: float) -> tuple[int, float, int]:
     """Send updates at ``rate``/s for ``duration`` s; returns (sent, elapsed, errors)."""
     rnd = random.Random(1)
@@ -162,13 +171,8 @@ async def open_loop(stubs: list[ClusterStub], clusters: int, per_cluster: int, r
 
     async def one(k: int) -> None:
         nonlocal errors
-        i, j = rnd.randrange(clusters), rnd.randrange(per_cluster)
         try:
-            await stubs[k % len(stubs)].AffiliateUpdate(
-                pb.AffiliateUpdateRequest(cluster_id=cluster_id(i), affiliate_id=f"node-{j}",
-                                          affiliate_data=payload(), ttl=TTL),
-                timeout=30,
-            )
+            await update(stubs[k % len(stubs)], rnd, clusters, per_cluster)
         except grpc.aio.AioRpcError:
             errors += 1
         finally:
@@ -196,13 +200,8 @@ async def closed_loop(stubs: list[ClusterStub], clusters: int, per_cluster: int,
     async def worker(w: int) -> None:
         nonlocal sent, errors
         while time.monotonic() < end:
-            i, j = rnd.randrange(clusters), rnd.randrange(per_cluster)
             try:
-                await stubs[w % len(stubs)].AffiliateUpdate(
-                    pb.AffiliateUpdateRequest(cluster_id=cluster_id(i), affiliate_id=f"node-{j}",
-                                              affiliate_data=payload(), ttl=TTL),
-                    timeout=30,
-                )
+                await update(stubs[w % len(stubs)], rnd, clusters, per_cluster)
                 sent += 1
             except grpc.aio.AioRpcError:
                 errors += 1
