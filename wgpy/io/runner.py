@@ -273,11 +273,11 @@ class Runner:
             self._unregister_bind(old)
         old.close()
         self.bind = new_bind
-        if self.fast is not None:
-            if self._loop is not None:
+        if self._loop is not None:
+            if self.fast is not None:
                 self.fast.start(self._loop)
-        elif self._loop is not None:
-            self._register_bind(new_bind)
+            else:
+                self._register_bind(new_bind)
         log.info("listening on UDP port %d", new_bind.port)
 
     def set_link(self, running: bool) -> None:
