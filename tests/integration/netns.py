@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -341,10 +339,3 @@ def wrapper_bin(tmp: Path) -> Path:
     script.chmod(0o755)
     return bindir
 
-
-def have(tool: str) -> bool:
-    return shutil.which(tool) is not None
-
-
-def tmpdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="wgpyt-"))
