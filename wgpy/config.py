@@ -19,7 +19,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Endpoint = tuple[str, int]
 """A UDP endpoint as (numeric IP string, port); IPv6 without brackets."""
 
-UNSET = None
 
 
 @dataclass(slots=True)
@@ -76,36 +75,6 @@ def check_endpoint(endpoint: Endpoint) -> Endpoint:
     return endpoint
 
 
-def parse_endpoint(text: str) -> Endpoint:
-    """Parse ``1.2.3.4:51820`` or ``[fd00::1]:51820`` into an Endpoint."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-    else:
-        host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or len(port) > 5:
-        raise ConfigError(f"bad endpoint {text!r}")
-    if "%" in host:
-        host = host.split("%", 1)[0]
-    return check_endpoint((str(ipaddress.ip_address(host)) if _is_ip(host) else host, int(port)))
-
-
 def format_endpoint(endpoint: Endpoint) -> str:
     host, port = endpoint
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def parse_network(text: str) -> IPNetwork:
-    """Parse a CIDR (host bits allowed, they are masked) or a bare IP."""
-    try:
-        return ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError as exc:
-        raise ConfigError(f"bad allowed IP {text!r}") from exc
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
