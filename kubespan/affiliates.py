@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .config import NodeConfig
-from .discovery.protocol import Affiliate, ControlPlane, Endpoint, IPAddress, KubeSpan
+from .discovery.protocol import Affiliate, ControlPlane, Endpoint, IPAddress, KubeSpan, normalize_machine_type
 from .filters import IPNetwork, filter_ips
 from .identity import ULA_PURPOSE_SIDEROLINK, Identity, is_ula
 from .peers import SpecInput
@@ -179,7 +179,7 @@ def from_remote(affiliate: Affiliate, endpoints: Sequence[Endpoint]) -> Affiliat
         addresses=affiliate.addresses,
         hostname=affiliate.hostname,
         nodename=affiliate.nodename,
-        machine_type=_machine_type(affiliate.machine_type),
+        machine_type=normalize_machine_type(affiliate.machine_type),
         operating_system=affiliate.operating_system,
         public_key=ks.public_key if ks is not None else "",
         kubespan_address=ks.address if ks is not None else None,
@@ -188,12 +188,6 @@ def from_remote(affiliate: Affiliate, endpoints: Sequence[Endpoint]) -> Affiliat
         endpoints=tuple(endpoints) if ks is not None else (),
         control_plane=affiliate.control_plane,
     )
-
-
-def _machine_type(value: str) -> str:
-    if value in ("", "join"):
-        return "worker"
-    return value if value in ("controlplane", "worker", "init") else "unknown"
 
 
 def raw_affiliates(
