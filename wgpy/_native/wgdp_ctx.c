@@ -281,7 +281,7 @@ static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t len, uint8_t *out,
                      uint32_t cap, uint32_t *peer_out, wgdp_addr *ep_out, wgdp_result *res)
 {
-    uint8_t addr[16] = {0};
+    const uint8_t *addr;
     int family, fast;
     int64_t id;
     struct wgdp_peer *peer;
@@ -291,14 +291,14 @@ int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t 
     uint32_t seq;
     family = len ? pkt[0] >> 4 : 0;
     if (family == 4 && len >= 20)
-        memcpy(addr, pkt + 16, 4);
+        addr = pkt + 16;
     else if (family == 6 && len >= 40)
-        memcpy(addr, pkt + 24, 16);
+        addr = pkt + 24;
     else {
         res->drops[WGDP_DROP_INVALID_INNER_PACKET]++;
         return 0;
     }
-    id = ctx->routes ? wgdp_route_find(ctx->routes, family, addr) : -1;
+    id = wgdp_route_find(ctx->routes, family, addr);  /* reads 4 or 16 bytes; no table: -1 */
     peer = id >= 0 ? wgdp_peer_get(ctx, (uint32_t)id) : NULL;
     if (!peer) {
         res->drops[WGDP_DROP_NO_ROUTE]++;
@@ -361,7 +361,6 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
     wgdp_event *ev;
     int64_t plen, owner;
     uint32_t ilen, index;
-    uint8_t saddr[16] = {0};
     if (len < 4) {
         res->drops[WGDP_DROP_MALFORMED]++;
         return 0;
@@ -425,13 +424,10 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
         res->drops[WGDP_DROP_INVALID_INNER_PACKET]++;
         return 0;
     }
-    if (out[0] >> 4 == 4) {
-        memcpy(saddr, out + 12, 4);
-        owner = wgdp_route_find(ctx->routes, 4, saddr);
-    } else {
-        memcpy(saddr, out + 8, 16);
-        owner = wgdp_route_find(ctx->routes, 6, saddr);
-    }
+    if (out[0] >> 4 == 4)
+        owner = wgdp_route_find(ctx->routes, 4, out + 12);
+    else
+        owner = wgdp_route_find(ctx->routes, 6, out + 8);
     if (owner != (int64_t)kp->peer_id) {
         res->drops[WGDP_DROP_DISALLOWED_SOURCE]++;
         return 0;
