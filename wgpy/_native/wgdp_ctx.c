@@ -387,7 +387,8 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
         res->drops[WGDP_DROP_UNKNOWN_INDEX]++;
         return 0;
     }
-    if (!atomic_load(&kp->fast_rx) || !wgdp_peer_get(ctx, kp->peer_id)) {
+    peer = wgdp_peer_get(ctx, kp->peer_id);
+    if (!atomic_load(&kp->fast_rx) || !peer) {
         push_slow(res, msg, len, 0, 0, src);
         return 0;
     }
@@ -410,7 +411,6 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
     ev->messages++;
     ev->bytes += len;
     ev->endpoint = *src;
-    peer = wgdp_peer_get(ctx, kp->peer_id);
     pthread_mutex_lock(&peer->lock);
     if (memcmp(&peer->ep, src, sizeof(*src)))
         peer->ep = *src;
