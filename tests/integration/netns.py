@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from wgpy.io.unixsock import is_live
 from wgpy.keys import PrivateKey
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,15 +115,7 @@ def start_daemon(ns: Netns, ifname: str, kind: str, logdir: Path, env: dict[str,
 
 
 def uapi_ready(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(1)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
+    return is_live(str(path))
 
 
 def uapi_request(path: Path, request: bytes, timeout: float = 5) -> bytes:
@@ -338,4 +331,3 @@ def wrapper_bin(tmp: Path) -> Path:
     script.write_text(f"#!/bin/sh\nPYTHONPATH={REPO} exec {PYTHON} -m wgpy \"$@\"\n")
     script.chmod(0o755)
     return bindir
-
