@@ -31,7 +31,7 @@ import yaml
 
 from .api import API_SOCKET_ENV, DEFAULT_API_SOCKET, request
 from .errors import KubespanError
-from .resources import ResourceType, resolve_type
+from .resources import RESOURCE_TYPES, ResourceType, resolve_type
 
 __all__ = ["COLUMNS", "render", "render_table", "run"]
 
@@ -95,9 +95,7 @@ def run(resource_name: str, output: str = "table", api_socket: str | None = None
     """``kubespan get``: print the resources; raise ``KubespanError`` on failure."""
     rtype = resolve_type(resource_name)
     if rtype is None:
-        known = ", ".join(t.aliases[0] for t in (resolve_type(n) for n in (
-            "identities", "peerspecs", "peerstatuses", "endpoints", "affiliates", "members", "nodeidentities"))
-            if t is not None)
+        known = ", ".join(t.aliases[0] for t in RESOURCE_TYPES)
         raise KubespanError(f"unknown resource {resource_name!r} (one of: {known})")
     reply = request(socket_path(api_socket), rtype.type)
     items = reply.get("items")
