@@ -50,7 +50,9 @@ Addr = tuple[int, bytes, int]
 _INDEX = struct.Struct("<I")
 _HANDSHAKE_SIZES = {1: INITIATION_SIZE, 2: RESPONSE_SIZE, 3: COOKIE_REPLY_SIZE}
 
-IO_DROP_NAMES = {9: "udp-send", 10: "tun-write", 12: "slow-overflow"}
+IO_DROP_NAMES = {
+    _native.IO_SEND: "udp-send", _native.IO_TUN_WRITE: "tun-write", _native.SLOW_OVERFLOW: "slow-overflow",
+}
 
 
 def endpoint_to_addr(endpoint: Endpoint | None) -> Addr | None:
