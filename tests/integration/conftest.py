@@ -74,8 +74,7 @@ class Pair:
               env: dict[str, str] | None = None) -> tuple[Side, Side]:
         sides = []
         for ns, kind, role, i, port in ((self.a, kind_a, "a", 0, port_a), (self.b, kind_b, "b", 1, port_b)):
-            daemon = start_daemon(ns, self.ifname(role), kind, self.tmp, env)
-            self.daemons.append(daemon)
+            daemon = self.add_daemon(ns, kind, role, env)
             sides.append(Side(ns, daemon, gen_key(), port, TUN4[i], TUN6[i], UNDER4[i], UNDER6[i]))
         return sides[0], sides[1]
 
