@@ -36,7 +36,7 @@ from wgpy.keys import PresharedKey, PublicKey
 
 from . import specs
 from .affiliates import AffiliateSpec, NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
-from .api import ApiServer
+from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config
 from .controller import (
     FWMARK_WIREGUARD, LINK_NAME, LISTEN_PORT, Desired, DesiredPeer, PeerChange, diff_peers,
@@ -68,7 +68,7 @@ _SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
 class AgentOptions:
     config_path: str
     state_dir: str = DEFAULT_STATE_DIR
-    api_socket: str = "/run/kubespan/agent.sock"
+    api_socket: str = DEFAULT_API_SOCKET
     uapi_socket: str | None = DEFAULT_UAPI_SOCKET
     reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
     mac: str | None = None
