@@ -272,7 +272,8 @@ def parse_uapi_endpoint(text: str) -> Endpoint:
             raise UapiError(EINVAL, "endpoint: IPv6 needs brackets")
     if not sep or not port or len(port) > 5 or not _DIGITS.issuperset(port) or not 0 < int(port) <= 65535:
         raise UapiError(EINVAL, "endpoint: bad port")
-    host = host.split("%", 1)[0] if "%" in host and host.count("%") == 1 else host
+    if host.count("%") == 1:
+        host = host.split("%", 1)[0]
     try:
         ip = ipaddress.ip_address(host)
     except ValueError as exc:
