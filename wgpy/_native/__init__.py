@@ -252,10 +252,6 @@ class Result:
     def reset(self) -> None:
         lib.wgdp_result_reset(self.c)
 
-    def empty(self) -> bool:
-        c = self.c
-        return not (c.n_events or c.n_slow or any(c.drops[i] for i in range(13)))
-
     def events(self) -> list[tuple[int, int, int, int, Addr]]:
         """(peer_id, messages, data, bytes, endpoint) per peer."""
         return [(int(e.peer_id), int(e.messages), int(e.data), int(e.bytes), _addr_out(e.endpoint))
@@ -268,11 +264,7 @@ class Result:
                 for s in (self.c.slow[i] for i in range(self.c.n_slow))]
 
     def drops(self) -> dict[int, int]:
-        return {i: int(self.c.drops[i]) for i in range(1, 13) if self.c.drops[i]}
-
-    @property
-    def packets(self) -> int:
-        return int(self.c.packets)
+        return {i: int(self.c.drops[i]) for i in range(1, lib.WGDP_DROP_COUNT) if self.c.drops[i]}
 
 
 class Context:
