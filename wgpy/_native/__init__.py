@@ -97,7 +97,7 @@ def padded_length(length: int, mtu: int) -> int:
 
 
 def tso_split(data: bytes, max_packets: int = 1024) -> list[bytes] | None:
-    """Split one virtio-net-header TUN read into IP packets (twin: wgpy.dataplane.tso_split)."""
+    """Split one virtio-net-header TUN read into IP packets (twin: wgpy.offload.tso_split)."""
     _require()
     stride = 65536
     out = ffi.new("uint8_t[]", stride * max_packets)
