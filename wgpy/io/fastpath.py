@@ -110,7 +110,8 @@ class FastPath:
                  "on" if gso else "off", "on" if gro else "off", "on" if self.runner.tun.vnet_hdr else "off")
 
     def stop(self) -> None:
-        """Stop both threads and wait for them (at most one poll interval), then drain."""
+        """Stop both threads and wait for them (at most one poll interval); what they published stays in the
+        mailbox for the next drain (``flush`` or a restart)."""
         self.plane.ctx.stop(True)
         for thread in self._threads:
             if thread is not threading.current_thread():
