@@ -10,8 +10,8 @@ device installs state through ``new_keypair`` (its keypair factory),
 ``sync_config`` (after every ``apply``).  A batch hands back, besides its
 output, the items only Python may handle ("slow": handshake messages,
 ``next`` keypairs, peers without a usable keypair or with
-staged packets) and one ``PeerEvent`` per peer, which ``apply_tx_events`` /
-``apply_rx_events`` turn into the timer hooks, byte counters and roaming of
+staged packets) and one ``PeerEvent`` per peer, which ``apply_tx_result`` /
+``apply_rx_result`` turn into the timer hooks, byte counters and roaming of
 wireguard.md §6/§8 -- once per peer per batch, not per packet.
 
 ``fast_tx`` ordering rule: a packet handed back as slow clears the peer's
