@@ -219,7 +219,7 @@ class Node:
     """The address the internet sees (the NAT router's WAN address behind NAT)."""
     mac: str
     nat: NatRouter | None = None
-    agent: Agent | None = None
+    agent: Proc | None = None
 
     home: Path = Path(".")
     """Per-node directory: config, state dir, API socket."""
@@ -235,11 +235,6 @@ class Node:
     @property
     def api_socket(self) -> Path:
         return self.home / "api.sock"
-
-
-@dataclasses.dataclass
-class Agent(Proc):
-    node: Node | None = None
 
 
 @dataclasses.dataclass
@@ -526,7 +521,7 @@ class Lab:
     # --- agents -------------------------------------------------------------------------------------
 
     def start_agent(self, node: Node, config: str | None = None, *, reconcile_interval: float = 1.0,
-                    extra_args: Sequence[str] = (), wait: float = 30, log_level: str = "info") -> Agent:
+                    extra_args: Sequence[str] = (), wait: float = 30, log_level: str = "info") -> Proc:
         """Start ``kubespan agent`` for ``node`` (config text: ``node_config(node)`` by default; the
         previous config and state dir are reused when ``config`` is None and one was written)."""
         if node.agent is not None and node.agent.alive():
@@ -540,14 +535,9 @@ class Lab:
                 str(node.state_dir), "--api-socket", str(node.api_socket), "--uapi-socket", "none",
                 "--reconcile-interval", str(reconcile_interval), "--mac", node.mac, "--log-level", log_level,
                 *extra_args]
-        log = self.workdir / f"agent-{node.name}.log"
-        with open(log, "ab") as out:
+        with open(self.workdir / f"agent-{node.name}.log", "ab") as out:
             out.write(f"==== start {time.strftime('%H:%M:%S')}: {' '.join(argv)}\n".encode())
-            popen = subprocess.Popen(node.ns.argv(argv), stdout=out, stderr=subprocess.STDOUT, env=child_env(),
-                                     cwd=str(self.workdir), start_new_session=True)
-        agent = Agent(f"agent-{node.name}", popen, log, node)
-        self.procs.append(agent)
-        node.agent = agent
+        agent = node.agent = self.spawn(node.ns, f"agent-{node.name}", argv)
 
         def ready() -> bool:
             if not agent.alive():
@@ -561,8 +551,7 @@ class Lab:
     def stop_agent(self, node: Node, timeout: float = 15) -> int | None:
         if node.agent is None:
             return None
-        code = node.agent.stop(timeout)
-        return code
+        return node.agent.stop(timeout)
 
     def get(self, node: Node, kind: str, *, check: bool = True) -> list[dict[str, Any]]:
         """``kubespan get KIND -o json`` against ``node``'s agent."""
