@@ -15,7 +15,7 @@ from typing import Any
 
 from .affiliates import AffiliateSpec, Member
 from .controller import HarvestedEndpoint
-from .discovery.protocol import ControlPlane, Endpoint
+from .discovery.protocol import ControlPlane
 from .identity import Identity
 from .peers import PeerSpec, PeerStatus
 
@@ -33,8 +33,9 @@ def format_time(when: float | None) -> str:
     return stamp.isoformat().replace("+00:00", "Z")
 
 
-def _ep(endpoint: Endpoint | None) -> str:
-    return str(endpoint) if endpoint is not None else ""
+def _text(value: object | None) -> str:
+    """``str(value)``, ``""`` for a missing endpoint or address."""
+    return str(value) if value is not None else ""
 
 
 def identity_spec(identity: Identity) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def node_identity_spec(node_id: str) -> dict[str, Any]:
 def peer_spec(spec: PeerSpec) -> dict[str, Any]:
     """``KubeSpanPeerSpecs`` (ID = public key)."""
     return {
-        "address": str(spec.address) if spec.address is not None else "",
+        "address": _text(spec.address),
         "allowedIPs": [str(n) for n in spec.allowed_ips],
         "endpoints": [str(e) for e in spec.endpoints],
         "label": spec.label,
@@ -64,13 +65,13 @@ def peer_spec(spec: PeerSpec) -> dict[str, Any]:
 def peer_status_spec(status: PeerStatus) -> dict[str, Any]:
     """``KubeSpanPeerStatuses`` (ID = public key); ``state`` as text."""
     return {
-        "endpoint": _ep(status.endpoint),
+        "endpoint": _text(status.endpoint),
         "label": status.label,
         "state": status.state.value,
         "receiveBytes": status.receive_bytes,
         "transmitBytes": status.transmit_bytes,
         "lastHandshakeTime": format_time(status.last_handshake_time),
-        "lastUsedEndpoint": _ep(status.last_used_endpoint),
+        "lastUsedEndpoint": _text(status.last_used_endpoint),
         "lastEndpointChange": format_time(status.last_endpoint_change),
     }
 
@@ -100,7 +101,7 @@ def affiliate_spec(aff: AffiliateSpec) -> dict[str, Any]:
     if aff.public_key:
         out["kubespan"] = {
             "publicKey": aff.public_key,
-            "address": str(aff.kubespan_address) if aff.kubespan_address is not None else "",
+            "address": _text(aff.kubespan_address),
             "additionalAddresses": [str(n) for n in aff.additional_addresses],
             "endpoints": [str(e) for e in aff.endpoints],
             "excludeAdvertisedNetworks": [str(n) for n in aff.exclude_advertised_networks],
