@@ -200,8 +200,13 @@ def host_prefix(ip: IPAddress) -> IPNetwork:
 
 def minimal_prefixes(nets: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:
     """The minimal list of prefixes covering ``nets``: IPv4 first, each family sorted."""
-    v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
-    v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
+    for n in nets:  # one pass: ``nets`` may be an iterator
+        if isinstance(n, ipaddress.IPv4Network):
+            v4.append(n)
+        else:
+            v6.append(n)
     out: list[IPNetwork] = []
     out.extend(ipaddress.collapse_addresses(v4))
     out.extend(ipaddress.collapse_addresses(v6))
