@@ -86,7 +86,9 @@ def _open_tun(name: str) -> TunDevice:
     fd = os.environ.get(ENV_TUN_FD)
     if fd:
         return TunDevice.from_fd(int(fd))
-    return TunDevice.create(name, DEFAULT_MTU)
+    from .interface import open_tun  # imported late: the CLI's --version stays light
+
+    return open_tun(name, DEFAULT_MTU)
 
 
 def _open_uapi(name: str) -> socket.socket:

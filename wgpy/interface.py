@@ -30,6 +30,7 @@ from .config import DeviceUpdate, Endpoint, IPNetwork, PeerUpdate
 from .constants import DEFAULT_MTU
 from .device import Device
 from .errors import ConfigError, DropReason, UapiError
+from .io import fastpath
 from .io.runner import Runner
 from .io.tun_linux import LinkEvent, LinkWatcher, TunDevice
 from .io.uapi_server import UapiServer, open_uapi_socket
@@ -60,6 +61,12 @@ def _checked(build: Callable[[], DeviceUpdate]) -> DeviceUpdate:
         return build()
     except ConfigError as exc:
         raise UapiError(errno.EINVAL, str(exc)) from exc
+
+
+def open_tun(name: str, mtu: int = DEFAULT_MTU) -> TunDevice:
+    """Create TUN ``name`` as ``Interface.create`` does: with virtio-net offload when the native data plane
+    will serve it (``wgpy.io.fastpath.tun_offload_wanted``)."""
+    return TunDevice.create(name, mtu, offload=fastpath.tun_offload_wanted())
 
 
 class _Base:
@@ -186,7 +193,7 @@ class Interface(_Base):
                      uapi: bool | socket.socket = False) -> Interface:
         """Create TUN ``name`` (or adopt ``tun``), bind UDP, optionally serve UAPI."""
         if tun is None:
-            tun = TunDevice.create(name, mtu)
+            tun = open_tun(name, mtu)
         device = Device(rng=os.urandom, wall_clock=time.time, mtu=tun.mtu())
         bind = UdpBind.open(listen_port)
         self = cls(device, Runner(device, bind, tun=tun), tun)

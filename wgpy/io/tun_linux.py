@@ -1,38 +1,40 @@
-"""Linux TUN device: open ``/dev/net/tun`` with ``IFF_TUN|IFF_NO_PI``.
+"""Linux TUN device: ``IFF_TUN|IFF_NO_PI`` (and ``IFF_VNET_HDR`` when asked).
 
-Contract: owns the TUN file descriptor and the ioctls around it (create or
-adopt an fd, read the name back, set the MTU, read the link flags).  It does
-not bring the link up: like wireguard-go, that is left to ``ip``/``wg-quick``.
-Reads and writes are non-blocking single packets; the caller batches.  When
-the native fast path will serve it (``fastpath.tun_offload_wanted()``), the
-TUN is opened with ``IFF_VNET_HDR`` and TSO/checksum offload
-(``TUNSETOFFLOAD``); ``read``/``write`` then strip/add the virtio-net header
-themselves (splitting a TSO read with ``wgpy.offload``).  The
-interface disappears when the last fd is closed (the device is not
-persistent), which is how the daemon removes its interface on exit.
+Contract: owns the TUN file descriptor.  python-pytun (``pytun.TunTapDevice``)
+creates and names the device and sets its first MTU; what pytun lacks is done
+here by hand: ``TUNSETOFFLOAD``, adopting an inherited fd (``WG_TUN_FD``,
+``TUNGETIFF``), reading the MTU and link flags by name (also for an adopted
+fd), and the rtnetlink link events (``LinkWatcher``).  It does not bring the
+link up: like wireguard-go, that is left to ``ip``/``wg-quick``.  Reads and
+writes are non-blocking single packets; the caller batches.  With
+``offload=True`` (the caller decides: ``wgpy.interface`` asks for it when the
+native data plane will serve the device) the TUN is opened with
+``IFF_VNET_HDR`` and TSO/checksum offload; ``read``/``write`` then strip/add
+the virtio-net header themselves (splitting a TSO read with
+``wgpy.offload``).  The fd is close-on-exec.  The interface disappears when
+the last fd is closed (the device is not persistent), which is how the daemon
+removes its interface on exit.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import fcntl
 import os
 import socket
-import collections
 import struct
 
-TUNSETIFF = 0x400454CA
+import pytun
+
+from ..offload import tso_split
+
 TUNGETIFF = 0x800454D2
-IFF_TUN = 0x0001
-IFF_NO_PI = 0x1000
-IFF_VNET_HDR = 0x4000
 TUNSETOFFLOAD = 0x400454D0
 TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
 VNET_HDR_LEN = 10
 SIOCGIFFLAGS = 0x8913
 SIOCGIFMTU = 0x8921
-SIOCSIFMTU = 0x8922
-SIOCGIFINDEX = 0x8933
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 IFNAMSIZ = 16
@@ -45,43 +47,39 @@ GONE_ERRNOS = frozenset({errno.EBADFD, errno.EIO, errno.ENXIO, errno.ENODEV, err
 class TunDevice:
     """An open TUN interface (fd non-blocking, packets without a PI header)."""
 
-    def __init__(self, fd: int, name: str, vnet_hdr: bool = False) -> None:
+    def __init__(self, fd: int, name: str, vnet_hdr: bool = False, owner: pytun.TunTapDevice | None = None) -> None:
         self.fd = fd
         self.name = name
         self.vnet_hdr = vnet_hdr
         """Reads and writes carry a virtio-net header (IFF_VNET_HDR)."""
+        self._owner = owner
+        """The pytun device that created ``fd`` (it closes it), or None for an adopted fd."""
         self._pending: collections.deque[bytes] = collections.deque()
         os.set_blocking(fd, False)
+        os.set_inheritable(fd, False)
 
     @classmethod
-    def create(cls, name: str, mtu: int | None = None, offload: bool | None = None) -> TunDevice:
+    def create(cls, name: str, mtu: int | None = None, offload: bool = False) -> TunDevice:
         """Create (or attach to) TUN interface ``name``; set its MTU if given.
 
-        ``offload`` (default: when the native fast path will serve it) opens it
-        with IFF_VNET_HDR and asks for checksum + TSO offload.
+        ``offload`` opens it with IFF_VNET_HDR and asks for checksum + TSO
+        offload (an older kernel that refuses them still gets the headers).
         """
         check_ifname(name)
-        if offload is None:
-            from .fastpath import tun_offload_wanted
-            offload = tun_offload_wanted()
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if offload else 0)
+        owner = pytun.TunTapDevice(name=name, flags=flags)
         try:
-            flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
-            ifr = struct.pack("16sH22x", name.encode(), flags)
-            res = fcntl.ioctl(fd, TUNSETIFF, ifr)
-            real = res[:IFNAMSIZ].split(b"\0", 1)[0].decode()
             if offload:
                 try:
-                    fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+                    fcntl.ioctl(owner.fileno(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
                 except OSError:
                     pass  # headers without offloads: every read is a plain packet
-            dev = cls(fd, real, vnet_hdr=bool(offload))
             if mtu is not None:
-                dev.set_mtu(mtu)
+                owner.mtu = mtu
+            return cls(owner.fileno(), owner.name, vnet_hdr=offload, owner=owner)
         except BaseException:
-            os.close(fd)
+            owner.close()
             raise
-        return dev
 
     @classmethod
     def from_fd(cls, fd: int) -> TunDevice:
@@ -89,23 +87,18 @@ class TunDevice:
         res = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
         name = res[:IFNAMSIZ].split(b"\0", 1)[0].decode()
         flags = struct.unpack_from("H", res, IFNAMSIZ)[0]
-        os.set_inheritable(fd, False)
-        return cls(fd, name, vnet_hdr=bool(flags & IFF_VNET_HDR))
+        return cls(fd, name, vnet_hdr=bool(flags & pytun.IFF_VNET_HDR))
 
     def read(self) -> bytes:
         """One packet; raises BlockingIOError when none is ready."""
         if not self.vnet_hdr:
             return os.read(self.fd, READ_SIZE)
         while not self._pending:
-            from ..offload import tso_split
             self._pending.extend(tso_split(os.read(self.fd, READ_SIZE + VNET_HDR_LEN)) or ())
         return self._pending.popleft()
 
     def write(self, packet: bytes) -> None:
         os.write(self.fd, bytes(VNET_HDR_LEN) + packet if self.vnet_hdr else packet)
-
-    def set_mtu(self, mtu: int) -> None:
-        _ifreq_ioctl(SIOCSIFMTU, struct.pack("16si20x", self.name.encode(), mtu))
 
     def mtu(self) -> int:
         res = _ifreq_ioctl(SIOCGIFMTU, struct.pack("16s24x", self.name.encode()))
@@ -124,7 +117,10 @@ class TunDevice:
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            if self._owner is not None:
+                self._owner.close()
+            else:
+                os.close(self.fd)
             self.fd = -1
 
 
