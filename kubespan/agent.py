@@ -29,10 +29,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from wgpy.config import DeviceUpdate, PeerUpdate
-from wgpy.interface import Interface
-from wgpy.io.uapi_server import UapiInUse, open_uapi_socket
-from wgpy.keys import PresharedKey, PublicKey
+from wgpy import DeviceUpdate, Interface, PeerUpdate, PresharedKey, PublicKey, UapiInUse, open_uapi_socket
 
 from . import specs
 from .affiliates import AffiliateSpec, NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates

@@ -26,7 +26,7 @@ import os
 import socket
 from typing import Any
 
-from wgpy.io.unixsock import SocketInUse, listen_private
+from wgpy import SocketInUse, listen_private
 
 from .errors import KubespanError
 from .resources import ResourceStore, resolve_type

@@ -1,14 +1,19 @@
 """wgpy: a userspace WireGuard for Linux.
 
 The public API is re-exported here; every other module is an implementation
-detail unless its docstring says otherwise.  ``Interface``, ``PacketInterface``
-and ``PeerStats`` (the asyncio shell) are imported lazily so that
-``import wgpy`` for the sans-IO engine does not pull in asyncio.
+detail unless its docstring says otherwise.  The asyncio shell's names --
+``Interface``, ``PacketInterface``, ``PeerStats``, the UAPI socket
+(``open_uapi_socket``, ``UapiInUse``) and the owner-only unix socket helper
+(``listen_private``, ``SocketInUse``) -- are imported lazily, so that
+``import wgpy`` for the sans-IO engine does not pull in asyncio or sockets.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+import importlib
+from typing import TYPE_CHECKING
 
 from .config import DeviceUpdate, PeerUpdate
 from .device import Device, SendDatagram, WriteTun
@@ -17,17 +22,28 @@ from .errors import (
 )
 from .keys import PresharedKey, PrivateKey, PublicKey
 
+if TYPE_CHECKING:
+    from .interface import Interface, PacketInterface, PeerStats
+    from .io.uapi_server import UapiInUse, open_uapi_socket
+    from .io.unixsock import SocketInUse, listen_private
+
 __all__ = [
     "__version__",
     "WgpyError", "ConfigError", "UapiError", "MessageError", "HandshakeError", "StateError", "NativeError",
     "DropReason", "PrivateKey", "PublicKey", "PresharedKey", "DeviceUpdate", "PeerUpdate",
     "Device", "SendDatagram", "WriteTun", "Interface", "PacketInterface", "PeerStats",
+    "UapiInUse", "open_uapi_socket", "SocketInUse", "listen_private",
 ]
+
+_LAZY = {
+    "Interface": ".interface", "PacketInterface": ".interface", "PeerStats": ".interface",
+    "UapiInUse": ".io.uapi_server", "open_uapi_socket": ".io.uapi_server",
+    "SocketInUse": ".io.unixsock", "listen_private": ".io.unixsock",
+}
 
 
 def __getattr__(name: str) -> object:
-    if name in ("Interface", "PacketInterface", "PeerStats"):
-        from . import interface
-
-        return getattr(interface, name)
-    raise AttributeError(f"module 'wgpy' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wgpy' has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
