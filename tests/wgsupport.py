@@ -8,7 +8,8 @@ import struct
 from dataclasses import dataclass, field
 
 from wgpy.config import DeviceUpdate, Endpoint, PeerUpdate
-from wgpy.device import Device, SendDatagram, WriteTun
+from wgpy.actions import Action, SendDatagram, Unreachable, WriteTun
+from wgpy.device import Device
 from wgpy.keys import PresharedKey, PrivateKey
 
 WALL_EPOCH = 1_700_000_000.0
@@ -61,6 +62,7 @@ class Node:
     addr6: str
     tun: list[bytes] = field(default_factory=list)
     sent: list[SendDatagram] = field(default_factory=list)
+    unreachable: list[bytes] = field(default_factory=list)
 
 
 class DevicePair:
@@ -95,10 +97,12 @@ class DevicePair:
     def other(self, node: Node) -> Node:
         return self.b if node is self.a else self.a
 
-    def collect(self, node: Node, actions: list[SendDatagram | WriteTun]) -> None:
+    def collect(self, node: Node, actions: list[Action]) -> None:
         for act in actions:
             if isinstance(act, WriteTun):
                 node.tun.append(act.packet)
+            elif isinstance(act, Unreachable):
+                node.unreachable.append(act.packet)
             else:
                 node.sent.append(act)
                 dst = self.other(node)

@@ -189,14 +189,17 @@ class DataPlane(Generic[K]):
         return self._make_keypair(send_key, receive_key, local_index, remote_index, is_initiator, created,
                                   peer, self.peer_id(peer))
 
+    def set_mtu(self, mtu: int) -> None:
+        """Pad sealed messages for ``mtu`` (pushed when it changes)."""
+        if mtu != self._mtu:
+            self._mtu = mtu
+            self._set_mtu(mtu)
+
     def sync_peer(self, dev: Device, peer: Peer) -> None:
         """Mirror one peer's fast-path state after the engine touched it."""
         if peer not in self._ids and dev.peer(peer.public_key) is not peer:
             return
         pid = self.peer_id(peer)
-        if dev.mtu != self._mtu:
-            self._mtu = dev.mtu
-            self._set_mtu(dev.mtu)
         if peer.endpoint != self._pushed_ep.get(pid):
             self._pushed_ep[pid] = peer.endpoint
             self._peer_set_endpoint(pid, endpoint_to_addr(peer.endpoint))

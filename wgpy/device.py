@@ -5,7 +5,10 @@ identity, peers, allowed IPs, index table, cookie checker, handshake queue,
 timers) and never touches a socket, a file descriptor, a clock or an RNG.
 Inputs are the UAPI-shaped ``apply(DeviceUpdate)``, ``datagrams_received``,
 ``tun_packets`` and ``handle_timeout(now)``; each returns a list of actions
-(``SendDatagram`` to a UDP endpoint, ``WriteTun`` to the TUN device).
+(``SendDatagram`` to a UDP endpoint, ``WriteTun`` to the TUN device,
+``Unreachable`` for a TUN packet no peer owns).  A data plane, if any, is
+given at construction (``Device(..., dataplane=...)``) and kept in sync by
+the device.
 ``next_deadline()`` tells the caller when to call ``handle_timeout`` next.
 Remote input never raises: it is dropped and counted in ``drops``.
 
@@ -23,7 +26,7 @@ import heapq
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from .actions import Action, SendDatagram, WriteTun
+from .actions import Action, SendDatagram, Unreachable, WriteTun
 from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
 from .constants import (
@@ -38,7 +41,7 @@ from .keys import PrivateKey, PublicKey
 from .messages import HANDSHAKE_SIZES
 from .peer import Peer
 from .ratelimiter import RateLimiter
-from . import receive, send
+from . import icmp, receive, send
 
 if TYPE_CHECKING:
     from .dataplane import DataPlane
@@ -48,7 +51,7 @@ log = logging.getLogger("wgpy.device")
 HANDSHAKE_BUDGET = 16
 """Handshake messages processed per call; the rest wait in the queue."""
 
-__all__ = ["Device", "Action", "SendDatagram", "WriteTun", "HANDSHAKE_BUDGET"]
+__all__ = ["Device", "Action", "SendDatagram", "WriteTun", "Unreachable", "HANDSHAKE_BUDGET"]
 
 
 class Device:
@@ -66,6 +69,7 @@ class Device:
         self.dataplane = dataplane
         """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path."""
         self.wall_clock = wall_clock
+        self._mtu = 0
         self.mtu = mtu
         self.listen_port = 0
         self.fwmark = 0
@@ -84,6 +88,17 @@ class Device:
         self._last_now = 0.0
 
     # ------------------------------------------------------------------ config
+    @property
+    def mtu(self) -> int:
+        """The TUN MTU transport messages are padded for (the data plane follows it)."""
+        return self._mtu
+
+    @mtu.setter
+    def mtu(self, mtu: int) -> None:
+        self._mtu = mtu
+        if self.dataplane is not None:
+            self.dataplane.set_mtu(mtu)
+
     @property
     def private_key(self) -> PrivateKey | None:
         return self.identity.private if self.identity else None
@@ -288,6 +303,9 @@ class Device:
             peer = lookup(dst)
             if peer is None:
                 self.drops[DropReason.NO_ROUTE] += 1
+                reply = icmp.unreachable(packet, dst)  # from the unreachable address: a local one is martian
+                if reply is not None:
+                    out.append(Unreachable(reply))
                 continue
             if len(peer.staged) == peer.staged.maxlen:
                 self.drops[DropReason.STAGED_OVERFLOW] += 1

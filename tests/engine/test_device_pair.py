@@ -9,7 +9,8 @@ from wgsupport import DevicePair, FakeClock, ipv4_packet
 
 from wgpy.config import DeviceUpdate, PeerUpdate
 from wgpy.constants import REKEY_AFTER_TIME, REJECT_AFTER_TIME, ZERO_KEY_MATERIAL_AFTER
-from wgpy.device import SendDatagram
+from wgpy import icmp
+from wgpy.device import SendDatagram, Unreachable
 from wgpy.errors import DropReason
 from wgpy.keys import PrivateKey
 
@@ -217,9 +218,15 @@ def test_inner_source_address_of_another_peer_dropped() -> None:
     assert all(not pkt.endswith(b"spoof") for pkt in p.b.tun)
 
 
-def test_unroutable_tun_packet_counted() -> None:
+def test_unroutable_tun_packet_counted_and_answered_unreachable() -> None:
     p = DevicePair()
-    assert p.a.device.tun_packet(ipv4_packet("10.0.0.1", "10.9.9.9"), p.clock.now) == []
+    pkt = ipv4_packet("10.0.0.1", "10.9.9.9")
+    out = p.a.device.tun_packet(pkt, p.clock.now)
+    # ICMP host unreachable (type 3, code 1) from the unreachable address back to the sender, quoting the packet
+    assert out == [Unreachable(icmp.unreachable(pkt, bytes([10, 9, 9, 9])))]
+    reply = out[0].packet
+    assert (reply[12:16], reply[16:20], reply[20], reply[21], reply[28:]) == (
+        bytes([10, 9, 9, 9]), bytes([10, 0, 0, 1]), 3, 1, pkt)
     assert p.a.device.tun_packet(b"\x00junk", p.clock.now) == []
     assert p.a.device.drops[DropReason.NO_ROUTE] == 1
     assert p.a.device.drops[DropReason.INVALID_INNER_PACKET] == 1

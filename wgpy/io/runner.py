@@ -29,10 +29,10 @@ import time
 from typing import Callable
 
 from ..config import DeviceUpdate
-from ..device import Device, SendDatagram, WriteTun
+from ..device import Action, Device, SendDatagram, WriteTun
 from ..allowedips import destination
+from .. import icmp
 from ..errors import ConfigError, DropReason, UapiError
-from . import icmp
 from . import fastpath
 from .tun_linux import GONE_ERRNOS, TunDevice
 from .udp import UdpBind, recv_batch
@@ -43,8 +43,6 @@ BATCH = 128
 MIN_TIMER_DELAY = 0.001
 ICMP_PER_SECOND = 10.0
 ICMP_BURST = 10.0
-
-Action = SendDatagram | WriteTun
 
 
 class Runner:
@@ -192,8 +190,9 @@ class Runner:
             if isinstance(action, SendDatagram):
                 if not self.bind.send(action.data, action.endpoint):
                     self.io_drops["udp-send"] += 1
-            else:
+            elif isinstance(action, WriteTun):
                 self._write_tun(action.packet)
+            # Unreachable: still answered by _unreachable below until the runner performs it
 
     def _write_tun(self, packet: bytes) -> None:
         if self.tun is None:

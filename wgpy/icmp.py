@@ -7,7 +7,8 @@ RFC 4443 forbid an error (the packet is itself an ICMP error, or comes from
 an unspecified or multicast source).  The error is written into the TUN, so
 its source must not be a local address (the kernel would drop it as a
 martian): the caller passes the unreachable destination itself.  Pure byte
-building; rate limiting is the caller's.
+building: the engine (``Device.tun_packets``) builds the reply into an
+``Unreachable`` action; rate limiting and the TUN write are the shell's.
 """
 
 from __future__ import annotations
