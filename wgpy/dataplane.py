@@ -1,29 +1,32 @@
-"""The data plane facade and the pure-Python twin of the native batch functions.
+"""The data plane facade: the state a ``Device`` mirrors into it and what a batch hands back.
 
 Contract (architecture.md "Two planes", wireguard.md §2, §7, §8): a data plane
 mirrors the fast-path state of a ``Device`` -- peers (id, endpoint, current
-sending keypair, the ``fast_tx`` flag), the allowed-IPs routes and the
-keypair index (with each keypair's ``fast_rx`` flag, false while it is the
-responder's unconfirmed ``next``) -- and seals/opens whole batches.  The
-device installs state through ``new_keypair`` (its keypair factory),
-``sync_peer`` (after every engine step that touched a peer) and
-``sync_config`` (after every ``apply``).  A batch hands back, besides its
-output, the items only Python may handle ("slow": handshake messages,
-``next`` keypairs, peers without a usable keypair or with
-staged packets) and one ``PeerEvent`` per peer, which ``apply_tx_result`` /
-``apply_rx_result`` turn into the timer hooks, byte counters and roaming of
-wireguard.md §6/§8 -- once per peer per batch, not per packet.
+sending keypair, the ``fast_tx`` flag), the allowed-IPs routes, the MTU and
+the keypair index (with each keypair's ``fast_rx`` flag, false while it is
+the responder's unconfirmed ``next``) -- and seals/opens whole batches.  The
+device, which is given its plane at construction, pushes data, never itself:
+``new_keypair`` (its keypair factory), ``sync_peer(peer)`` (after every
+engine step that touched a configured peer), ``sync_config(peers, routes)``
+(after every ``apply``) and ``set_mtu``.  A batch fills a ``BatchResult``:
+the items only Python may handle ("slow": handshake messages, ``next``
+keypairs, peers without a usable keypair or with staged packets), one
+``PeerEvent`` per peer and the drop counts; ``Device.batch_sent`` /
+``Device.batch_received`` turn it into the timer hooks, byte counters and
+roaming of wireguard.md §6/§8 -- once per peer per batch, not per packet --
+and feed the slow items to the engine.
 
 ``fast_tx`` ordering rule: a packet handed back as slow clears the peer's
 ``fast_tx`` and bumps its slow sequence number; Python re-enables it only
-when it has processed every slow packet up to that number and has nothing
-staged, so the fast path never overtakes staged packets.
+when it has processed every slow packet up to that number (``slow_taken``)
+and has nothing staged, so the fast path never overtakes staged packets.
 
-``wgpy.dataplane_twin.PureDataPlane`` is the reference twin of
-``NativeDataPlane`` (same inputs give the same bytes, slow lists, events and
-drops; tests/native prove it).
+``NativeDataPlane`` runs over the C context (``wgpy._native``); its batches
+run in the context's I/O loops (wgpy/io/fastpath.py).
+``wgpy.dataplane_twin.PureDataPlane`` is its reference twin (same inputs give
+the same bytes, slow lists, events and drops; tests/native prove it).
 Sans-IO: no sockets, no clock; ``now`` is passed in.  Not thread-safe; the
-native context's own locking covers the I/O threads (wgpy/io/fastpath.py).
+native context's own locking covers the I/O threads.
 """
 
 from __future__ import annotations
@@ -32,17 +35,15 @@ import collections
 import dataclasses
 import ipaddress
 import struct
-from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, TypeVar
+from typing import Any, Collection, Generic, Iterable, TypeVar
 
 from .config import Endpoint
 from .constants import COOKIE_REPLY_SIZE, INITIATION_SIZE, RESPONSE_SIZE
 from .errors import DropReason
 from .keypair import Keypair
 from .peer import Peer
-from . import _native, send
-
-if TYPE_CHECKING:
-    from .device import Action, Device
+from .allowedips import Network
+from . import _native
 
 Addr = tuple[int, bytes, int]
 """(family 0/4/6, 16 address bytes, port), the wire form of an endpoint."""
@@ -195,10 +196,8 @@ class DataPlane(Generic[K]):
             self._mtu = mtu
             self._set_mtu(mtu)
 
-    def sync_peer(self, dev: Device, peer: Peer) -> None:
-        """Mirror one peer's fast-path state after the engine touched it."""
-        if peer not in self._ids and dev.peer(peer.public_key) is not peer:
-            return
+    def sync_peer(self, peer: Peer) -> None:
+        """Mirror one configured peer's fast-path state after the engine touched it."""
         pid = self.peer_id(peer)
         if peer.endpoint != self._pushed_ep.get(pid):
             self._pushed_ep[pid] = peer.endpoint
@@ -211,13 +210,14 @@ class DataPlane(Generic[K]):
         for kp in (current, self._owns(keypairs.previous)):
             if kp is not None:
                 self._set_fast_rx(kp)
-        want = current is not None and not peer._staged and peer.endpoint is not None  # no queue made
+        want = current is not None and not peer.has_staged and peer.endpoint is not None
         if want or self._fast.get(pid, False):
             self._fast[pid] = self._peer_fast_tx(pid, want, self.tx_seq_done.get(pid, 0))
 
-    def sync_config(self, dev: Device) -> None:
-        """Mirror the whole configuration (peers, routes, endpoints) after ``apply``."""
-        live = set(dev.peers())
+    def sync_config(self, peers: Collection[Peer], routes: Iterable[tuple[Network, Peer]]) -> None:
+        """Mirror the whole configuration after ``apply``: the configured ``peers`` (others are
+        removed) and the allowed-IPs ``routes`` as (network, owning peer)."""
+        live = set(peers)
         for peer, pid in list(self._ids.items()):
             if peer not in live:
                 del self._ids[peer]
@@ -226,59 +226,24 @@ class DataPlane(Generic[K]):
                     table.pop(pid, None)
                 self._peer_remove(pid)
                 self._free.append(pid)
-        for peer in live:
-            self.sync_peer(dev, peer)
-        routes: list[tuple[int, int, bytes, int]] = []
-        for net, owner in dev.allowed.items():
+        for peer in peers:
+            self.sync_peer(peer)
+        entries: list[tuple[int, int, bytes, int]] = []
+        for net, owner in routes:
             owner_id = self._ids.get(owner)
             if owner_id is not None:
-                routes.append((net.version, net.prefixlen, net.network_address.packed, owner_id))
-        self._set_routes(routes)
+                entries.append((net.version, net.prefixlen, net.network_address.packed, owner_id))
+        self._set_routes(entries)
 
+    def roamed(self, pid: int, endpoint: Endpoint) -> None:
+        """The plane moved peer ``pid`` to ``endpoint`` itself (an RX batch): nothing to push back."""
+        self._pushed_ep[pid] = endpoint
 
-# ------------------------------------------------------------------ applying events
-
-
-def _event_peers(dev: Device, plane: DataPlane[Any], res: BatchResult) -> Iterator[tuple[PeerEvent, Peer]]:
-    """Count the batch's drops on the device, then yield each event that carried messages with its live peer."""
-    dev.drops.update(res.drops)
-    for ev in res.events:
-        peer = plane.peer_by_id(ev.peer_id)
-        if peer is not None and ev.messages:
-            yield ev, peer
-
-
-def apply_tx_result(dev: Device, plane: DataPlane[Any], res: BatchResult, now: float) -> list[Action]:
-    """Run the send-side hooks once per peer for a fast TX batch (send.send_staged's tail)."""
-    out: list[Action] = []
-    for ev, peer in _event_peers(dev, plane, res):
-        peer.tx_bytes += ev.bytes
-        timers = peer.timers
-        if ev.data:
-            timers.timers_data_sent(now, dev.rng)
-        timers.timers_any_authenticated_packet_traversal(now)
-        timers.timers_any_authenticated_packet_sent()
-        send.keep_key_fresh_sending(dev, peer, now, out)
-        dev._schedule(peer)
-    return out
-
-
-def apply_rx_result(dev: Device, plane: DataPlane[Any], res: BatchResult, now: float) -> list[Action]:
-    """Run the receive-side hooks once per peer for a fast RX batch (receive_transport's tail)."""
-    out: list[Action] = []
-    for ev, peer in _event_peers(dev, plane, res):
-        if ev.endpoint is not None and ev.endpoint != peer.endpoint:
-            peer.endpoint = ev.endpoint
-            plane._pushed_ep[ev.peer_id] = ev.endpoint  # the native side already has it
-        peer.rx_bytes += ev.bytes
-        send.keep_key_fresh_receiving(dev, peer, now, out)
-        timers = peer.timers
-        timers.timers_any_authenticated_packet_traversal(now)
-        timers.timers_any_authenticated_packet_received()
-        for _ in range(min(ev.data, 2)):  # the second call only sets need_another_keepalive
-            timers.timers_data_received(now)
-        dev._schedule(peer)
-    return out
+    def slow_taken(self, items: Iterable[SlowItem]) -> None:
+        """The engine takes these TX slow items: their sequence numbers count as processed
+        (the ``fast_tx`` ordering rule), effective at the next ``sync_peer``."""
+        for item in items:
+            self.tx_seq_done[item.peer_id] = item.seq
 
 
 # ------------------------------------------------------------------ the native plane

@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import heapq
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .actions import Action, SendDatagram, Unreachable, WriteTun
 from .allowedips import AllowedIPs, destination
@@ -44,7 +44,7 @@ from .ratelimiter import RateLimiter
 from . import icmp, receive, send
 
 if TYPE_CHECKING:
-    from .dataplane import DataPlane
+    from .dataplane import BatchResult, DataPlane, PeerEvent
 
 log = logging.getLogger("wgpy.device")
 
@@ -129,7 +129,7 @@ class Device:
         for pu in update.peers:
             self._apply_peer(pu, now, out)
         if self.dataplane is not None:
-            self.dataplane.sync_config(self)
+            self.dataplane.sync_config(self._peers.values(), self.allowed.items())
         return out
 
     def _validate(self, update: DeviceUpdate) -> None:
@@ -316,6 +316,49 @@ class Device:
             self._schedule(peer)
         return out
 
+    # ------------------------------------------------------------------ data-plane batches
+    def batch_sent(self, result: BatchResult, now: float) -> list[Action]:
+        """A data-plane TX batch: the send-side hooks once per peer it sealed for
+        (``send.after_send``), then the packets it handed back go the slow way."""
+        self._last_now = now
+        out: list[Action] = []
+        for ev, peer in self._batch_peers(result):
+            send.after_send(self, peer, ev.bytes, ev.data > 0, now, out)
+            self._schedule(peer)
+        if result.slow:
+            assert self.dataplane is not None
+            self.dataplane.slow_taken(result.slow)
+            out += self.tun_packets([item.data for item in result.slow], now)
+        return out
+
+    def batch_received(self, result: BatchResult, now: float) -> list[Action]:
+        """A data-plane RX batch: roaming and the receive-side hooks once per peer it opened
+        for (``receive.after_receive``), then the datagrams it handed back go the slow way."""
+        self._last_now = now
+        out: list[Action] = []
+        for ev, peer in self._batch_peers(result):
+            if ev.endpoint is not None and ev.endpoint != peer.endpoint:
+                peer.endpoint = ev.endpoint
+                assert self.dataplane is not None
+                self.dataplane.roamed(ev.peer_id, ev.endpoint)
+            receive.after_receive(self, peer, ev.bytes, ev.data, now, out)
+            self._schedule(peer)
+        if result.slow:
+            out += self.datagrams_received([(item.data, item.src) for item in result.slow if item.src is not None],
+                                           now)
+        return out
+
+    def _batch_peers(self, result: BatchResult) -> Iterator[tuple[PeerEvent, Peer]]:
+        """Count the batch's drops, then yield each event that carried messages with its live peer."""
+        self.drops.update(result.drops)
+        plane = self.dataplane
+        if plane is None:
+            return
+        for ev in result.events:
+            peer = plane.peer_by_id(ev.peer_id)
+            if peer is not None and ev.messages:
+                yield ev, peer
+
     # ------------------------------------------------------------------ handshakes
     def under_load(self, now: float) -> bool:
         if len(self._hs_queue) >= UNDER_LOAD_QUEUE_LEN:
@@ -338,8 +381,8 @@ class Device:
 
     # ------------------------------------------------------------------ timers
     def _schedule(self, peer: Peer) -> None:
-        if self.dataplane is not None:
-            self.dataplane.sync_peer(self, peer)
+        if self.dataplane is not None and self._peers.get(peer.public_key) is peer:
+            self.dataplane.sync_peer(peer)
         deadline = peer.timers.next_deadline()
         if deadline is None:
             return

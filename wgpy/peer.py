@@ -76,6 +76,11 @@ class Peer:
             staged = self._staged = collections.deque(maxlen=MAX_STAGED_PACKETS)
         return staged
 
+    @property
+    def has_staged(self) -> bool:
+        """Packets are waiting (read without creating a queue for an idle peer)."""
+        return bool(self._staged)
+
     def flush_staged(self) -> None:
         """Drop every staged packet (without creating a queue for an idle peer)."""
         if self._staged is not None:

@@ -48,19 +48,14 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
     peer = kp.peer
     assert isinstance(peer, Peer)
     peer.endpoint = src
-    peer.rx_bytes += len(data)
     confirmed, dropped = peer.keypairs.received_with(kp)
     if confirmed:
         dev.release_keypairs(dropped)
         send.handshake_complete(dev, peer)
         send.send_staged(dev, peer, now, out)  # nothing staged: sends nothing
-    send.keep_key_fresh_receiving(dev, peer, now, out)
-    timers = peer.timers
-    timers.timers_any_authenticated_packet_traversal(now)
-    timers.timers_any_authenticated_packet_received()
+    after_receive(dev, peer, len(data), 1 if plaintext else 0, now, out)
     if not plaintext:
         return peer  # keepalive
-    timers.timers_data_received(now)
     packet = inner_packet(plaintext)
     if packet is None:
         dev.drops[DropReason.INVALID_INNER_PACKET] += 1
@@ -71,6 +66,19 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
         return peer
     out.append(WriteTun(packet))
     return peer
+
+
+def after_receive(dev: Device, peer: Peer, nbytes: int, data: int, now: float, out: list[Action]) -> None:
+    """The receive-side hooks, once per batch of authenticated transport messages from ``peer``
+    (``nbytes`` on the wire, ``data`` of them not keepalives), whether Python or the data plane
+    opened them.  A second data message only sets ``need_another_keepalive``, so two stand for more."""
+    peer.rx_bytes += nbytes
+    send.keep_key_fresh_receiving(dev, peer, now, out)
+    timers = peer.timers
+    timers.timers_any_authenticated_packet_traversal(now)
+    timers.timers_any_authenticated_packet_received()
+    for _ in range(min(data, 2)):
+        timers.timers_data_received(now)
 
 
 def inner_packet(plaintext: bytes) -> bytes | None:

@@ -52,9 +52,14 @@ def send_staged(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
         sent += len(msg)
         if packet:
             data_sent = True
-    if not sent:
-        return
-    peer.tx_bytes += sent
+    if sent:
+        after_send(dev, peer, sent, data_sent, now, out)
+
+
+def after_send(dev: Device, peer: Peer, nbytes: int, data_sent: bool, now: float, out: list[Action]) -> None:
+    """The send-side hooks, once per batch of transport messages to ``peer`` (``nbytes`` on the wire,
+    ``data_sent``: not only keepalives), whether Python or the data plane sealed them."""
+    peer.tx_bytes += nbytes
     timers = peer.timers
     if data_sent:
         timers.timers_data_sent(now, dev.rng)

@@ -30,9 +30,7 @@ import threading
 from typing import TYPE_CHECKING, Callable
 
 from .. import _native
-from ..dataplane import (
-    BatchResult, NativeDataPlane, apply_rx_result, apply_tx_result, convert_result,
-)
+from ..dataplane import BatchResult, NativeDataPlane, convert_result
 from ..device import Action
 from .tun_linux import GONE_ERRNOS
 
@@ -69,7 +67,7 @@ def attach(runner: Runner) -> FastPath | None:
         return None
     plane = NativeDataPlane()
     runner.device.dataplane = plane
-    plane.sync_config(runner.device)
+    plane.sync_config(runner.device.peers(), runner.device.allowed.items())
     return FastPath(runner, plane)
 
 
@@ -159,20 +157,10 @@ class FastPath:
         convert_result(self._rx, rx)
         self.runner.io_drops.update(tx.io_drops)
         self.runner.io_drops.update(rx.io_drops)
-        done = self.plane.tx_seq_done
-        for item in tx.slow:
-            done[item.peer_id] = item.seq
 
         def step(now: float) -> list[Action]:
             dev = self.runner.device
-            out = apply_tx_result(dev, self.plane, tx, now)
-            if tx.slow:
-                out += dev.tun_packets([item.data for item in tx.slow], now)
-            out += apply_rx_result(dev, self.plane, rx, now)
-            if rx.slow:
-                out += dev.datagrams_received([(item.data, item.src) for item in rx.slow if item.src is not None],
-                                              now)
-            return out
+            return dev.batch_sent(tx, now) + dev.batch_received(rx, now)
 
         self.runner._run(step)
         if len(rx.slow) >= FLOOD_SLOW and self._loop is not None and self._pause is None:
