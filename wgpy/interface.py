@@ -5,9 +5,14 @@ driven by a ``wgpy.io.runner.Runner`` with real UDP sockets, configured with
 typed calls that are exactly the UAPI operations (``configure`` takes a
 ``DeviceUpdate``; the helpers build one).  Every configuration call is
 atomic: it applies completely or raises ``UapiError`` (``errno`` says why)
-and changes nothing.  ``Interface`` creates or adopts a Linux TUN device (root
-or CAP_NET_ADMIN), follows the link's up/down state and MTU over rtnetlink,
-and can serve the UAPI socket so ``wg`` sees it.  ``PacketInterface`` has no
+and changes nothing; ``_Base._apply`` is the one place a ``ConfigError``
+(EINVAL) or a refused bind (``OSError``: EADDRINUSE) becomes a ``UapiError``,
+for the typed calls and the UAPI socket alike.  ``Interface`` creates or
+adopts a Linux TUN device (root or CAP_NET_ADMIN), decides once whether the
+native data plane serves it (``wgpy.io.fastpath.enabled``: then the device
+is built with a ``NativeDataPlane`` and the runner gets plane and TUN
+together), follows the link's up/down state and MTU over rtnetlink, and can
+serve the UAPI socket so ``wg`` sees it.  ``PacketInterface`` has no
 TUN: the caller hands plaintext IP packets to ``send_packets`` and receives
 decrypted ones through its ``on_packet`` callback, which needs no privileges.
 Both must be used from one event loop; they are not thread-safe.
@@ -28,6 +33,7 @@ from typing import Callable, Iterable
 
 from .config import DeviceUpdate, Endpoint, IPNetwork, PeerUpdate
 from .constants import DEFAULT_MTU
+from .dataplane import NativeDataPlane
 from .device import Device
 from .errors import ConfigError, DropReason, UapiError
 from .io import fastpath
@@ -56,11 +62,13 @@ class PeerStats:
     has_preshared_key: bool
 
 
-def _checked(build: Callable[[], DeviceUpdate]) -> DeviceUpdate:
+def _network(net: IPNetwork | str) -> IPNetwork:
+    if not isinstance(net, str):
+        return net
     try:
-        return build()
-    except ConfigError as exc:
-        raise UapiError(errno.EINVAL, str(exc)) from exc
+        return ipaddress.ip_network(net, strict=False)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def open_tun(name: str, mtu: int = DEFAULT_MTU) -> TunDevice:
@@ -80,37 +88,42 @@ class _Base:
 
     def configure(self, update: DeviceUpdate) -> None:
         """Apply one UAPI-style transaction atomically (raises ``UapiError``)."""
-        self.runner.configure(update)
+        self._apply(lambda: update)
+
+    def _apply(self, build: Callable[[], DeviceUpdate]) -> None:
+        """Build and apply one transaction: the one boundary where errors become ``UapiError``."""
+        try:
+            self.runner.configure(build())
+        except ConfigError as exc:
+            raise UapiError(errno.EINVAL, str(exc)) from exc
+        except OSError as exc:
+            raise UapiError(errno.EADDRINUSE, str(exc)) from exc
 
     def set_private_key(self, key: PrivateKey | None) -> None:
-        self.configure(DeviceUpdate(private_key=key if key is not None else PrivateKey(bytes(32))))
+        self._apply(lambda: DeviceUpdate(private_key=key if key is not None else PrivateKey(bytes(32))))
 
     def set_listen_port(self, port: int) -> None:
-        self.configure(_checked(lambda: DeviceUpdate(listen_port=port)))
+        self._apply(lambda: DeviceUpdate(listen_port=port))
 
     def set_fwmark(self, fwmark: int) -> None:
-        self.configure(_checked(lambda: DeviceUpdate(fwmark=fwmark)))
+        self._apply(lambda: DeviceUpdate(fwmark=fwmark))
 
     def set_peer(self, public_key: PublicKey, *, endpoint: Endpoint | None = None,
                  allowed_ips: Iterable[IPNetwork | str] | None = None, replace_allowed_ips: bool = True,
                  preshared_key: PresharedKey | None = None, persistent_keepalive: int | None = None,
                  update_only: bool = False) -> None:
         """Create or update a peer (``allowed_ips`` replace the peer's list unless told otherwise)."""
-        try:
-            nets = [ipaddress.ip_network(n, strict=False) if isinstance(n, str) else n for n in allowed_ips or ()]
-            update = DeviceUpdate(peers=[PeerUpdate(
-                public_key=public_key, endpoint=endpoint, preshared_key=preshared_key,
-                persistent_keepalive=persistent_keepalive, update_only=update_only,
-                replace_allowed_ips=allowed_ips is not None and replace_allowed_ips, allowed_ips=nets)])
-        except (ValueError, ConfigError) as exc:
-            raise UapiError(errno.EINVAL, str(exc)) from exc
-        self.configure(update)
+        self._apply(lambda: DeviceUpdate(peers=[PeerUpdate(
+            public_key=public_key, endpoint=endpoint, preshared_key=preshared_key,
+            persistent_keepalive=persistent_keepalive, update_only=update_only,
+            replace_allowed_ips=allowed_ips is not None and replace_allowed_ips,
+            allowed_ips=[_network(n) for n in allowed_ips or ()])]))
 
     def remove_peer(self, public_key: PublicKey) -> None:
-        self.configure(DeviceUpdate(peers=[PeerUpdate(public_key=public_key, remove=True)]))
+        self._apply(lambda: DeviceUpdate(peers=[PeerUpdate(public_key=public_key, remove=True)]))
 
     def replace_peers(self, peers: Iterable[PeerUpdate] = ()) -> None:
-        self.configure(DeviceUpdate(replace_peers=True, peers=list(peers)))
+        self._apply(lambda: DeviceUpdate(replace_peers=True, peers=list(peers)))
 
     # ------------------------------------------------------------- inspect
 
@@ -192,11 +205,13 @@ class Interface(_Base):
                      listen_port: int = 0, tun: TunDevice | None = None,
                      uapi: bool | socket.socket = False) -> Interface:
         """Create TUN ``name`` (or adopt ``tun``), bind UDP, optionally serve UAPI."""
+        native = fastpath.enabled()
         if tun is None:
             tun = open_tun(name, mtu)
-        device = Device(rng=os.urandom, wall_clock=time.time, mtu=tun.mtu())
+        plane = NativeDataPlane() if native else None
+        device = Device(rng=os.urandom, wall_clock=time.time, mtu=tun.mtu(), dataplane=plane)
         bind = UdpBind.open(listen_port)
-        self = cls(device, Runner(device, bind, tun=tun), tun)
+        self = cls(device, Runner(device, bind, tun=tun, plane=plane), tun)
         try:
             await self._start(private_key, uapi)
         except BaseException:

@@ -1,23 +1,24 @@
 """The runner's native mode: two threads sit in the C data plane's I/O loops.
 
-Contract (architecture.md "Two planes", wireguard.md §10): when the native
-data plane is available and the runner owns a TUN device, ``attach`` gives
-the device a ``NativeDataPlane`` and returns a ``FastPath``.  Its TX thread
-runs ``wgdp_tun_to_udp`` (TUN reads -> route -> seal -> ``sendmmsg`` per
-family) and its RX thread ``wgdp_udp_to_tun`` (``recvmmsg`` on the v4 and v6
-sockets -> open -> replay -> source check -> TUN writes); both stay in C with
-the GIL released until ``stop()``, and never enter Python.  What Python must
-see -- slow items (handshake messages, unconfirmed keypairs, peers without a
-usable keypair), per-peer counters for the timer hooks and roaming, drop
-counts -- goes to the context's mailbox (slow items bounded: beyond 4096 per
-direction they are dropped and counted as ``slow-overflow``), whose eventfd
-the event loop watches; ``_on_mailbox`` drains it in one call and runs the
-device on the loop thread (``Runner._run``).  So a handshake flood costs the
-data threads nothing but the mailbox copy.  UDP GSO/GRO are on unless
-``WGPY_UDP_GSO=0`` / ``WGPY_UDP_GRO=0`` (and go off by themselves when the
-kernel refuses them); TUN TSO offload (IFF_VNET_HDR, split on read, GRO on
-write) unless ``WGPY_TUN_OFFLOAD=0``.  ``WGPY_FASTPATH=0`` keeps the runner
-on its pure asyncio path.
+Contract (architecture.md "Two planes", wireguard.md §10): ``enabled()`` says
+whether native mode is possible (the lib is loaded, ``WGPY_FASTPATH`` is not
+0) and ``tun_offload_wanted()`` whether a TUN should then be opened with
+virtio-net offload (``WGPY_TUN_OFFLOAD`` not 0); ``wgpy.interface`` asks them
+once and builds the device with a ``NativeDataPlane``.  ``FastPath`` gets that
+plane and the TUN from the runner.  Its TX thread runs ``wgdp_tun_to_udp``
+(TUN reads -> route -> seal -> ``sendmmsg`` per family) and its RX thread
+``wgdp_udp_to_tun`` (``recvmmsg`` on the v4 and v6 sockets -> open -> replay
+-> source check -> TUN writes); both stay in C with the GIL released until
+``stop()``, and never enter Python.  What Python must see -- slow items
+(handshake messages, unconfirmed keypairs, peers without a usable keypair),
+per-peer counters for the timer hooks and roaming, drop counts -- goes to the
+context's mailbox (slow items bounded: beyond 4096 per direction they are
+dropped and counted as ``slow-overflow``), whose eventfd the event loop
+watches; ``_on_mailbox`` drains it in one call and hands the TX and RX
+``BatchResult`` to the runner's ``on_batch`` callback, which runs the device
+on the loop thread.  So a handshake flood costs the data threads nothing but
+the mailbox copy.  UDP GSO/GRO are on unless ``WGPY_UDP_GSO=0`` /
+``WGPY_UDP_GRO=0`` (and go off by themselves when the kernel refuses them).
 """
 
 from __future__ import annotations
@@ -27,16 +28,12 @@ import errno
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from .. import _native
 from ..dataplane import BatchResult, NativeDataPlane, convert_result
-from ..device import Action
-from .tun_linux import GONE_ERRNOS
-
-if TYPE_CHECKING:
-    from .runner import Runner
-    from .udp import UdpBind
+from .tun_linux import GONE_ERRNOS, TunDevice
+from .udp import UdpBind
 
 log = logging.getLogger("wgpy.fastpath")
 
@@ -61,22 +58,17 @@ def tun_offload_wanted() -> bool:
     return enabled() and os.environ.get("WGPY_TUN_OFFLOAD", "1") != "0"
 
 
-def attach(runner: Runner) -> FastPath | None:
-    """Give ``runner.device`` a native data plane and return the fast path (None: pure mode)."""
-    if runner.tun is None or not enabled():
-        return None
-    plane = NativeDataPlane()
-    runner.device.dataplane = plane
-    plane.sync_config(runner.device.peers(), runner.device.allowed.items())
-    return FastPath(runner, plane)
-
-
 class FastPath:
     """TX and RX threads around one native context; the loop drains its mailbox."""
 
-    def __init__(self, runner: Runner, plane: NativeDataPlane) -> None:
-        self.runner = runner
+    def __init__(self, plane: NativeDataPlane, tun: TunDevice,
+                 on_batch: Callable[[BatchResult, BatchResult], None], on_gone: Callable[[], None]) -> None:
         self.plane = plane
+        self.tun = tun
+        self._on_batch = on_batch
+        """Called on the loop thread with each drained (TX, RX) pair of batch results."""
+        self._on_gone = on_gone
+        """Called on the loop thread when a data thread finds the TUN deleted."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
         self._efd = plane.ctx.notify_fd()
@@ -85,14 +77,14 @@ class FastPath:
         self._pause: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ lifecycle
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, bind: UdpBind) -> None:
+        """Start both threads on the TUN and ``bind``'s sockets; the loop watches the mailbox."""
         self._loop = loop
         ctx = self.plane.ctx
         ctx.stop(False)
-        assert self.runner.tun is not None
-        tun_fd = self.runner.tun.fd
-        s4, s6 = _fds(self.runner.bind)
-        ctx.set_tun_vnet(self.runner.tun.vnet_hdr)
+        tun_fd = self.tun.fd
+        s4, s6 = _fds(bind)
+        ctx.set_tun_vnet(self.tun.vnet_hdr)
         gso, gro = ctx.set_offloads(os.environ.get("WGPY_UDP_GSO", "1") != "0",
                                     os.environ.get("WGPY_UDP_GRO", "1") != "0")
         loop.add_reader(self._efd, self._on_mailbox)
@@ -105,7 +97,7 @@ class FastPath:
         for thread in self._threads:
             thread.start()
         log.info("native data plane running (TX and RX threads; UDP GSO %s, GRO %s; TUN offload %s)",
-                 "on" if gso else "off", "on" if gro else "off", "on" if self.runner.tun.vnet_hdr else "off")
+                 "on" if gso else "off", "on" if gro else "off", "on" if self.tun.vnet_hdr else "off")
 
     def stop(self) -> None:
         """Stop both threads and wait for them (at most one poll interval); what they published stays in the
@@ -131,7 +123,7 @@ class FastPath:
         if rc < 0:
             code = -rc
             if code in GONE_ERRNOS:
-                self._call(lambda: self.runner.stop("tun-gone"))
+                self._call(self._on_gone)
             else:
                 log.error("native %s loop: %s", direction, errno.errorcode.get(code, code))
 
@@ -146,23 +138,16 @@ class FastPath:
 
     # ------------------------------------------------------------ loop side
     def flush(self) -> None:
-        """Hand everything the loops published so far to the device now (e.g. before a UAPI get)."""
+        """Hand everything the loops published so far to ``on_batch`` now (e.g. before a UAPI get)."""
         self._on_mailbox()
 
     def _on_mailbox(self) -> None:
-        """The eventfd fired: drain the mailbox and hand it to the device."""
+        """The eventfd fired: drain the mailbox and hand it to ``on_batch``."""
         self.plane.ctx.drain(self._tx, self._rx)
         tx, rx = BatchResult(), BatchResult()
         convert_result(self._tx, tx)
         convert_result(self._rx, rx)
-        self.runner.io_drops.update(tx.io_drops)
-        self.runner.io_drops.update(rx.io_drops)
-
-        def step(now: float) -> list[Action]:
-            dev = self.runner.device
-            return dev.batch_sent(tx, now) + dev.batch_received(rx, now)
-
-        self.runner._run(step)
+        self._on_batch(tx, rx)
         if len(rx.slow) >= FLOOD_SLOW and self._loop is not None and self._pause is None:
             self._loop.remove_reader(self._efd)
             self._pause = self._loop.call_later(FLOOD_PAUSE, self._resume)

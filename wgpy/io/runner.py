@@ -1,20 +1,24 @@
 """The asyncio shell around one ``wgpy.device.Device``.
 
 Contract (architecture.md "Runtime shell"; aioquic's ``transmit()``): the
-runner registers the TUN fd and the UDP sockets as loop readers, drains each
-up to ``BATCH`` packets per wakeup, feeds the batch to the device in one call,
-performs the returned actions (``SendDatagram`` on the socket of the
-endpoint's family, ``WriteTun`` to the TUN or to the caller's ``deliver``
-callback), and keeps exactly one ``loop.call_later`` armed from
+runner is the one place that calls the device.  On its pure path it
+registers the TUN fd and the UDP sockets as loop readers, drains each up to
+``BATCH`` packets per wakeup and feeds the batch to the device in one call;
+in native mode (a ``NativeDataPlane`` handed in with the TUN: ``Runner(...,
+plane=...)``) a ``wgpy.io.fastpath.FastPath`` owns those fds and the runner
+feeds the device the batch results it drains.  Either way it performs the
+returned actions (``SendDatagram`` on the socket of the endpoint's family,
+``WriteTun`` to the TUN or to the caller's ``deliver`` callback,
+``Unreachable`` to the TUN, rate limited as the kernel module does and
+dropped without a TUN) and keeps exactly one ``loop.call_later`` armed from
 ``device.next_deadline()``.  It owns the UDP bind and applies configuration
-updates so that a new ``listen_port`` is bound *before* the update is applied
-(EADDRINUSE changes nothing).  It never lets an exception from a packet
-escape into the loop: transient send/write failures are counted in
-``io_drops``; a TUN read error after the interface is deleted ends the runner
-(``closed`` resolves with the reason).  Packets from the TUN that no peer's
-allowed IPs get an ICMP unreachable back (rate limited), as the kernel module
-does; on the pure path only (the native fast path counts them without one).
-No protocol logic lives here.
+updates so that a new ``listen_port`` is bound *before* the update is
+applied: ``configure`` changes nothing when it raises (``ConfigError`` from
+the device, ``OSError`` from the bind; turning them into ``UapiError`` is
+the caller's).  It never lets an exception from a packet escape into the
+loop: transient send/write failures are counted in ``io_drops``; a TUN read
+error after the interface is deleted ends the runner (``closed`` resolves
+with the reason).  No protocol logic lives here.
 """
 
 from __future__ import annotations
@@ -28,12 +32,12 @@ import socket
 import time
 from typing import Callable
 
+from ..actions import Action, SendDatagram, Unreachable, WriteTun
 from ..config import DeviceUpdate
-from ..device import Action, Device, SendDatagram, WriteTun
-from ..allowedips import destination
-from .. import icmp
-from ..errors import ConfigError, DropReason, UapiError
-from . import fastpath
+from ..dataplane import BatchResult, NativeDataPlane
+from ..device import Device
+from ..errors import ConfigError
+from .fastpath import FastPath
 from .tun_linux import GONE_ERRNOS, TunDevice
 from .udp import UdpBind, recv_batch
 
@@ -49,9 +53,11 @@ class Runner:
     """Moves bytes between the fds and the device; one timer drives its clock."""
 
     def __init__(self, device: Device, bind: UdpBind, tun: TunDevice | None = None,
-                 deliver: Callable[[bytes], None] | None = None) -> None:
+                 deliver: Callable[[bytes], None] | None = None, plane: NativeDataPlane | None = None) -> None:
         if (tun is None) == (deliver is None):
             raise ValueError("give exactly one of tun or deliver")
+        if plane is not None and (tun is None or device.dataplane is not plane):
+            raise ValueError("a native plane needs the TUN and must be the device's data plane")
         self.device = device
         self.bind = bind
         self.tun = tun
@@ -66,7 +72,8 @@ class Runner:
         self._icmp_tokens = ICMP_BURST
         self._icmp_refill = 0.0
         device.listen_port = bind.port
-        self.fast = fastpath.attach(self)
+        self.fast = None if plane is None or tun is None else FastPath(
+            plane, tun, self._on_native_batch, functools.partial(self.stop, "tun-gone"))
         """The native mode (TUN/UDP served by C threads), or None: the pure asyncio path."""
 
     # ------------------------------------------------------------ lifecycle
@@ -75,7 +82,7 @@ class Runner:
         self._loop = asyncio.get_running_loop()
         self.closed = self._loop.create_future()
         if self.fast is not None:
-            self.fast.start(self._loop)
+            self.fast.start(self._loop, self.bind)
         else:
             if self.tun is not None:
                 self._add_reader(self.tun.fd, self._on_tun_readable)
@@ -136,28 +143,7 @@ class Runner:
 
     def inject(self, packets: list[bytes]) -> None:
         """Packets from the local side (TUN or the embedding caller)."""
-        no_route = self.device.drops[DropReason.NO_ROUTE]
         self._run(lambda now: self.device.tun_packets(packets, now))
-        if self.tun is not None and self.device.drops[DropReason.NO_ROUTE] > no_route:
-            self._unreachable(packets, self.device.drops[DropReason.NO_ROUTE] - no_route)
-
-    def _unreachable(self, packets: list[bytes], limit: int) -> None:
-        """ICMP host/address unreachable back to the sender of unroutable packets (rate limited)."""
-        assert self.tun is not None
-        now = time.monotonic()
-        self._icmp_tokens = min(ICMP_BURST, self._icmp_tokens + (now - self._icmp_refill) * ICMP_PER_SECOND)
-        self._icmp_refill = now
-        for packet in packets:
-            if limit <= 0 or self._icmp_tokens < 1:
-                return
-            dst = destination(packet)
-            if dst is None or self.device.allowed.lookup(dst) is not None:
-                continue
-            limit -= 1
-            reply = icmp.unreachable(packet, dst)  # from the unreachable address: a local one would be martian
-            if reply is not None:
-                self._icmp_tokens -= 1
-                self._write_tun(reply)
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
         try:
@@ -168,6 +154,12 @@ class Runner:
             return
         if batch:
             self._run(lambda now: self.device.datagrams_received(batch, now))
+
+    def _on_native_batch(self, tx: BatchResult, rx: BatchResult) -> None:
+        """What the native loops did since the last drain (``FastPath`` calls this on the loop thread)."""
+        self.io_drops.update(tx.io_drops)
+        self.io_drops.update(rx.io_drops)
+        self._run(lambda now: self.device.batch_sent(tx, now) + self.device.batch_received(rx, now))
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
@@ -192,7 +184,19 @@ class Runner:
                     self.io_drops["udp-send"] += 1
             elif isinstance(action, WriteTun):
                 self._write_tun(action.packet)
-            # Unreachable: still answered by _unreachable below until the runner performs it
+            elif isinstance(action, Unreachable):
+                self._write_unreachable(action.packet)
+
+    def _write_unreachable(self, packet: bytes) -> None:
+        """An ICMP unreachable into the TUN, at most ICMP_PER_SECOND (bursts of ICMP_BURST); none without a TUN."""
+        if self.tun is None:
+            return
+        now = time.monotonic()
+        self._icmp_tokens = min(ICMP_BURST, self._icmp_tokens + (now - self._icmp_refill) * ICMP_PER_SECOND)
+        self._icmp_refill = now
+        if self._icmp_tokens >= 1:
+            self._icmp_tokens -= 1
+            self._write_tun(packet)
 
     def _write_tun(self, packet: bytes) -> None:
         if self.tun is None:
@@ -229,20 +233,19 @@ class Runner:
     # ------------------------------------------------------------ configuration
 
     def configure(self, update: DeviceUpdate) -> None:
-        """Apply a set transaction atomically; raise ``UapiError`` and change nothing on failure."""
+        """Apply a set transaction atomically; on ``ConfigError`` or ``OSError`` change nothing and re-raise."""
         new_bind = self._prepare_bind(update)
         old_mark = self.device.fwmark
         try:
             if new_bind is None and update.fwmark is not None and update.fwmark != old_mark:
                 self.bind.set_mark(update.fwmark)
             actions = self.device.apply(update, time.monotonic())
-        except (ConfigError, OSError) as exc:
+        except (ConfigError, OSError):
             if new_bind is not None:
                 new_bind.close()
             else:
                 self._restore_mark(old_mark)
-            code = errno.EADDRINUSE if isinstance(exc, OSError) else errno.EINVAL
-            raise UapiError(code, str(exc)) from exc
+            raise
         if new_bind is not None:
             self._swap_bind(new_bind)
         self.device.listen_port = self.bind.port
@@ -256,7 +259,7 @@ class Runner:
         try:
             return UdpBind.open(update.listen_port, mark)
         except OSError as exc:
-            raise UapiError(errno.EADDRINUSE, f"cannot bind port {update.listen_port}: {exc}") from exc
+            raise OSError(exc.errno, f"cannot bind port {update.listen_port}: {exc.strerror}") from exc
 
     def _restore_mark(self, mark: int) -> None:
         try:
@@ -274,7 +277,7 @@ class Runner:
         self.bind = new_bind
         if self._loop is not None:
             if self.fast is not None:
-                self.fast.start(self._loop)
+                self.fast.start(self._loop, new_bind)
             else:
                 self._register_bind(new_bind)
         log.info("listening on UDP port %d", new_bind.port)
