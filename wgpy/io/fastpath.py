@@ -3,8 +3,9 @@
 Contract (architecture.md "Two planes", wireguard.md §10): ``enabled()`` says
 whether native mode is possible (the lib is loaded, ``WGPY_FASTPATH`` is not
 0) and ``tun_offload_wanted()`` whether a TUN should then be opened with
-virtio-net offload (``WGPY_TUN_OFFLOAD`` not 0); ``wgpy.interface`` asks them
-once and builds the device with a ``NativeDataPlane``.  ``FastPath`` gets that
+virtio-net offload (``WGPY_TUN_OFFLOAD`` not 0: IFF_VNET_HDR, TSO split on
+read and GRO on write in C); ``wgpy.interface`` asks them once and builds the
+device with a ``NativeDataPlane``.  ``FastPath`` gets that
 plane and the TUN from the runner.  Its TX thread runs ``wgdp_tun_to_udp``
 (TUN reads -> route -> seal -> ``sendmmsg`` per family) and its RX thread
 ``wgdp_udp_to_tun`` (``recvmmsg`` on the v4 and v6 sockets -> open -> replay

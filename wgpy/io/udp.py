@@ -7,7 +7,7 @@ families get), with 7 MB buffers (the FORCE variants when privileged) and
 ``recv_batch`` drains a socket up to a bound; ``send`` picks the socket by the
 endpoint's family and never raises for a transient error (the caller counts
 the ``False``).  Binding failures raise ``OSError`` (EADDRINUSE for a port in
-use) so the UAPI server can refuse a ``listen_port`` before applying it.
+use) so the runner can refuse a ``listen_port`` before applying it.
 """
 
 from __future__ import annotations
