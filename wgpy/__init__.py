@@ -15,8 +15,9 @@ __version__ = "0.1.0"
 import importlib
 from typing import TYPE_CHECKING
 
+from .actions import Action, SendDatagram, Unreachable, WriteTun
 from .config import DeviceUpdate, PeerUpdate
-from .device import Device, SendDatagram, WriteTun
+from .device import Device
 from .errors import (
     ConfigError, DropReason, HandshakeError, MessageError, NativeError, StateError, UapiError, WgpyError,
 )
@@ -31,7 +32,7 @@ __all__ = [
     "__version__",
     "WgpyError", "ConfigError", "UapiError", "MessageError", "HandshakeError", "StateError", "NativeError",
     "DropReason", "PrivateKey", "PublicKey", "PresharedKey", "DeviceUpdate", "PeerUpdate",
-    "Device", "SendDatagram", "WriteTun", "Interface", "PacketInterface", "PeerStats",
+    "Device", "Action", "SendDatagram", "WriteTun", "Unreachable", "Interface", "PacketInterface", "PeerStats",
     "UapiInUse", "open_uapi_socket", "SocketInUse", "listen_private",
 ]
 
