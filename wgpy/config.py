@@ -12,14 +12,16 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from .allowedips import Network as IPNetwork
 from .errors import ConfigError
 from .keys import PresharedKey, PrivateKey, PublicKey
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = ["DeviceUpdate", "Endpoint", "IPNetwork", "PeerUpdate", "format_endpoint"]
+
 Endpoint = tuple[str, int]
-"""A UDP endpoint as (numeric IP string, port); IPv6 without brackets."""
-
-
+"""A UDP endpoint as (numeric IP string, port); IPv6 without brackets.  The one
+endpoint type of the engine and its callers; only the native binding packs it
+(``wgpy._native.Addr``, via ``wgpy.dataplane.endpoint_to_addr``)."""
 
 @dataclass(slots=True)
 class PeerUpdate:

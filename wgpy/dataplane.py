@@ -34,26 +34,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import ipaddress
-import struct
 from typing import Any, Collection, Generic, Iterable, TypeVar
 
-from .config import Endpoint
-from .constants import COOKIE_REPLY_SIZE, INITIATION_SIZE, RESPONSE_SIZE
+from .config import Endpoint, IPNetwork
 from .errors import DropReason
 from .keypair import Keypair
 from .peer import Peer
-from .allowedips import Network
 from . import _native
+from ._native import Addr
 
-Addr = tuple[int, bytes, int]
-"""(family 0/4/6, 16 address bytes, port), the wire form of an endpoint."""
-
-_INDEX = struct.Struct("<I")
-_HANDSHAKE_SIZES = {1: INITIATION_SIZE, 2: RESPONSE_SIZE, 3: COOKIE_REPLY_SIZE}
-
-IO_DROP_NAMES = {
-    _native.IO_SEND: "udp-send", _native.IO_TUN_WRITE: "tun-write", _native.SLOW_OVERFLOW: "slow-overflow",
-}
+__all__ = ["Addr", "BatchResult", "DataPlane", "NativeDataPlane", "PeerEvent", "SlowItem", "addr_to_endpoint",
+           "convert_result", "create", "endpoint_to_addr"]
 
 
 def endpoint_to_addr(endpoint: Endpoint | None) -> Addr | None:
@@ -214,7 +205,7 @@ class DataPlane(Generic[K]):
         if want or self._fast.get(pid, False):
             self._fast[pid] = self._peer_fast_tx(pid, want, self.tx_seq_done.get(pid, 0))
 
-    def sync_config(self, peers: Collection[Peer], routes: Iterable[tuple[Network, Peer]]) -> None:
+    def sync_config(self, peers: Collection[Peer], routes: Iterable[tuple[IPNetwork, Peer]]) -> None:
         """Mirror the whole configuration after ``apply``: the configured ``peers`` (others are
         removed) and the allowed-IPs ``routes`` as (network, owning peer)."""
         live = set(peers)
@@ -291,23 +282,6 @@ class NativeDataPlane(DataPlane[_native.NativeKeypair]):
     def _set_fast_rx(self, kp: _native.NativeKeypair) -> None:
         kp.set_fast_rx(True)
 
-    # ---------------------------------------------------------------- batches
-    def encrypt_batch(self, packets: Iterable[bytes], now: float,
-                      res: BatchResult) -> list[tuple[bytes, int] | None]:
-        items = [bytes(p) for p in packets]
-        raw = _native.Result(len(items) + 1, len(items) + 1, sum(map(len, items)) + 1)
-        out = self.ctx.encrypt_batch(items, now, raw)
-        convert_result(raw, res)
-        return out
-
-    def decrypt_batch(self, datagrams: Iterable[tuple[bytes, Endpoint]], now: float,
-                      res: BatchResult) -> list[bytes | None]:
-        items = [(bytes(d), endpoint_to_addr(src) or (0, bytes(16), 0)) for d, src in datagrams]
-        raw = _native.Result(len(items) + 1, len(items) + 1, sum(len(d) for d, _ in items) + 1)
-        out = self.ctx.decrypt_batch(items, now, raw)
-        convert_result(raw, res)
-        return out
-
 
 def convert_result(raw: _native.Result, res: BatchResult) -> None:
     """Append a native result's events, slow items and drops to ``res``."""
@@ -320,12 +294,7 @@ def convert_result(raw: _native.Result, res: BatchResult) -> None:
         if reason is not None:
             res.drops[reason] += n
         else:
-            res.io_drops[IO_DROP_NAMES.get(code, f"native-{code}")] += n
-
-
-def native_available() -> bool:
-    """True when the compiled data plane can be used (WGPY_NATIVE=0 says no)."""
-    return _native.available()
+            res.io_drops[_native.IO_DROPS.get(code, f"native-{code}")] += n
 
 
 def create() -> DataPlane[Any] | None:

@@ -19,14 +19,12 @@ from typing import Any, Iterable
 from .allowedips import AllowedIPs, destination, source
 from .config import Endpoint
 from .constants import MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE
-from .dataplane import _HANDSHAKE_SIZES, _INDEX, Addr, BatchResult, DataPlane, SlowItem, endpoint_to_addr
+from .dataplane import Addr, BatchResult, DataPlane, SlowItem, endpoint_to_addr
 from .errors import DropReason
 from .keypair import Keypair
+from .messages import HANDSHAKE_SIZES, transport_header
 from .peer import Peer
 from .receive import inner_packet
-
-
-
 
 
 class _PureKeypair(Keypair):
@@ -163,7 +161,7 @@ class PureDataPlane(DataPlane[_PureKeypair]):
             res.drops[DropReason.UNKNOWN_TYPE] += 1
             return None
         if msg[0] != MESSAGE_TRANSPORT:
-            if n != _HANDSHAKE_SIZES[msg[0]]:
+            if n != HANDSHAKE_SIZES[msg[0]]:
                 res.drops[DropReason.MALFORMED] += 1
             else:
                 res.slow.append(SlowItem(msg, 0, 0, src))
@@ -171,7 +169,7 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         if n < TRANSPORT_MIN_SIZE:
             res.drops[DropReason.MALFORMED] += 1
             return None
-        kp = self.index.get(_INDEX.unpack_from(msg, 4)[0])
+        kp = self.index.get(transport_header(msg)[0])
         if kp is None:
             res.drops[DropReason.UNKNOWN_INDEX] += 1
             return None

@@ -8,7 +8,10 @@ Inputs are the UAPI-shaped ``apply(DeviceUpdate)``, ``datagrams_received``,
 (``SendDatagram`` to a UDP endpoint, ``WriteTun`` to the TUN device,
 ``Unreachable`` for a TUN packet no peer owns).  A data plane, if any, is
 given at construction (``Device(..., dataplane=...)``) and kept in sync by
-the device.
+the device; ``batch_sent`` / ``batch_received`` take its batch results.
+The device installs sessions (``begin_session``) and carries out expired
+timers next to ``handle_timeout``; what is sent and received per message
+lives in ``wgpy.send`` / ``wgpy.receive``.
 ``next_deadline()`` tells the caller when to call ``handle_timeout`` next.
 Remote input never raises: it is dropped and counted in ``drops``.
 
@@ -30,7 +33,8 @@ from .actions import Action, SendDatagram, Unreachable, WriteTun
 from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
 from .constants import (
-    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, MAX_PEERS, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
+    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, KEEPALIVE_TIMEOUT, MAX_PEERS, MAX_TIMER_HANDSHAKES, MESSAGE_TRANSPORT,
+    TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
 )
 from .cookie import CookieChecker
 from .errors import ConfigError, DropReason
@@ -41,6 +45,7 @@ from .keys import PrivateKey, PublicKey
 from .messages import HANDSHAKE_SIZES
 from .peer import Peer
 from .ratelimiter import RateLimiter
+from .timers import Timer
 from . import icmp, receive, send
 
 if TYPE_CHECKING:
@@ -200,13 +205,16 @@ class Device:
         if idx and self.indices.get(idx) is peer:
             self.indices.remove(idx)
 
-    def new_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
-                    is_initiator: bool, created: float, peer: Peer) -> Keypair:
-        """The keypair factory: the data plane's keypair when there is one."""
-        if self.dataplane is not None:
-            return self.dataplane.new_keypair(send_key, receive_key, local_index, remote_index,
-                                              is_initiator, created, peer)
-        return Keypair(send_key, receive_key, local_index, remote_index, is_initiator, created, peer)
+    def begin_session(self, peer: Peer, now: float) -> Keypair:
+        """Derive the transport keypair from the peer's finished handshake and install it
+        (the data plane's keypair when there is a plane)."""
+        keys = peer.handshake.begin_session()
+        args = (keys.send_key, keys.receive_key, keys.local_index, keys.remote_index, keys.is_initiator, now, peer)
+        kp = self.dataplane.new_keypair(*args) if self.dataplane is not None else Keypair(*args)
+        self.indices.swap(keys.local_index, kp)
+        self.release_keypairs(peer.keypairs.install(kp))
+        peer.timers.timers_session_derived(now)
+        return kp
 
     def release_keypairs(self, keypairs: Iterable[Keypair]) -> None:
         for kp in keypairs:
@@ -408,7 +416,30 @@ class Device:
                 continue
             peer._scheduled = None
             for timer in peer.timers.expired(now):
-                send.on_timer(self, peer, timer, now, out)
+                self._timer_expired(peer, timer, now, out)
             self._schedule(peer)
         self._process_handshakes(now, out)
         return out
+
+    def _timer_expired(self, peer: Peer, timer: Timer, now: float, out: list[Action]) -> None:
+        """Carry out one expired timer (wireguard.md §6; wireguard-go's ``expired*`` handlers)."""
+        timers = peer.timers
+        if timer is Timer.RETRANSMIT_HANDSHAKE:
+            if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
+                timers.give_up(now)
+                peer.flush_staged()
+            else:
+                timers.handshake_attempts += 1
+                send.send_initiation(self, peer, now, out, retry=True)
+        elif timer is Timer.SEND_KEEPALIVE:
+            send.send_keepalive(self, peer, now, out)
+            if timers.need_another_keepalive:
+                timers.need_another_keepalive = False
+                timers.send_keepalive = now + KEEPALIVE_TIMEOUT
+        elif timer is Timer.NEW_HANDSHAKE:
+            send.send_initiation(self, peer, now, out, retry=False)
+        elif timer is Timer.ZERO_KEY_MATERIAL:
+            self.forget_sessions(peer)
+        elif timer is Timer.PERSISTENT_KEEPALIVE:
+            if timers.persistent_keepalive_interval > 0:
+                send.send_keepalive(self, peer, now, out)

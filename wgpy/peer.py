@@ -10,10 +10,9 @@ Callers outside the engine treat it as read-only (``public_key``,
 from __future__ import annotations
 
 import collections
-import ipaddress
 from typing import TYPE_CHECKING
 
-from .config import Endpoint
+from .config import Endpoint, IPNetwork
 from .constants import MAX_STAGED_PACKETS
 from .cookie import CookieGenerator
 from .handshake import Handshake, StaticIdentity
@@ -23,8 +22,6 @@ from .timers import PeerTimers
 
 if TYPE_CHECKING:
     from .allowedips import AllowedIPs
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Peer:

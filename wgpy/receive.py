@@ -7,7 +7,12 @@ appends ``WriteTun``; ``receive_handshake`` checks mac1, the under-load
 cookie/mac2/rate-limit rules and consumes initiations, responses and cookie
 replies.  Both return the peer they touched (for timer scheduling) or None,
 and count every drop in ``device.drops``; nothing raises on remote input.
-Cookie replies never change the endpoint or a timer.
+Cookie replies never change the endpoint or a timer.  The receive-side hooks
+live here as in wireguard-go's ``receive.go``: ``after_receive`` (the one
+after-receive hook, for Python's receives and the data plane's batches),
+``keep_key_fresh_receiving`` and ``handshake_complete``; what the receive
+path answers (responses, keepalives, staged packets, rekeys) it sends with
+``wgpy.send``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from .actions import Action, SendDatagram, WriteTun
 from .config import Endpoint
-from .constants import MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION
+from .constants import MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, RECEIVE_REKEY_AFTER
 from .errors import DropReason, HandshakeError, MessageError
 from .handshake import consume_initiation
 from .keypair import Keypair
@@ -51,7 +56,7 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
     confirmed, dropped = peer.keypairs.received_with(kp)
     if confirmed:
         dev.release_keypairs(dropped)
-        send.handshake_complete(dev, peer)
+        handshake_complete(dev, peer)
         send.send_staged(dev, peer, now, out)  # nothing staged: sends nothing
     after_receive(dev, peer, len(data), 1 if plaintext else 0, now, out)
     if not plaintext:
@@ -73,12 +78,28 @@ def after_receive(dev: Device, peer: Peer, nbytes: int, data: int, now: float, o
     (``nbytes`` on the wire, ``data`` of them not keepalives), whether Python or the data plane
     opened them.  A second data message only sets ``need_another_keepalive``, so two stand for more."""
     peer.rx_bytes += nbytes
-    send.keep_key_fresh_receiving(dev, peer, now, out)
+    keep_key_fresh_receiving(dev, peer, now, out)
     timers = peer.timers
     timers.timers_any_authenticated_packet_traversal(now)
     timers.timers_any_authenticated_packet_received()
     for _ in range(min(data, 2)):
         timers.timers_data_received(now)
+
+
+def keep_key_fresh_receiving(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
+    """The initiator's last-minute rekey: its current session is about to expire and it hears from the peer."""
+    if peer.timers.sent_last_minute_handshake:
+        return
+    kp = peer.keypairs.current
+    if kp is not None and kp.is_initiator and now - kp.created > RECEIVE_REKEY_AFTER:
+        peer.timers.sent_last_minute_handshake = True
+        send.send_initiation(dev, peer, now, out, retry=False)
+
+
+def handshake_complete(dev: Device, peer: Peer) -> None:
+    """A session is confirmed (response consumed, or first transport message on ``next``)."""
+    peer.timers.timers_handshake_complete()
+    peer.last_handshake_wall = dev.wall_clock()
 
 
 def inner_packet(plaintext: bytes) -> bytes | None:
@@ -175,8 +196,8 @@ def _receive_response(
     peer.rx_bytes += size
     peer.timers.timers_any_authenticated_packet_traversal(now)
     peer.timers.timers_any_authenticated_packet_received()
-    send.begin_session(dev, peer, now)
-    send.handshake_complete(dev, peer)
+    dev.begin_session(peer, now)
+    handshake_complete(dev, peer)
     send.send_keepalive(dev, peer, now, out)
     return peer
 

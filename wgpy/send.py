@@ -2,10 +2,11 @@
 
 Contract: functions of (device, peer, now, out) that append ``SendDatagram``
 actions to ``out`` and update the peer's counters and timers exactly as
-wireguard-go's ``send.go`` and ``timers.go`` do (wireguard.md §3, §6):
-the 5 s handshake rate limit, key-freshness rekeys, staged packets sent on
-``current`` only, padding to the device MTU.  ``on_timer`` carries out an
-expired timer.  No I/O; randomness and wall time come from the device.
+wireguard-go's ``send.go`` does (wireguard.md §3, §6): the 5 s handshake
+rate limit, key freshness on sending, staged packets sent on ``current``
+only, padding to the device MTU; ``after_send`` is the one after-send hook
+(Python's sends and the data plane's batches).  No I/O; randomness and wall
+time come from the device.
 """
 
 from __future__ import annotations
@@ -14,14 +15,9 @@ from typing import TYPE_CHECKING
 
 from . import tai64n
 from .actions import Action, SendDatagram
-from .constants import (
-    KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_MESSAGES,
-    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT, RECEIVE_REKEY_AFTER,
-)
+from .constants import REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT
 from .errors import DropReason, HandshakeError
-from .keypair import Keypair
 from .peer import Peer
-from .timers import Timer
 
 if TYPE_CHECKING:
     from .device import Device
@@ -84,15 +80,6 @@ def keep_key_fresh_sending(dev: Device, peer: Peer, now: float, out: list[Action
         send_initiation(dev, peer, now, out, retry=False)
 
 
-def keep_key_fresh_receiving(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
-    if peer.timers.sent_last_minute_handshake:
-        return
-    kp = peer.keypairs.current
-    if kp is not None and kp.is_initiator and now - kp.created > RECEIVE_REKEY_AFTER:
-        peer.timers.sent_last_minute_handshake = True
-        send_initiation(dev, peer, now, out, retry=False)
-
-
 def send_initiation(dev: Device, peer: Peer, now: float, out: list[Action], *, retry: bool) -> None:
     """Create and send a handshake initiation (at most one per REKEY_TIMEOUT)."""
     if not retry:
@@ -127,7 +114,7 @@ def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> Non
         return
     data = peer.cookie_generator.add_macs(msg.encode(), now)
     peer.last_sent_handshake = now
-    begin_session(dev, peer, now)
+    dev.begin_session(peer, now)
     _send_handshake(dev, peer, data, now, out)
 
 
@@ -144,45 +131,3 @@ def _send_handshake(dev: Device, peer: Peer, data: bytes, now: float, out: list[
     if peer.endpoint is not None:
         out.append(SendDatagram(data, peer.endpoint))
         peer.tx_bytes += len(data)
-
-
-def begin_session(dev: Device, peer: Peer, now: float) -> Keypair:
-    """Derive the transport keypair from the finished handshake and install it."""
-    keys = peer.handshake.begin_session()
-    kp = dev.new_keypair(
-        keys.send_key, keys.receive_key, keys.local_index, keys.remote_index,
-        keys.is_initiator, now, peer,
-    )
-    dev.indices.swap(keys.local_index, kp)
-    dev.release_keypairs(peer.keypairs.install(kp))
-    peer.timers.timers_session_derived(now)
-    return kp
-
-
-def handshake_complete(dev: Device, peer: Peer) -> None:
-    peer.timers.timers_handshake_complete()
-    peer.last_handshake_wall = dev.wall_clock()
-
-
-def on_timer(dev: Device, peer: Peer, timer: Timer, now: float, out: list[Action]) -> None:
-    """Carry out one expired timer (wireguard.md §6)."""
-    timers = peer.timers
-    if timer is Timer.RETRANSMIT_HANDSHAKE:
-        if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
-            timers.give_up(now)
-            peer.flush_staged()
-        else:
-            timers.handshake_attempts += 1
-            send_initiation(dev, peer, now, out, retry=True)
-    elif timer is Timer.SEND_KEEPALIVE:
-        send_keepalive(dev, peer, now, out)
-        if timers.need_another_keepalive:
-            timers.need_another_keepalive = False
-            timers.send_keepalive = now + KEEPALIVE_TIMEOUT
-    elif timer is Timer.NEW_HANDSHAKE:
-        send_initiation(dev, peer, now, out, retry=False)
-    elif timer is Timer.ZERO_KEY_MATERIAL:
-        dev.forget_sessions(peer)
-    elif timer is Timer.PERSISTENT_KEEPALIVE:
-        if timers.persistent_keepalive_interval > 0:
-            send_keepalive(dev, peer, now, out)

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings, strategies as st
 
+from wgpy import _native
 from wgpy.allowedips import AllowedIPs
-from wgpy.dataplane import BatchResult, NativeDataPlane, endpoint_to_addr
+from wgpy.config import Endpoint
+from wgpy.dataplane import BatchResult, NativeDataPlane, convert_result, endpoint_to_addr
 from wgpy.dataplane_twin import PureDataPlane
 from wgpy.keypair import Keypair
 
@@ -166,6 +168,25 @@ def udp_batch(rnd: random.Random, remotes: dict[int, Keypair], n: int) -> list[t
     return out
 
 
+def native_encrypt(plane: NativeDataPlane, packets: list[bytes], now: float,
+                   res: BatchResult) -> list[tuple[bytes, int] | None]:
+    """The native TX batch through the binding (``Context.encrypt_batch``), its result converted as the shell does."""
+    raw = _native.Result(len(packets) + 1, len(packets) + 1, sum(map(len, packets)) + 1)
+    out = plane.ctx.encrypt_batch(packets, now, raw)
+    convert_result(raw, res)
+    return out
+
+
+def native_decrypt(plane: NativeDataPlane, datagrams: list[tuple[bytes, Endpoint]], now: float,
+                   res: BatchResult) -> list[bytes | None]:
+    """The native RX batch through the binding (``Context.decrypt_batch``), its result converted as the shell does."""
+    items = [(d, endpoint_to_addr(src) or (0, bytes(16), 0)) for d, src in datagrams]
+    raw = _native.Result(len(items) + 1, len(items) + 1, sum(len(d) for d, _ in items) + 1)
+    out = plane.ctx.decrypt_batch(items, now, raw)
+    convert_result(raw, res)
+    return out
+
+
 def same(a: BatchResult, b: BatchResult) -> None:
     assert a.events == b.events
     assert a.slow == b.slow
@@ -183,7 +204,7 @@ def test_encrypt_batch_identical(sc: Scenario, n: int) -> None:
     for _ in range(2):  # twice: slow sequence numbers and cleared fast_tx carry over
         batch = tun_batch(rnd, n)
         rp, rn = BatchResult(), BatchResult()
-        assert pure.encrypt_batch(batch, NOW, rp) == native.encrypt_batch(batch, NOW, rn)
+        assert pure.encrypt_batch(batch, NOW, rp) == native_encrypt(native, batch, NOW, rn)
         same(rp, rn)
 
 
@@ -196,7 +217,7 @@ def test_decrypt_batch_identical(sc: Scenario, n: int) -> None:
     rnd = random.Random(sc.seed ^ 2)
     batch = udp_batch(rnd, remotes, n)
     rp, rn = BatchResult(), BatchResult()
-    assert pure.decrypt_batch(batch, NOW, rp) == native.decrypt_batch(batch, NOW, rn)
+    assert pure.decrypt_batch(batch, NOW, rp) == native_decrypt(native, batch, NOW, rn)
     same(rp, rn)
 
 
@@ -207,10 +228,17 @@ def test_decrypt_batch_delivers_and_roams() -> None:
     pkt = inner(random.Random(3), 1, 7, False, 50)
     msg = remotes[101].seal(pkt, 1420)
     res = BatchResult()
-    assert native.decrypt_batch([(msg, ("203.0.113.5", 4242))], NOW, res) == [pkt]
+    assert native_decrypt(native, [(msg, ("203.0.113.5", 4242))], NOW, res) == [pkt]
     assert res.events[0].peer_id == 1 and res.events[0].endpoint == ("203.0.113.5", 4242)
     assert (res.events[0].messages, res.events[0].data, res.events[0].bytes) == (1, 1, len(msg))
     # the new endpoint is used for sending at once
     out = BatchResult()
-    sent = native.encrypt_batch([inner(random.Random(4), 9, 1, False, 10)], NOW, out)
+    sent = native_encrypt(native, [inner(random.Random(4), 9, 1, False, 10)], NOW, out)
     assert sent[0] is not None and sent[0][1] == 1 and not out.slow
+
+
+def test_every_native_drop_code_is_named() -> None:
+    """The C drop codes (``WGDP_DROP_*``) are each a protocol drop or an I/O drop, never both or neither."""
+    codes = set(range(1, _native.lib.WGDP_DROP_COUNT))
+    assert set(_native.DROP_REASONS) | set(_native.IO_DROPS) == codes
+    assert not set(_native.DROP_REASONS) & set(_native.IO_DROPS)

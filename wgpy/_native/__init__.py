@@ -4,8 +4,13 @@ Contract (style.md §7, Conventions 8): loads ``wgpy._native._wgpy_native``
 (built by ``_build.py`` at install), checks that the shared object was built
 for this package version, and wraps every C entry point in a typed Python
 call.  ``available()`` is False when ``WGPY_NATIVE=0``, when the module is
-missing (no compiler at install) or stale; callers then use the pure twins in
-``wgpy.dataplane``.  Remote input never raises here: drops come back as codes.
+missing (no compiler at install) or stale; the engine then runs its pure
+path (``Device`` without a data plane; the pure twins are
+``wgpy.dataplane_twin``, ``wgpy.keypair``, ``wgpy.replay``, ``wgpy.offload``).
+Remote input never raises here: drops come back as codes, which
+``DROP_REASONS`` (protocol drops) and ``IO_DROPS`` (I/O-loop drops) name,
+both read from the compiled ``WGDP_DROP_*`` constants; the mailbox sizes
+(``MAILBOX_SLOTS`` / ``MAILBOX_BYTES``) come from there too.
 Nothing else in wgpy may import the compiled module.
 
 Objects: ``Context`` (one ``wgdp``: index table, peers, routes, batches and
@@ -25,17 +30,27 @@ from ..errors import DropReason, NativeError
 from ..keypair import Keypair
 
 __all__ = [
-    "available", "load_error", "Context", "NativeKeypair", "ReplayWindow", "Result",
-    "DROP_REASONS", "IO_SEND", "IO_TUN_WRITE", "padded_length", "tso_split", "gro_coalesce", "checksum",
+    "available", "load_error", "Context", "NativeKeypair", "ReplayWindow", "Result", "Addr",
+    "DROP_REASONS", "IO_DROPS", "MAILBOX_SLOTS", "MAILBOX_BYTES", "padded_length", "tso_split", "gro_coalesce",
+    "checksum",
 ]
 
 ffi: Any = None
 lib: Any = None
 _error: str | None = None
 
+DROP_REASONS: dict[int, DropReason] = {}
+"""C drop codes that are protocol drops, by the ``DropReason`` of the same name (``WGDP_DROP_<NAME>``)."""
+IO_DROPS: dict[int, str] = {}
+"""C drop codes of the I/O loops, by the name the runtime counts them under (``io_drops``)."""
+MAILBOX_SLOTS = 0
+MAILBOX_BYTES = 0
+"""What one mailbox direction holds (slow items, their bytes): a drain's ``Result`` needs as much."""
+_IO_DROP_NAMES = {"IO_SEND": "udp-send", "IO_TUN_WRITE": "tun-write", "SLOW_OVERFLOW": "slow-overflow"}
+
 
 def _load() -> None:
-    global ffi, lib, _error
+    global ffi, lib, _error, MAILBOX_SLOTS, MAILBOX_BYTES
     if os.environ.get("WGPY_NATIVE", "1") == "0":
         _error = "disabled by WGPY_NATIVE=0"
         return
@@ -48,7 +63,18 @@ def _load() -> None:
     if built != __version__:
         _error = f"stale native module (built for {built}, package is {__version__})"
         return
-    ffi, lib = _wgpy_native.ffi, _wgpy_native.lib
+    clib = _wgpy_native.lib
+    try:
+        reasons = {getattr(clib, f"WGDP_DROP_{r.name}"): r for r in DropReason if hasattr(clib, f"WGDP_DROP_{r.name}")}
+        io = {getattr(clib, f"WGDP_DROP_{name}"): label for name, label in _IO_DROP_NAMES.items()}
+        slots, nbytes = int(clib.WGDP_MAILBOX_SLOTS), int(clib.WGDP_MAILBOX_BYTES)
+    except AttributeError as exc:
+        _error = f"stale native module ({exc}; rebuild it)"
+        return
+    DROP_REASONS.update(reasons)
+    IO_DROPS.update(io)
+    MAILBOX_SLOTS, MAILBOX_BYTES = slots, nbytes
+    ffi, lib = _wgpy_native.ffi, clib
 
 
 _load()
@@ -68,24 +94,6 @@ def _require() -> None:
     if lib is None:
         raise NativeError(_error or "native data plane unavailable")
 
-
-IO_SEND = 9
-IO_TUN_WRITE = 10
-SLOW_OVERFLOW = 12
-MAILBOX_SLOTS = 2048
-MAILBOX_BYTES = 4 << 20
-DROP_REASONS: dict[int, DropReason] = {
-    1: DropReason.MALFORMED,
-    2: DropReason.UNKNOWN_TYPE,
-    3: DropReason.DECRYPTION_FAILED,
-    4: DropReason.REPLAYED_COUNTER,
-    5: DropReason.KEYPAIR_EXPIRED,
-    6: DropReason.INVALID_INNER_PACKET,
-    7: DropReason.DISALLOWED_SOURCE,
-    8: DropReason.NO_ROUTE,
-    11: DropReason.UNKNOWN_INDEX,
-}
-"""C drop codes that are protocol drops (the I/O codes are counted by the runtime)."""
 
 Addr = tuple[int, bytes, int]
 """(family 0/4/6, 16 address bytes, port): the C ``wgdp_addr``."""
@@ -286,11 +294,6 @@ class Context:
     def set_offloads(self, gso: bool, gro: bool) -> tuple[bool, bool]:
         """Ask for UDP GSO/GRO in the I/O loops; returns what is in effect."""
         flags = int(lib.wgdp_set_offloads(self._ctx, int(gso), int(gro)))
-        return bool(flags & 1), bool(flags & 2)
-
-    def offloads(self) -> tuple[bool, bool]:
-        """(GSO, GRO) in effect now (either is switched off when the kernel refuses it)."""
-        flags = int(lib.wgdp_offloads(self._ctx))
         return bool(flags & 1), bool(flags & 2)
 
     def set_tun_vnet(self, on: bool) -> None:

@@ -1,6 +1,7 @@
 /* The data-plane context: index table, peers, allowed-IPs routes, and the
- * per-packet encrypt/decrypt steps of a batch (wireguard.md §2, §8); routes are in wgdp_routes.c.
- * Twin: wgpy.dataplane.PureDataPlane. */
+ * per-packet encrypt/decrypt steps of a batch (wireguard.md §2, §8); routes are in wgdp_routes.c,
+ * the I/O loops in wgdp_io.c, the mailbox in wgdp_mbox.c.
+ * Twin: wgpy.dataplane_twin.PureDataPlane (Python drives it through wgpy.dataplane.NativeDataPlane). */
 #include "wgdp_internal.h"
 #include <stdlib.h>
 #include <string.h>

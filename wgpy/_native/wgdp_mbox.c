@@ -13,8 +13,8 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 
-#define MBOX_SLOTS 2048u
-#define MBOX_BYTES (4u << 20)
+#define MBOX_SLOTS ((uint32_t)WGDP_MAILBOX_SLOTS)
+#define MBOX_BYTES ((uint32_t)WGDP_MAILBOX_BYTES)
 /* pending RX slow items (mostly handshake messages) beyond this are dropped here:
  * the engine processes HANDSHAKE_BUDGET per step from a queue of 1024, so a flood
  * gains nothing by costing Python a conversion per message */

@@ -1,6 +1,8 @@
-/* TUN virtio-net offload: split a TSO super-packet read with IFF_VNET_HDR into
- * MSS-sized IP packets and complete partial checksums (wireguard.md §10;
- * wireguard-go tun/offload_linux.go gsoSplit).  Twin: wgpy.dataplane.tso_split. */
+/* TUN virtio-net offload (wireguard.md §10): split a TSO super-packet read with
+ * IFF_VNET_HDR into MSS-sized IP packets and complete partial checksums (as
+ * wireguard-go's tun/offload_linux.go gsoSplit does), and coalesce runs of
+ * same-flow TCP segments into one GSO write for the TUN (GRO).
+ * Twins: wgpy.offload.tso_split, gro_coalesce, checksum. */
 #include "wgdp_internal.h"
 #include <string.h>
 

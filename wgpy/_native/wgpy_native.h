@@ -37,6 +37,10 @@
 #define WGDP_DROP_SLOW_OVERFLOW 12
 #define WGDP_DROP_COUNT 13
 
+/* mailbox capacity per direction: slow items and their bytes (a drain's wgdp_result needs as much) */
+#define WGDP_MAILBOX_SLOTS 2048
+#define WGDP_MAILBOX_BYTES 4194304
+
 #define WGDP_REPLAY_WORDS 128
 
 typedef struct {
@@ -126,7 +130,7 @@ int wgdp_set_routes(wgdp *ctx, uint32_t n, const uint8_t *families, const uint8_
                     const uint8_t *addrs, const uint32_t *peer_ids);
 int64_t wgdp_route_lookup(wgdp *ctx, const uint8_t *addr, uint32_t len);
 
-/* batches over caller buffers (the twins of wgpy.dataplane.PureDataPlane) */
+/* batches over caller buffers (twins: wgpy.dataplane_twin.PureDataPlane.encrypt_batch / decrypt_batch) */
 void wgdp_result_reset(wgdp_result *res);
 int wgdp_encrypt_batch(wgdp *ctx, double now, uint32_t n, const uint8_t *in, const uint32_t *in_off,
                        const uint32_t *in_len, uint8_t *out, uint32_t out_stride, uint32_t *out_len,
