@@ -8,7 +8,7 @@ and ``PeerStats`` (the asyncio shell) are imported lazily so that
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .config import DeviceUpdate, PeerUpdate
 from .device import Device, SendDatagram, WriteTun
