@@ -10,7 +10,7 @@ detail unless its docstring says otherwise.  The asyncio shell's names --
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 import importlib
 from typing import TYPE_CHECKING

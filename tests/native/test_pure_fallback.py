@@ -28,8 +28,8 @@ print("pure ok")
 """
 
 STALE = r"""
-import wgpy
-wgpy.__version__ = "0.0.0-stale"
+import wgpy._version
+wgpy._version.__version__ = "0.0.0-stale"
 from wgpy import _native
 assert not _native.available()
 assert "stale" in _native.load_error(), _native.load_error()

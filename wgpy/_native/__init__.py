@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..constants import REJECT_AFTER_MESSAGES, TAG_SIZE, TRANSPORT_HEADER_SIZE
 from ..errors import DropReason, NativeError
 from ..keypair import Keypair

@@ -24,10 +24,10 @@ SOURCES = ["wgdp_crypto.c", "wgdp_ctx.c", "wgdp_io.c", "wgdp_offload.c", "wgdp_m
 
 
 def _version() -> str:
-    with open(os.path.join(ROOT, "wgpy", "__init__.py"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "wgpy", "_version.py"), encoding="utf-8") as f:
         match = re.search(r'^__version__\s*=\s*"([^"]+)"', f.read(), re.M)
     if not match:
-        raise RuntimeError("wgpy/__init__.py has no __version__")
+        raise RuntimeError("wgpy/_version.py has no __version__")
     return match.group(1)
 
 
