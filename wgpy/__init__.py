@@ -10,11 +10,9 @@ detail unless its docstring says otherwise.  The asyncio shell's names --
 
 from __future__ import annotations
 
-from ._version import __version__
-
-import importlib
 from typing import TYPE_CHECKING
 
+from ._version import __version__
 from .actions import Action, SendDatagram, Unreachable, WriteTun
 from .config import DeviceUpdate, PeerUpdate
 from .device import Device
@@ -36,15 +34,18 @@ __all__ = [
     "UapiInUse", "open_uapi_socket", "SocketInUse", "listen_private",
 ]
 
-_LAZY = {
-    "Interface": ".interface", "PacketInterface": ".interface", "PeerStats": ".interface",
-    "UapiInUse": ".io.uapi_server", "open_uapi_socket": ".io.uapi_server",
-    "SocketInUse": ".io.unixsock", "listen_private": ".io.unixsock",
-}
-
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'wgpy' has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+    if name in ("Interface", "PacketInterface", "PeerStats"):
+        from . import interface
+
+        return getattr(interface, name)
+    if name in ("UapiInUse", "open_uapi_socket"):
+        from .io import uapi_server
+
+        return getattr(uapi_server, name)
+    if name in ("SocketInUse", "listen_private"):
+        from .io import unixsock
+
+        return getattr(unixsock, name)
+    raise AttributeError(f"module 'wgpy' has no attribute {name!r}")

@@ -28,7 +28,7 @@ import socket
 import sys
 from typing import Sequence
 
-from . import __version__
+from ._version import __version__
 from .constants import DEFAULT_MTU
 from .io.tun_linux import TunDevice
 from .io.uapi_server import UapiInUse, open_uapi_socket
