@@ -16,6 +16,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from .offload import checksum
+
 _V4_ERRORS = frozenset({3, 4, 5, 11, 12})
 _V4_MAX = 576
 _V6_MAX = 1280
@@ -41,9 +43,9 @@ def _v4(packet: bytes, source: bytes) -> bytes | None:
         return None
     quoted = packet[: _V4_MAX - 28]
     body = struct.pack("!BBHI", 3, 1, 0, 0) + quoted
-    body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+    body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0, 64, 1, 0, source, src)
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     return header + body
 
 
@@ -56,15 +58,7 @@ def _v6(packet: bytes, source: bytes) -> bytes | None:
     quoted = packet[: _V6_MAX - 48]
     body = struct.pack("!BBHI", 1, 3, 0, 0) + quoted
     pseudo = source + src + struct.pack("!I3xB", len(body), 58)
-    body = body[:2] + struct.pack("!H", _checksum(pseudo + body)) + body[4:]
+    body = body[:2] + struct.pack("!H", checksum(pseudo + body)) + body[4:]
     header = struct.pack("!IHBB16s16s", 6 << 28, len(body), 58, 64, source, src)
     return header + body
 
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return int(~total & 0xFFFF)

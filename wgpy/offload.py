@@ -6,7 +6,10 @@ packets: a TSO super-packet (GSO_TCPV4/V6) becomes one packet per
 ``gso_size`` of payload with its headers fixed and checksums completed, as
 the kernel's ``tcp_gso_segment`` / wireguard-go's ``gsoSplit`` do; a
 NEEDS_CSUM packet gets its partial checksum completed.  Malformed input gives
-None.  Pure: bytes in, bytes out.
+None.  ``gro_coalesce`` goes the other way for TUN writes: runs of same-flow
+TCP segments become one GSO write.  ``checksum`` is the Internet checksum
+(RFC 1071) wgpy uses everywhere (``wgpy.icmp`` too).  Pure: bytes in, bytes
+out.
 """
 
 from __future__ import annotations
