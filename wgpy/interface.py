@@ -206,11 +206,17 @@ class Interface(_Base):
                      uapi: bool | socket.socket = False) -> Interface:
         """Create TUN ``name`` (or adopt ``tun``), bind UDP, optionally serve UAPI."""
         native = fastpath.enabled()
+        own_tun = tun is None
         if tun is None:
             tun = open_tun(name, mtu)
-        plane = NativeDataPlane() if native else None
-        device = Device(rng=os.urandom, wall_clock=time.time, mtu=tun.mtu(), dataplane=plane)
-        bind = UdpBind.open(listen_port)
+        try:
+            plane = NativeDataPlane() if native else None
+            device = Device(rng=os.urandom, wall_clock=time.time, mtu=tun.mtu(), dataplane=plane)
+            bind = UdpBind.open(listen_port)
+        except BaseException:
+            if own_tun:
+                tun.close()
+            raise
         self = cls(device, Runner(device, bind, tun=tun, plane=plane), tun)
         try:
             await self._start(private_key, uapi)
