@@ -110,3 +110,11 @@ def test_batch_hooks_match_the_engine_path(monkeypatch: pytest.MonkeyPatch) -> N
         assert state(engine) == state(batched), step
     assert len(engine.b.tun) == sum(1 + s % 4 for s in range(12))
     assert plane(batched.a).peers and all(pp.fast_tx for pp in plane(batched.a).peers.values())
+
+
+def test_the_plane_given_at_construction_follows_the_mtu() -> None:
+    pure = PureDataPlane()
+    dev = Device(rng=wgsupport.SeededRng(1), wall_clock=lambda: 0.0, mtu=1280, dataplane=pure)
+    assert dev.dataplane is pure and pure.mtu == 1280
+    dev.mtu = 1400  # what the shell does on a link MTU change
+    assert pure.mtu == 1400
