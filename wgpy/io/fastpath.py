@@ -4,22 +4,23 @@ Contract (architecture.md "Two planes", wireguard.md §10): ``enabled()`` says
 whether native mode is possible (the lib is loaded, ``WGPY_FASTPATH`` is not
 0) and ``tun_offload_wanted()`` whether a TUN should then be opened with
 virtio-net offload (``WGPY_TUN_OFFLOAD`` not 0: IFF_VNET_HDR, TSO split on
-read and GRO on write in C); ``wgpy.interface`` asks them once and builds the
-device with a ``NativeDataPlane``.  ``FastPath`` gets that
-plane and the TUN from the runner.  Its TX thread runs ``wgdp_tun_to_udp``
-(TUN reads -> route -> seal -> ``sendmmsg`` per family) and its RX thread
-``wgdp_udp_to_tun`` (``recvmmsg`` on the v4 and v6 sockets -> open -> replay
--> source check -> TUN writes); both stay in C with the GIL released until
-``stop()``, and never enter Python.  What Python must see -- slow items
-(handshake messages, unconfirmed keypairs, peers without a usable keypair),
-per-peer counters for the timer hooks and roaming, drop counts -- goes to the
-context's mailbox (slow items bounded: beyond 4096 per direction they are
-dropped and counted as ``slow-overflow``), whose eventfd the event loop
-watches; ``_on_mailbox`` drains it in one call and hands the TX and RX
-``BatchResult`` to the runner's ``on_batch`` callback, which runs the device
-on the loop thread.  So a handshake flood costs the data threads nothing but
-the mailbox copy.  UDP GSO/GRO are on unless ``WGPY_UDP_GSO=0`` /
-``WGPY_UDP_GRO=0`` (and go off by themselves when the kernel refuses them).
+read and GRO on write in C); ``wgpy.interface`` asks them and builds the
+device with a ``NativeDataPlane``, which the runner hands to ``FastPath``
+with the TUN.  Its TX thread runs ``wgdp_tun_to_udp`` (TUN reads -> route ->
+seal -> ``sendmmsg`` per family) and its RX thread ``wgdp_udp_to_tun``
+(``recvmmsg`` on the v4 and v6 sockets -> open -> replay -> source check ->
+TUN writes); both stay in C with the GIL released until ``stop()``, and
+never enter Python.  What Python must see -- slow items (handshake messages,
+unconfirmed keypairs, peers without a usable keypair), per-peer counters for
+the timer hooks and roaming, drop counts -- goes to the context's mailbox
+(slow items are bounded per direction, in count and bytes, by
+``wgdp_mbox.c``; beyond that they are dropped and counted as
+``slow-overflow``), whose eventfd the event loop watches; ``_on_mailbox``
+drains it in one call and hands the TX and RX ``BatchResult`` to the
+runner's ``on_batch`` callback, which runs the device on the loop thread.
+So a handshake flood costs the data threads nothing but the mailbox copy.
+UDP GSO/GRO are on unless ``WGPY_UDP_GSO=0`` / ``WGPY_UDP_GRO=0`` (and go off
+by themselves when the kernel refuses them).
 """
 
 from __future__ import annotations
