@@ -52,6 +52,7 @@ _HANDSHAKE_SIZES = {1: INITIATION_SIZE, 2: RESPONSE_SIZE, 3: COOKIE_REPLY_SIZE}
 
 IO_DROP_NAMES = {
     _native.IO_SEND: "udp-send", _native.IO_TUN_WRITE: "tun-write", _native.SLOW_OVERFLOW: "slow-overflow",
+    _native.TUN_DOWN: DropReason.TUN_DOWN.value, _native.TUN_QUEUE_FULL: DropReason.TUN_QUEUE_FULL.value,
 }
 
 

@@ -72,6 +72,8 @@ def _require() -> None:
 IO_SEND = 9
 IO_TUN_WRITE = 10
 SLOW_OVERFLOW = 12
+TUN_DOWN = 13
+TUN_QUEUE_FULL = 14
 MAILBOX_SLOTS = 2048
 MAILBOX_BYTES = 4 << 20
 DROP_REASONS: dict[int, DropReason] = {

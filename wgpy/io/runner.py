@@ -34,7 +34,7 @@ from ..allowedips import destination
 from ..errors import ConfigError, DropReason, UapiError
 from . import icmp
 from . import fastpath
-from .tun_linux import GONE_ERRNOS, TunDevice
+from .tun_linux import GONE_ERRNOS, TunDevice, tun_write_drop
 from .udp import UdpBind, recv_batch
 
 log = logging.getLogger("wgpy.runner")
@@ -206,8 +206,8 @@ class Runner:
             return
         try:
             self.tun.write(packet)
-        except OSError:
-            self.io_drops["tun-write"] += 1
+        except OSError as exc:  # never fatal: a deleted TUN is noticed by the read side
+            self.io_drops[tun_write_drop(exc.errno)] += 1
 
     # ------------------------------------------------------------ timer
 
