@@ -170,10 +170,28 @@ static int same_flow(const struct seg *head, const struct seg *q, uint32_t next_
            !memcmp(a + 20, b + 20, head->hlen - head->iphlen - 20);
 }
 
+/* the segment's checksums hold (IPv4 header; TCP over its pseudo-header, v4 and v6): a
+ * coalesced write goes out NEEDS_CSUM, so the kernel would never see a bad one */
+static int seg_csum_ok(const struct seg *s)
+{
+    const uint8_t *p = s->p;
+    uint32_t tcplen = s->len - s->iphlen;
+    uint64_t pseudo;
+    if (s->v6) {
+        pseudo = csum_add(0, p + 8, 32) + tcplen + 6;
+    } else {
+        if (wgdp_checksum(p, 20, 0) != 0)
+            return 0;
+        pseudo = csum_add(0, p + 12, 8) + tcplen + 6;
+    }
+    return wgdp_checksum(p + s->iphlen, tcplen, pseudo) == 0;
+}
+
 typedef wgdp_emit_fn emit_fn;
 
 /* Coalesce runs of same-flow TCP segments into GSO writes (virtio-net header
- * first).  Each pkts[i] must have VNET_HDR bytes of writable headroom before it
+ * first); only segments whose checksums hold are merged (wireguard-go does the
+ * same), the others are written alone, unchanged.  Each pkts[i] must have VNET_HDR bytes of writable headroom before it
  * (a lone packet is written in place behind a zero header).  cbuf holds one
  * coalesced write (65535 + VNET_HDR bytes).  Returns the number of writes, or
  * a negative emit result. */
@@ -192,6 +210,10 @@ int wgdp_gro_run(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t
             closed = (head.p[head.iphlen + 13] & 0x08) != 0;  /* PSH ends a run */
             while (!closed && j < n && parse_seg(pkts[j], lens[j], &q) && same_flow(&head, &q, next_seq) &&
                    q.payload <= gso_size && total + q.payload <= 65535) {
+                if (j == i + 1 && !seg_csum_ok(&head))
+                    break;  /* a bad checksum: the head goes out alone, as it came */
+                if (!seg_csum_ok(&q))
+                    break;  /* ends the run; q then fails as a head and goes out alone */
                 if (j == i + 1)
                     memcpy(cbuf + VNET_HDR, head.p, head.len);
                 memcpy(cbuf + VNET_HDR + total, q.p + q.hlen, q.payload);
