@@ -7,7 +7,8 @@ UDP GSO on, ``a`` sends ``UDP_SEGMENT`` trains and ``b`` (``UDP_GRO``) receives
 coalesced datagrams and splits them.  The tests check that whatever ``b``
 writes to its "TUN" is a packet ``a`` was given, byte for byte; that
 hostile virtio-net headers, junk datagrams (also GSO-coalesced junk) and
-forged transport messages are counted drops; and that keypair and peer
+forged transport messages are counted drops, as are writes to a full "TUN"
+(``tun-queue-full``); and that keypair and peer
 churn from another thread while traffic flows leaves both loops running and
 stopping cleanly.  The same tests run under ASan+UBSan and TSan builds
 (``test_sanitizers.py``).
@@ -378,4 +379,30 @@ def test_loops_survive_keypair_and_peer_churn() -> None:
     finally:
         stop.set()
         worker.join(WAIT) if worker.is_alive() else None
+        lp.close()
+
+
+def test_loops_count_a_full_tun_queue() -> None:
+    """b's "TUN" is not read for a while: its writes fail with EAGAIN and count as tun-queue-full;
+    once it is read again, packets come through (the RX loop never stopped)."""
+    lp = Loops(False, False)
+    try:
+        lp.tb_loop.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # room for a few packets only
+        rnd = random.Random(3)
+        first = _traffic(rnd, 400)
+        for p in first:
+            lp.write_tun(p)
+        for _ in range(50):  # bounded: until the drops are published
+            lp.drain()
+            if lp.drops["b"].get(_native.TUN_QUEUE_FULL):
+                break
+            time.sleep(0.05)
+        assert lp.drops["b"].get(_native.TUN_QUEUE_FULL, 0) > 0, lp.drops
+        lp.read_tun(len(first), timeout=1.0)  # what the queue held
+        later = [ipv4_packet("10.0.0.5", "10.0.1.9", b"after the queue was full %d" % i) for i in range(4)]
+        for p in later:
+            lp.write_tun(p)
+        got = lp.read_tun(len(later))
+        assert got and set(got) <= set(later), lp.drops
+    finally:
         lp.close()
