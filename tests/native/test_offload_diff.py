@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import struct
 
 from hypothesis import given, strategies as st
@@ -60,6 +61,16 @@ def test_tso_split_identical(data: bytes) -> None:
 @given(st.binary(max_size=3000), st.integers(0, 2**20))
 def test_checksum_identical(data: bytes, initial: int) -> None:
     assert _native.checksum(data, initial) == checksum(data, initial)
+
+
+def test_checksum_edges_identical() -> None:
+    """Word-at-a-time summing in C: every length mod 8, all-zero and all-0xFF data, a 64 KiB packet."""
+    rnd = random.Random(9)
+    cases = [bytes(n) for n in range(18)] + [b"\xff" * n for n in range(18)]
+    cases += [rnd.randbytes(n) for n in list(range(1, 40)) + [65535, 65536]]
+    for data in cases:
+        for initial in (0, 1, 0xFFFF, 0x1FFFE, 6 + 0xFFFF * 7):
+            assert _native.checksum(data, initial) == checksum(data, initial), (len(data), initial)
 
 
 @given(st.booleans(), st.binary(min_size=1, max_size=9000), st.sampled_from([536, 1380, 1440]),

@@ -17,14 +17,31 @@ static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uin
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 static void wr32(uint8_t *p, uint32_t v) { wr16(p, (uint16_t)(v >> 16)); wr16(p + 2, (uint16_t)v); }
 
+/* sum + the 16-bit big-endian words of p (a trailing byte padded with zero), folded to 16
+ * bits so callers can add more.  RFC 1071 2(B): the one's-complement sum does not depend
+ * on byte order except for a final swap, so whole 64-bit native words are summed. */
 static uint64_t csum_add(uint64_t sum, const uint8_t *p, uint32_t len)
 {
+    uint64_t acc = 0;
     uint32_t i = 0;
-    for (; i + 1 < len; i += 2)
-        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        acc += (v & 0xFFFFFFFFu) + (v >> 32);
+    }
+    for (; i + 2 <= len; i += 2) {
+        uint16_t v;
+        memcpy(&v, p + i, 2);
+        acc += v;
+    }
+    while (acc >> 16)
+        acc = (acc & 0xFFFF) + (acc >> 16);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    acc = (acc >> 8 | acc << 8) & 0xFFFF;
+#endif
     if (i < len)
-        sum += (uint32_t)p[i] << 8;
-    return sum;
+        acc += (uint32_t)p[i] << 8;
+    return sum + acc;
 }
 
 static uint16_t csum_fold(uint64_t sum)
