@@ -213,3 +213,28 @@ def test_gro_bad_checksum_examples() -> None:
             broken = [bytes(bad), segs[1], segs[2]]
             writes = _native.gro_coalesce(broken)
             assert writes == gro_coalesce(broken) and writes[0] == bytes(10) + bytes(bad) and len(writes) == 2
+
+
+@given(damaged_streams(), st.lists(st.tuples(st.integers(0, 2**16), st.integers(1, 255)), max_size=6))
+def test_gro_flipped_bytes_identical(case: tuple[list[bytes], set[int]], flips: list[tuple[int, int]]) -> None:
+    """Bytes flipped anywhere (headers, lengths, flags, options): native and twin agree, and the
+    writes split back into exactly the packets given (GRO never alters a packet)."""
+    packets = list(case[0])
+    for pos, mask in flips:
+        if packets:
+            k = pos % len(packets)
+            p = bytearray(packets[k])
+            if p:
+                p[(pos // len(packets)) % len(p)] ^= mask
+                packets[k] = bytes(p)
+    writes = _native.gro_coalesce(packets)
+    assert writes == gro_coalesce(packets)
+    assert [s for w in writes for s in (tso_split(w, 256) or [])] == packets
+
+
+@given(st.binary(min_size=10, max_size=10), st.booleans(), st.binary(max_size=3000), st.integers(0, 70))
+def test_tso_split_random_headers_identical(hdr: bytes, v6: bool, payload: bytes, cut: int) -> None:
+    """Any 10 header bytes over a real TCP packet (possibly cut short): native and twin agree."""
+    pkt = tcp_packet(v6, payload, 0x18, 1, 2)
+    data = hdr + (pkt[:cut] if cut < 70 else pkt)
+    assert _native.tso_split(data, 64) == tso_split(data, 64)
