@@ -4,6 +4,7 @@ A TUN write fails with EIO while the link is down (before ``ip link set up``,
 the gap wg-quick leaves after ``wg setconf``, or after ``ip link set down``).
 On both planes (the native I/O threads and the pure asyncio path) wgpy counts
 it as ``tun-down`` and carries on; once the link is up again the tunnel works.
+Deleting the link still ends the daemon (``tun-gone``), flood or not.
 The peer is Debian's wireguard-go, flooding pings at wgpy.
 """
 
@@ -82,3 +83,12 @@ def test_link_down_under_ping_flood(netns_pair, path: str) -> None:  # type: ign
     wait_for(counted, 10, "tun-down drops in the stats", interval=0.5)
     assert a.daemon.alive() and "tun-gone" not in a.daemon.log_text(), pair.logs()
     assert ("native data plane running" in a.daemon.log_text()) == (path == "native")
+
+    # deleting the link is still the end, also under a flood
+    flood = _flood(pair, b, a.tun4, 5)
+    time.sleep(0.5)
+    a.ns.run("ip", "link", "del", a.ifname)
+    a.daemon.proc.wait(15)
+    assert "Shutting down (tun-gone)" in a.daemon.log_text(), a.daemon.log_text()[-3000:]
+    assert not a.daemon.sock.exists()
+    flood.wait(30)
