@@ -77,3 +77,7 @@ class DropReason(enum.Enum):
     HANDSHAKE_QUEUE_FULL = "handshake-queue-full"
     STAGED_OVERFLOW = "staged-overflow"
     ZERO_DH = "zero-dh"
+    TUN_DOWN = "tun-down"
+    """A TUN write failed with EIO: the link is down (the packet is lost, the daemon carries on)."""
+    TUN_QUEUE_FULL = "tun-queue-full"
+    """A TUN write failed with ENOBUFS/EAGAIN: the kernel queue is full."""

@@ -139,6 +139,18 @@ def _same_flow(a: bytes, ha: tuple[bool, int, int, int, int], b: bytes, hb: tupl
     return ta[:4] == tb[:4] and ta[8:14] == tb[8:14] and ta[14:16] == tb[14:16] and ta[20:] == tb[20:]
 
 
+def _csum_ok(p: bytes, v6: bool, iphlen: int) -> bool:
+    """The IPv4 header checksum and the TCP checksum over its pseudo-header (v4 and v6) hold."""
+    tcplen = len(p) - iphlen
+    if v6:
+        pseudo = sum(struct.unpack(">16H", p[8:40])) + tcplen + 6
+    else:
+        if checksum(p[:20]) != 0:
+            return False
+        pseudo = sum(struct.unpack(">4H", p[12:20])) + tcplen + 6
+    return checksum(p[iphlen:], pseudo) == 0
+
+
 def gro_coalesce(packets: list[bytes]) -> list[bytes]:
     """TUN writes (virtio-net header first) for decrypted packets, in order.
 
@@ -147,6 +159,8 @@ def gro_coalesce(packets: list[bytes]) -> list[bytes]:
     payload the size of the first except a shorter last, at most 65535 bytes)
     becomes one GSO_TCPV4/V6 write with NEEDS_CSUM and the pseudo-header
     partial checksum; anything else is written alone behind a zero header.
+    Only segments whose IPv4 header and TCP checksums hold are merged (the
+    kernel trusts a NEEDS_CSUM write): a bad one is written alone, unchanged.
     """
     out: list[bytes] = []
     i, n = 0, len(packets)
@@ -165,6 +179,8 @@ def gro_coalesce(packets: list[bytes]) -> list[bytes]:
                 if hq is None or not _same_flow(head, h, q, hq, next_seq) or hq[3] > gso_size or \
                         total + hq[3] > 65535:
                     break
+                if (j == i + 1 and not _csum_ok(head, v6, iphlen)) or not _csum_ok(q, v6, iphlen):
+                    break  # a bad checksum is never merged: that packet goes out alone
                 if j == i + 1:
                     buf = bytearray(head)
                 buf += q[hq[2]:]

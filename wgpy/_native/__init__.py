@@ -46,7 +46,8 @@ IO_DROPS: dict[int, str] = {}
 MAILBOX_SLOTS = 0
 MAILBOX_BYTES = 0
 """What one mailbox direction holds (slow items, their bytes): a drain's ``Result`` needs as much."""
-_IO_DROP_NAMES = {"IO_SEND": "udp-send", "IO_TUN_WRITE": "tun-write", "SLOW_OVERFLOW": "slow-overflow"}
+_IO_DROP_NAMES = {"IO_SEND": "udp-send", "IO_TUN_WRITE": "tun-write", "SLOW_OVERFLOW": "slow-overflow",
+                  "TUN_DOWN": DropReason.TUN_DOWN.value, "TUN_QUEUE_FULL": DropReason.TUN_QUEUE_FULL.value}
 
 
 def _load() -> None:
@@ -65,7 +66,8 @@ def _load() -> None:
         return
     clib = _wgpy_native.lib
     try:
-        reasons = {getattr(clib, f"WGDP_DROP_{r.name}"): r for r in DropReason if hasattr(clib, f"WGDP_DROP_{r.name}")}
+        reasons = {getattr(clib, f"WGDP_DROP_{r.name}"): r for r in DropReason
+                   if r.name not in _IO_DROP_NAMES and hasattr(clib, f"WGDP_DROP_{r.name}")}
         io = {getattr(clib, f"WGDP_DROP_{name}"): label for name, label in _IO_DROP_NAMES.items()}
         slots, nbytes = int(clib.WGDP_MAILBOX_SLOTS), int(clib.WGDP_MAILBOX_BYTES)
     except AttributeError as exc:

@@ -43,8 +43,12 @@ def _rel(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def make_ffi(absolute: bool = False) -> FFI:
-    """The FFI builder; paths relative to the cwd (setup.py) or absolute (direct build)."""
+def make_ffi(absolute: bool = False, cflags: tuple[str, ...] = (), ldflags: tuple[str, ...] = ()) -> FFI:
+    """The FFI builder; paths relative to the cwd (setup.py) or absolute (direct build).
+
+    ``cflags``/``ldflags`` come after the defaults (the sanitizer builds of
+    ``tests/native/test_sanitizers.py`` pass ``-O1 -fsanitize=...`` here).
+    """
     place = (lambda p: p) if absolute else _rel
     ffi = FFI()
     ffi.cdef(_cdef())
@@ -55,9 +59,24 @@ def make_ffi(absolute: bool = False) -> FFI:
         include_dirs=[place(HERE)],
         libraries=["crypto", "pthread"],
         define_macros=[("WGDP_VERSION", '"%s"' % _version()), ("_GNU_SOURCE", "1")],
-        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"],
+        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function", *cflags],
+        extra_link_args=list(ldflags),
     )
     return ffi
+
+
+def build_into(root: str, cflags: tuple[str, ...] = (), ldflags: tuple[str, ...] = ()) -> str:
+    """Compile a variant of the module into ``root``/wgpy/_native/ (beside a copy of the package);
+    returns the path of the shared object.  The sources stay where they are."""
+    import glob
+    import shutil
+    tmp = os.path.join(root, "build", "cffi")
+    make_ffi(absolute=True, cflags=cflags, ldflags=ldflags).compile(tmpdir=tmp)
+    built = glob.glob(os.path.join(tmp, "wgpy", "_native", "_wgpy_native*.so")) + \
+        glob.glob(os.path.join(tmp, "_wgpy_native*.so"))
+    target = os.path.join(root, "wgpy", "_native", os.path.basename(built[0]))
+    shutil.copy2(built[0], target)
+    return target
 
 
 ffibuilder = make_ffi()

@@ -8,7 +8,12 @@
  * with a UDP_SEGMENT cmsg; EIO (no checksum offload) switches GSO off for good
  * and the messages are resent one by one.  With GRO on, UDP_GRO is set on the
  * sockets and a coalesced datagram is split by the gso_size cmsg before it is
- * opened.  Without either, one datagram per mmsghdr. */
+ * opened.  Without either, one datagram per mmsghdr.
+ *
+ * A TUN write that fails is a counted drop, never the end of the loop: EIO
+ * (the link is down, e.g. between `wg setconf` and `ip link set up`) counts
+ * as tun-down, ENOBUFS/EAGAIN (queue full) as tun-queue-full; only the errors
+ * of a deleted interface (EBADFD, ENXIO, ENODEV, EBADF) return -errno. */
 #include "wgdp_internal.h"
 #include <errno.h>
 #include <poll.h>
@@ -151,6 +156,7 @@ static struct io_bufs *bufs_get(struct io_bufs **slot, uint32_t slots, int tx)
     return b;
 }
 
+/* errors of a TUN whose interface is gone (a write's EIO is handled before: link down) */
 static int tun_gone(int err) { return err == EBADFD || err == EIO || err == ENXIO || err == ENODEV || err == EBADF; }
 
 static socklen_t to_sockaddr(const wgdp_addr *a, struct sockaddr_storage *ss)
@@ -415,11 +421,16 @@ static int tun_emit(void *arg, uint8_t *data, uint32_t len)
         r = write(t->fd, data, len);
     while (r < 0 && errno == EINTR);
     if (r < 0) {
-        if (tun_gone(errno)) {
-            t->res->err = errno;
-            return -errno;
-        }
-        t->res->drops[WGDP_DROP_IO_TUN_WRITE]++;
+        int err = errno;
+        if (err == EIO)  /* the link is down (not IFF_UP): drop until it comes up again */
+            t->res->drops[WGDP_DROP_TUN_DOWN]++;
+        else if (err == ENOBUFS || err == EAGAIN)
+            t->res->drops[WGDP_DROP_TUN_QUEUE_FULL]++;
+        else if (tun_gone(err)) {
+            t->res->err = err;
+            return -err;
+        } else
+            t->res->drops[WGDP_DROP_IO_TUN_WRITE]++;
     }
     return 0;
 }

@@ -19,14 +19,31 @@ static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uin
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 static void wr32(uint8_t *p, uint32_t v) { wr16(p, (uint16_t)(v >> 16)); wr16(p + 2, (uint16_t)v); }
 
+/* sum + the 16-bit big-endian words of p (a trailing byte padded with zero), folded to 16
+ * bits so callers can add more.  RFC 1071 2(B): the one's-complement sum does not depend
+ * on byte order except for a final swap, so whole 64-bit native words are summed. */
 static uint64_t csum_add(uint64_t sum, const uint8_t *p, uint32_t len)
 {
+    uint64_t acc = 0;
     uint32_t i = 0;
-    for (; i + 1 < len; i += 2)
-        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        acc += (v & 0xFFFFFFFFu) + (v >> 32);
+    }
+    for (; i + 2 <= len; i += 2) {
+        uint16_t v;
+        memcpy(&v, p + i, 2);
+        acc += v;
+    }
+    while (acc >> 16)
+        acc = (acc & 0xFFFF) + (acc >> 16);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    acc = (acc >> 8 | acc << 8) & 0xFFFF;
+#endif
     if (i < len)
-        sum += (uint32_t)p[i] << 8;
-    return sum;
+        acc += (uint32_t)p[i] << 8;
+    return sum + acc;
 }
 
 static uint16_t csum_fold(uint64_t sum)
@@ -172,10 +189,28 @@ static int same_flow(const struct seg *head, const struct seg *q, uint32_t next_
            !memcmp(a + 20, b + 20, head->hlen - head->iphlen - 20);
 }
 
+/* the segment's checksums hold (IPv4 header; TCP over its pseudo-header, v4 and v6): a
+ * coalesced write goes out NEEDS_CSUM, so the kernel would never see a bad one */
+static int seg_csum_ok(const struct seg *s)
+{
+    const uint8_t *p = s->p;
+    uint32_t tcplen = s->len - s->iphlen;
+    uint64_t pseudo;
+    if (s->v6) {
+        pseudo = csum_add(0, p + 8, 32) + tcplen + 6;
+    } else {
+        if (wgdp_checksum(p, 20, 0) != 0)
+            return 0;
+        pseudo = csum_add(0, p + 12, 8) + tcplen + 6;
+    }
+    return wgdp_checksum(p + s->iphlen, tcplen, pseudo) == 0;
+}
+
 typedef wgdp_emit_fn emit_fn;
 
 /* Coalesce runs of same-flow TCP segments into GSO writes (virtio-net header
- * first).  Each pkts[i] must have VNET_HDR bytes of writable headroom before it
+ * first); only segments whose checksums hold are merged (wireguard-go does the
+ * same), the others are written alone, unchanged.  Each pkts[i] must have VNET_HDR bytes of writable headroom before it
  * (a lone packet is written in place behind a zero header).  cbuf holds one
  * coalesced write (65535 + VNET_HDR bytes).  Returns the number of writes, or
  * a negative emit result. */
@@ -194,6 +229,10 @@ int wgdp_gro_run(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t
             closed = (head.p[head.iphlen + 13] & 0x08) != 0;  /* PSH ends a run */
             while (!closed && j < n && parse_seg(pkts[j], lens[j], &q) && same_flow(&head, &q, next_seq) &&
                    q.payload <= gso_size && total + q.payload <= 65535) {
+                if (j == i + 1 && !seg_csum_ok(&head))
+                    break;  /* a bad checksum: the head goes out alone, as it came */
+                if (!seg_csum_ok(&q))
+                    break;  /* ends the run; q then fails as a head and goes out alone */
                 if (j == i + 1)
                     memcpy(cbuf + VNET_HDR, head.p, head.len);
                 memcpy(cbuf + VNET_HDR + total, q.p + q.hlen, q.payload);

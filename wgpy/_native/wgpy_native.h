@@ -35,7 +35,9 @@
 #define WGDP_DROP_IO_TUN_WRITE 10
 #define WGDP_DROP_UNKNOWN_INDEX 11
 #define WGDP_DROP_SLOW_OVERFLOW 12
-#define WGDP_DROP_COUNT 13
+#define WGDP_DROP_TUN_DOWN 13
+#define WGDP_DROP_TUN_QUEUE_FULL 14
+#define WGDP_DROP_COUNT 15
 
 /* mailbox capacity per direction: slow items and their bytes (a drain's wgdp_result needs as much) */
 #define WGDP_MAILBOX_SLOTS 2048
@@ -80,7 +82,7 @@ typedef struct {
     uint8_t *slow_buf;
     uint32_t slow_buf_cap;
     uint32_t slow_buf_used;
-    uint64_t drops[13];
+    uint64_t drops[15];      /* by WGDP_DROP_* code */
     uint64_t packets;        /* packets moved by the fast path */
     int err;                 /* I/O: errno of a fatal TUN error, else 0 */
 } wgdp_result;

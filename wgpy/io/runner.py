@@ -38,7 +38,7 @@ from ..dataplane import BatchResult, NativeDataPlane
 from ..device import Device
 from ..errors import ConfigError
 from .fastpath import FastPath
-from .tun_linux import GONE_ERRNOS, TunDevice
+from .tun_linux import GONE_ERRNOS, TunDevice, tun_write_drop
 from .udp import UdpBind, recv_batch
 
 log = logging.getLogger("wgpy.runner")
@@ -209,8 +209,8 @@ class Runner:
             return
         try:
             self.tun.write(packet)
-        except OSError:
-            self.io_drops["tun-write"] += 1
+        except OSError as exc:  # never fatal: a deleted TUN is noticed by the read side
+            self.io_drops[tun_write_drop(exc.errno)] += 1
 
     # ------------------------------------------------------------ timer
 

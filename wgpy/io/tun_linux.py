@@ -27,6 +27,7 @@ import struct
 
 import pytun
 
+from ..errors import DropReason
 from ..offload import tso_split
 
 TUNGETIFF = 0x800454D2
@@ -42,6 +43,19 @@ IFNAMSIZ = 16
 READ_SIZE = 65536
 GONE_ERRNOS = frozenset({errno.EBADFD, errno.EIO, errno.ENXIO, errno.ENODEV, errno.EBADF})
 """Errors a TUN read returns once the interface has been deleted."""
+
+
+def tun_write_drop(code: int | None) -> str:
+    """The drop counter for a failed TUN write (the native loop's twin in ``wgdp_io.c``).
+
+    EIO: the link is down (``ip link set down``, or before wg-quick brings it
+    up); ENOBUFS/EAGAIN: the queue is full; anything else: ``tun-write``.
+    """
+    if code == errno.EIO:
+        return DropReason.TUN_DOWN.value
+    if code in (errno.ENOBUFS, errno.EAGAIN):
+        return DropReason.TUN_QUEUE_FULL.value
+    return "tun-write"
 
 
 class TunDevice:
