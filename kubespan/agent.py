@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 
 from wgpy.config import DeviceUpdate, PeerUpdate
 from wgpy.interface import Interface
+from wgpy.io import sdnotify
 from wgpy.io.uapi_server import UapiInUse, open_uapi_socket
 from wgpy.keys import PresharedKey, PublicKey
 
@@ -155,6 +156,7 @@ class Agent:
             loop.add_signal_handler(sig, self.stop, sig.name)
         try:
             await self._start()
+            sdnotify.ready(f"serving {self.options.api_socket}")  # systemd Type=notify
             await self._loop()
         finally:
             await self._shutdown()

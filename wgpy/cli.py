@@ -30,6 +30,7 @@ from typing import Sequence
 
 from . import __version__
 from .constants import DEFAULT_MTU
+from .io import sdnotify
 from .io.tun_linux import TunDevice
 from .io.uapi_server import UapiInUse, open_uapi_socket
 
@@ -198,6 +199,7 @@ async def _serve(tun: TunDevice, uapi: socket.socket, ready_fd: int | None) -> i
 
 
 def _signal_ready(fd: int | None) -> None:
+    sdnotify.ready(main_pid=fd is not None)  # systemd Type=notify; a daemonized child names itself MAINPID
     if fd is None:
         return
     with contextlib.suppress(OSError):
