@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything wgpy and kubespan need on a fresh Debian machine, as root:
-# Debian packages (reference peers, build tools, network tools), then a venv
+# Debian packages (reference peers, build tools, network tools, systemd-analyze
+# and strace for the unit tests), then a venv
 # in .venv with this package (native data plane built) and its extras.
 # Idempotent; used by tests/run.sh and kubespan/demo.sh.
 set -euo pipefail
@@ -10,7 +11,7 @@ if [ "$(id -u)" = 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     python3-venv python3-dev gcc libc6-dev libssl-dev iproute2 iputils-ping \
-    wireguard-go wireguard-tools iperf3 nftables iptables procps >/dev/null
+    wireguard-go wireguard-tools iperf3 nftables iptables procps systemd strace >/dev/null
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
