@@ -167,3 +167,17 @@ def test_agent_without_a_config_says_so_in_one_line(tmp_path: Path) -> None:
                          text=True, timeout=60, env=dict(environ, KUBESPAN_CONFIG="machine: [unclosed"), cwd="/")
     assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1 and bad.stderr.startswith("error: "), bad
     assert list(tmp_path.iterdir()) == []  # nothing created before the config was read
+
+
+def test_containerfile_entry_is_the_tested_command() -> None:
+    """The image runs the package's ``kubespan`` script with ``agent`` (what the unshare test runs), with the
+    run flags granting exactly what that test grants; the image itself is not built here (no runtime)."""
+    text = (Path(__file__).resolve().parents[2] / "deploy" / "Containerfile").read_text()
+    directives = dict(line.split(" ", 1) for line in text.splitlines() if line[:1].isupper())
+    entry, cmd = json.loads(directives["ENTRYPOINT"]), json.loads(directives["CMD"])
+    assert entry == ["kubespan"] and cmd == ["agent"]
+    res = subprocess.run([str(Path(PYTHON).parent / entry[0]), *cmd, "--help"], capture_output=True, text=True,
+                         timeout=60, env=env())
+    assert res.returncode == 0 and "--config FILE" in res.stdout, res.stderr
+    assert "--cap-drop ALL --cap-add NET_ADMIN --device /dev/net/tun" in text
+    assert "+net_admin" in INIT and "--bounding-set -all,+net_admin" in INIT
