@@ -128,7 +128,8 @@ def _positive_float(text: str) -> float:
 
 def _add_agent(commands: Any) -> None:
     agent = commands.add_parser("agent", help="run the KubeSpan agent in the foreground")
-    agent.add_argument("--config", metavar="FILE", help=f"Talos machine config (YAML; default: the YAML in ${ENV_CONFIG})")
+    agent.add_argument("--config", metavar="FILE", required=ENV_CONFIG not in os.environ,
+                       help=f"Talos machine config (YAML; default: the YAML in ${ENV_CONFIG})")
     agent.add_argument("--state-dir", default="/var/lib/kubespan", metavar="DIR",
                        help="where the node ID and key pair live (default /var/lib/kubespan)")
     agent.add_argument("--api-socket", default=None, metavar="PATH",
@@ -159,9 +160,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
 
     agent_module.configure_logging(args.log_level)
     uapi = None if args.uapi_socket.lower() == "none" else args.uapi_socket
-    text = None if args.config else os.environ.get(ENV_CONFIG)  # containers pass the config in the environment
-    if text is None and not args.config:
-        raise KubespanError(f"no config: pass --config FILE or put the config YAML in ${ENV_CONFIG}")
+    text = None if args.config else os.environ[ENV_CONFIG]  # containers pass the config in the environment
     options = agent_module.AgentOptions(
         config_path=args.config or f"${ENV_CONFIG}", config_text=text, state_dir=args.state_dir,
         api_socket=socket_path(args.api_socket),
