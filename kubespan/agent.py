@@ -29,12 +29,14 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from wgpy import DeviceUpdate, Interface, PeerUpdate, PresharedKey, PublicKey, UapiInUse, open_uapi_socket
+from wgpy import (
+    DeviceUpdate, Interface, PeerUpdate, PresharedKey, PublicKey, UapiInUse, notify_ready, open_uapi_socket,
+)
 
 from . import specs
 from .affiliates import AffiliateSpec, NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
 from .api import DEFAULT_API_SOCKET, ApiServer
-from .config import NodeConfig, load_config
+from .config import NodeConfig, load_config, parse_config
 from .controller import (
     FWMARK_WIREGUARD, LINK_NAME, LISTEN_PORT, Desired, DesiredPeer, PeerChange, diff_peers,
     observed_endpoints_by_node, reconcile,
@@ -70,6 +72,7 @@ class AgentOptions:
     reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
     mac: str | None = None
     use_nftables: bool | None = None
+    config_text: str | None = None  # the config itself (from $KUBESPAN_CONFIG), instead of config_path
 
 
 def read_addresses() -> list[NodeAddress]:
@@ -152,6 +155,7 @@ class Agent:
             loop.add_signal_handler(sig, self.stop, sig.name)
         try:
             await self._start()
+            notify_ready(f"serving {self.options.api_socket}")  # systemd Type=notify
             await self._loop()
         finally:
             await self._shutdown()
@@ -337,14 +341,15 @@ def _open_uapi(path: str) -> socket.socket:
 
 
 def configure_logging(level: str) -> None:
-    """Our loggers at ``level``; libraries (pyroute2, grpc) stay at warnings."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Our loggers at ``level`` on stdout; libraries (pyroute2, grpc) stay at warnings."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)  # one record per flush: containers and journald read it live
     for name in ("kubespan", "wgpy"):
         logging.getLogger(name).setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
 async def _run(options: AgentOptions) -> int:
-    config = load_config(options.config_path)
+    config = load_config(options.config_path) if options.config_text is None else parse_config(options.config_text)
     if not config.kubespan.enabled:
         log.warning("KubeSpan is disabled in %s; removing any KubeSpan routing state and exiting",
                     options.config_path)

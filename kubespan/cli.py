@@ -14,10 +14,11 @@ Contract:
   mode 0600 and refuses to overwrite without ``--force``.
 - ``kubespan discovery-service ARGS...`` hands every argument to
   ``kubespan.discovery.service.main(argv) -> int`` (imported lazily).
-- ``kubespan agent --config FILE [--state-dir DIR] [--api-socket PATH]
+- ``kubespan agent [--config FILE] [--state-dir DIR] [--api-socket PATH]
   [--uapi-socket PATH|none] [--reconcile-interval SECONDS] [--mac MAC]
   [--log-level LEVEL] [--no-nftables]`` runs the agent in the foreground
-  (``kubespan.agent``), logs to stderr, exits 0 after cleanup on SIGTERM.
+  (``kubespan.agent``), logs to stdout, exits 0 after cleanup on SIGTERM.
+  Without ``--config`` the config YAML itself comes from ``$KUBESPAN_CONFIG``.
 - ``kubespan get RESOURCE [-o table|yaml|json] [--api-socket PATH]`` shows
   the agent's resources (``kubespan.get``; ``KUBESPAN_API_SOCKET`` honoured).
 - Bad arguments: exit 2 with an argparse message.  Configuration or I/O
@@ -44,6 +45,7 @@ from .identity import atomic_write
 
 Rng = Callable[[int], bytes]
 SECRET_BYTES = 32
+ENV_CONFIG = "KUBESPAN_CONFIG"
 
 
 def _b64(rng: Rng) -> str:
@@ -126,7 +128,8 @@ def _positive_float(text: str) -> float:
 
 def _add_agent(commands: Any) -> None:
     agent = commands.add_parser("agent", help="run the KubeSpan agent in the foreground")
-    agent.add_argument("--config", required=True, metavar="FILE", help="Talos machine config (YAML)")
+    agent.add_argument("--config", metavar="FILE", required=ENV_CONFIG not in os.environ,
+                       help=f"Talos machine config (YAML; default: the YAML in ${ENV_CONFIG})")
     agent.add_argument("--state-dir", default="/var/lib/kubespan", metavar="DIR",
                        help="where the node ID and key pair live (default /var/lib/kubespan)")
     agent.add_argument("--api-socket", default=None, metavar="PATH",
@@ -157,8 +160,10 @@ def _cmd_agent(args: argparse.Namespace) -> int:
 
     agent_module.configure_logging(args.log_level)
     uapi = None if args.uapi_socket.lower() == "none" else args.uapi_socket
+    text = None if args.config else os.environ[ENV_CONFIG]  # containers pass the config in the environment
     options = agent_module.AgentOptions(
-        config_path=args.config, state_dir=args.state_dir, api_socket=socket_path(args.api_socket),
+        config_path=args.config or f"${ENV_CONFIG}", config_text=text, state_dir=args.state_dir,
+        api_socket=socket_path(args.api_socket),
         uapi_socket=uapi, reconcile_interval=args.reconcile_interval, mac=args.mac,
         use_nftables=False if args.no_nftables else None,
     )

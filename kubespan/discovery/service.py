@@ -44,6 +44,7 @@ from kubespan.discovery.errors import (
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.ratelimit import RateLimiter
 from kubespan.discovery.state import AffiliateView, Notification, State
+from wgpy import notify_ready
 
 log = logging.getLogger("kubespan.discovery.service")
 
@@ -395,6 +396,7 @@ async def _run(config: ServiceConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    notify_ready(f"listening on port {server.port}")  # systemd Type=notify
     try:
         await stop.wait()
     finally:
