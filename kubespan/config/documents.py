@@ -1,0 +1,111 @@
+"""The multi-document reader: sorting a config's YAML documents by kind, and the kinds' own fields.
+
+Contract: ``split_documents`` takes the ``yaml.safe_load_all`` output and returns ``Documents``: the one
+v1alpha1 document (no ``kind``) and at most one each of ``KubeSpanConfig``, ``KubeSpanEndpointsConfig``
+(also spelled ``KubespanEndpointsConfig``), ``DiscoveryIdentityConfig`` and ``HostnameConfig``, plus any
+number of ``DiscoveryServiceConfig`` documents, all ``apiVersion: v1alpha1``; other kinds are skipped.
+``service_endpoints`` and ``identity_fields`` read the discovery documents (names unique, endpoint
+required).  Every problem is a ``ConfigError`` naming the document and field.  Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from .fields import parse_discovery_endpoint, show, string
+from .model import API_VERSION, DiscoveryEndpoint
+
+KIND_KUBESPAN = "KubeSpanConfig"
+KIND_KUBESPAN_ENDPOINTS = "KubeSpanEndpointsConfig"
+KIND_DISCOVERY_SERVICE = "DiscoveryServiceConfig"
+KIND_DISCOVERY_IDENTITY = "DiscoveryIdentityConfig"
+KIND_HOSTNAME = "HostnameConfig"
+KINDS = {
+    KIND_KUBESPAN: KIND_KUBESPAN,
+    KIND_KUBESPAN_ENDPOINTS: KIND_KUBESPAN_ENDPOINTS,
+    "KubespanEndpointsConfig": KIND_KUBESPAN_ENDPOINTS,
+    KIND_DISCOVERY_SERVICE: KIND_DISCOVERY_SERVICE,
+    KIND_DISCOVERY_IDENTITY: KIND_DISCOVERY_IDENTITY,
+    KIND_HOSTNAME: KIND_HOSTNAME,
+}
+"""Spelling in a document → canonical kind."""
+
+
+@dataclass(slots=True)
+class Documents:
+    """A config's documents by kind (``legacy``: the v1alpha1 document)."""
+
+    legacy: dict[str, Any] | None = None
+    kubespan: dict[str, Any] | None = None
+    endpoints: dict[str, Any] | None = None
+    endpoints_kind: str = KIND_KUBESPAN_ENDPOINTS
+    services: list[dict[str, Any]] = field(default_factory=list)
+    identity: dict[str, Any] | None = None
+    hostname: dict[str, Any] | None = None
+
+
+_SLOTS = {KIND_KUBESPAN: "kubespan", KIND_KUBESPAN_ENDPOINTS: "endpoints", KIND_DISCOVERY_IDENTITY: "identity",
+          KIND_HOSTNAME: "hostname"}
+
+
+def split_documents(docs: list[Any]) -> Documents:
+    out = Documents()
+    for index, doc in enumerate(docs, 1):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise ConfigError(f"document {index}", f"{show(doc)} is not a mapping")
+        kind = doc.get("kind")
+        if kind is None:
+            version = doc.get("version")
+            if version is not None and version != API_VERSION:
+                raise ConfigError("version", f"{show(version)} is not supported (want {API_VERSION})")
+            if out.legacy is not None:
+                raise ConfigError(f"document {index}", "more than one v1alpha1 document")
+            out.legacy = doc
+            continue
+        if not isinstance(kind, str):
+            raise ConfigError(f"document {index}.kind", f"{show(kind)} is not a string")
+        canonical = KINDS.get(kind)
+        if canonical is None:
+            continue
+        api = doc.get("apiVersion")
+        if api != API_VERSION:
+            raise ConfigError(f"{kind}.apiVersion", f"{show(api)} is not supported (want {API_VERSION})")
+        if canonical == KIND_DISCOVERY_SERVICE:
+            out.services.append(doc)
+            continue
+        slot = _SLOTS[canonical]
+        if getattr(out, slot) is not None:
+            raise ConfigError(kind, f"duplicate {canonical} document (document {index})")
+        setattr(out, slot, doc)
+        if canonical == KIND_KUBESPAN_ENDPOINTS:
+            out.endpoints_kind = kind
+    return out
+
+
+def service_endpoints(services: list[dict[str, Any]]) -> tuple[DiscoveryEndpoint, ...]:
+    """The ``DiscoveryServiceConfig`` documents, in order."""
+    seen: set[str] = set()
+    out: list[DiscoveryEndpoint] = []
+    for number, doc in enumerate(services, 1):
+        name = string(doc, "name", f"{KIND_DISCOVERY_SERVICE}#{number}")
+        if not name:
+            raise ConfigError(f"{KIND_DISCOVERY_SERVICE}#{number}.name", f"{show(name)}: name is required")
+        path = f"{KIND_DISCOVERY_SERVICE}[{name}]"
+        if name in seen:
+            raise ConfigError(f"{path}.name", f"duplicate name {show(name)}")
+        seen.add(name)
+        if doc.get("endpoint") in (None, ""):
+            raise ConfigError(f"{path}.endpoint", "endpoint is required")
+        out.append(parse_discovery_endpoint(name, doc.get("endpoint"), f"{path}.endpoint"))
+    return tuple(out)
+
+
+def identity_fields(doc: dict[str, Any]) -> tuple[str, str]:
+    """``clusterID`` and ``clusterSecret`` of a ``DiscoveryIdentityConfig`` (``""`` when absent)."""
+    cluster_id = string(doc, "clusterID", KIND_DISCOVERY_IDENTITY) or ""
+    secret = string(doc, "clusterSecret", KIND_DISCOVERY_IDENTITY, secret=True) or ""
+    return cluster_id, secret
