@@ -18,7 +18,12 @@ Accepted documents (``yaml.safe_load_all``):
   names), ``DiscoveryIdentityConfig`` and ``HostnameConfig``, all
   ``apiVersion: v1alpha1``.
 
-Unknown sections, keys and document kinds are ignored.  As in Talos, a
+Mistakes fail loudly: inside the sections we model (``machine.network.kubespan``,
+``cluster.discovery``, the KubeSpan and discovery documents) an unknown key is
+an error at its YAML path, as Talos decodes them with known fields only (with
+the nearest field as a hint); a ``kind`` Talos does not define is an error
+(with the nearest kind as a hint); a config with no YAML document at all is an
+error.  The other Talos sections and kinds are ignored.  As in Talos, a
 multi-document kind next to its legacy counterpart is an error:
 ``KubeSpanConfig`` vs a ``machine.network.kubespan`` block,
 ``DiscoveryServiceConfig`` vs any ``cluster.discovery`` block,

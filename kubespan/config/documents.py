@@ -3,7 +3,9 @@
 Contract: ``split_documents`` takes the ``yaml.safe_load_all`` output and returns ``Documents``: the one
 v1alpha1 document (no ``kind``) and at most one each of ``KubeSpanConfig``, ``KubeSpanEndpointsConfig``
 (also spelled ``KubespanEndpointsConfig``), ``DiscoveryIdentityConfig`` and ``HostnameConfig``, plus any
-number of ``DiscoveryServiceConfig`` documents, all ``apiVersion: v1alpha1``; other kinds are skipped.
+number of ``DiscoveryServiceConfig`` documents, all ``apiVersion: v1alpha1``.  The other kinds Talos
+defines (``TALOS_KINDS``) are skipped; any other kind is an error, with the nearest known kind as a hint.
+The KubeSpan and discovery kinds have known fields only, as Talos decodes them (``fields.check_fields``).
 ``service_endpoints`` and ``identity_fields`` read the discovery documents (names unique, endpoint
 required).  Every problem is a ``ConfigError`` naming the document and field.  Pure.
 """
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from .fields import parse_discovery_endpoint, show, string
+from .fields import META_FIELDS, check_fields, did_you_mean, parse_discovery_endpoint, show, string
 from .model import API_VERSION, DiscoveryEndpoint
 
 KIND_KUBESPAN = "KubeSpanConfig"
@@ -31,6 +33,39 @@ KINDS = {
     KIND_HOSTNAME: KIND_HOSTNAME,
 }
 """Spelling in a document → canonical kind."""
+
+DOCUMENT_FIELDS = {
+    # pkg/machinery/config/types/network/kubespan_endpoints.go KubespanEndpointsConfigV1Alpha1
+    KIND_KUBESPAN_ENDPOINTS: (*META_FIELDS, "extraAnnouncedEndpoints"),
+    # pkg/machinery/config/types/cluster/discovery_service.go DiscoveryServiceConfigV1Alpha1
+    KIND_DISCOVERY_SERVICE: (*META_FIELDS, "name", "endpoint"),
+    # pkg/machinery/config/types/cluster/discovery_identity.go DiscoveryIdentityConfigV1Alpha1
+    KIND_DISCOVERY_IDENTITY: (*META_FIELDS, "clusterID", "clusterSecret"),
+}
+"""Known fields per kind (``KubeSpanConfig`` is checked by ``fields.kubespan_section``; ``HostnameConfig``
+is not a section we model beyond ``hostname``)."""
+
+TALOS_KINDS = frozenset("""
+    BGPConfig BGPInstanceConfig BGPPeerConfig BlackholeRouteConfig BondConfig BridgeConfig
+    CRIBaseRuntimeSpecConfig CRICustomizationConfig ContainerConfig DHCPv4Config DHCPv6Config DummyLinkConfig
+    EnvironmentConfig EtcFileConfig EthernetConfig EventSinkConfig ExistingVolumeConfig ExtensionServiceConfig
+    ExternalVolumeConfig FilesystemScrubConfig FilesystemTrimConfig HCloudVIPConfig HTTPProbeConfig
+    ImageCacheConfig ImageVerificationConfig KernelModuleConfig KmsgLogConfig KubeAPIServerCAConfig
+    KubeAPIServerConfig KubeAdmissionControlConfig KubeAggregatorCAConfig KubeAuditPolicyConfig
+    KubeAuthenticationConfig KubeAuthorizerConfig KubeClusterConfig KubeControllerManagerConfig KubeCoreDNSConfig
+    KubeCredentialProviderConfig KubeEtcdEncryptionConfig KubeExternalManifestConfig KubeFlannelCNIConfig
+    KubeInlineManifestConfig KubeNetworkConfig KubeNodeConfig KubePrismConfig KubeProxyConfig KubeSchedulerConfig
+    KubeServiceAccountConfig KubeStaticPodConfig KubeTalosAPIAccessConfig KubeletConfig LVMLogicalVolumeConfig
+    LVMVolumeGroupConfig Layer2VIPConfig LinkAliasConfig LinkConfig MacVLANConfig NetworkDefaultActionConfig
+    NetworkLinkIngressConfig NetworkNATRuleConfig NetworkRuleConfig NetworkWifiConfig OOMConfig
+    PCIDriverRebindConfig ProbeConfig RAIDArrayConfig RawVolumeConfig RegistryAuthConfig RegistryMirrorConfig
+    RegistryTLSConfig ResolverConfig RoutingRuleConfig SecurityProfileConfig SideroLinkConfig StaticHostConfig
+    SwapVolumeConfig SysctlConfig SysfsConfig TCPProbeConfig TimeSyncConfig TrustedRootsConfig UdevRulesConfig
+    UnattendedInstallConfig UserVolumeConfig VLANConfig VRFConfig VXLANConfig VethConfig VolumeConfig
+    WatchdogTimerConfig WireguardConfig ZswapConfig
+""".split())
+"""The other document kinds Talos registers (``registry.Register`` in pkg/machinery/config/types/*/*.go,
+siderolabs/talos at ad88231, plus kinds of other releases' testdata): ignored here, never an error."""
 
 
 @dataclass(slots=True)
@@ -70,10 +105,19 @@ def split_documents(docs: list[Any]) -> Documents:
             raise ConfigError(f"document {index}.kind", f"{show(kind)} is not a string")
         canonical = KINDS.get(kind)
         if canonical is None:
-            continue
+            if kind in TALOS_KINDS:
+                continue
+            hint = did_you_mean(kind, [*KINDS, *TALOS_KINDS])
+            raise ConfigError(f"document {index}.kind", f"{show(kind)} is not a Talos document kind{hint}")
         api = doc.get("apiVersion")
         if api != API_VERSION:
             raise ConfigError(f"{kind}.apiVersion", f"{show(api)} is not supported (want {API_VERSION})")
+        if canonical in DOCUMENT_FIELDS:
+            where = kind
+            if canonical == KIND_DISCOVERY_SERVICE:
+                name = doc.get("name")
+                where = f"{kind}[{name}]" if isinstance(name, str) and name else f"{kind}#{len(out.services) + 1}"
+            check_fields(doc, DOCUMENT_FIELDS[canonical], where)
         if canonical == KIND_DISCOVERY_SERVICE:
             out.services.append(doc)
             continue

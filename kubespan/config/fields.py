@@ -2,15 +2,19 @@
 
 Contract: every function takes a mapping, a key and the YAML path of the mapping, and returns the typed
 value (``None`` or the default when absent) or raises ``ConfigError`` naming the full path and the value
-(``<redacted>`` for a secret).  ``kubespan_section`` reads the KubeSpan settings block, which Talos spells
-the same in ``machine.network.kubespan`` and in a ``KubeSpanConfig`` document.  Pure.
+(``<redacted>`` for a secret).  ``check_fields`` rejects a key a modelled section does not have (Talos
+decodes its config documents with known fields only), naming the key's YAML path and the nearest known
+field.  ``kubespan_section`` reads the KubeSpan settings block, which Talos spells the same in
+``machine.network.kubespan`` and in a ``KubeSpanConfig`` document.  Pure.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import re
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 from ..discovery.url import parse_url
@@ -19,6 +23,19 @@ from ..filters import IPNetwork, parse_addr, parse_prefix, validate_rules
 from .model import CLUSTER_SECRET_BYTES, DEFAULT_MTU, MAX_MTU, MIN_MTU, DiscoveryEndpoint, KubeSpanConfig
 
 _PORT_RE = re.compile(r"[0-9]{1,5}\Z")
+
+# The fields of the sections we model, as Talos's structs name them in YAML:
+META_FIELDS = ("apiVersion", "kind")
+"""pkg/machinery/config/types/meta/meta.go ``Meta`` (inlined in every multi-document kind)."""
+KUBESPAN_FIELDS = ("enabled", "advertiseKubernetesNetworks", "allowDownPeerBypass", "harvestExtraEndpoints", "mtu",
+                   "filters")
+"""pkg/machinery/config/types/network/kubespan.go ``KubeSpanConfigV1Alpha1`` and
+pkg/machinery/config/types/v1alpha1/v1alpha1_types.go ``NetworkKubeSpan`` (``machine.network.kubespan``)."""
+KUBESPAN_FILTERS_FIELDS = ("endpoints", "excludeAdvertisedNetworks")
+"""network/kubespan.go ``KubeSpanFiltersConfig`` and v1alpha1_types.go ``KubeSpanFilters`` (kubespan.md §7:
+``excludeAdvertisedNetworks`` from 1.13)."""
+POD_CIDRS_FIELD = "podCIDRs"
+"""Our extension (module docstring of ``kubespan.config``); Talos itself would reject it."""
 
 
 _T = TypeVar("_T")
@@ -75,6 +92,23 @@ def cidrs(node: dict[str, Any], key: str, path: str) -> tuple[IPNetwork, ...]:
     return tuple(out)
 
 
+def did_you_mean(word: str, candidates: Collection[str]) -> str:
+    """`` (did you mean 'X'?)`` for the nearest candidate (difflib, case-insensitive), else ``""``."""
+    by_lower = {c.lower(): c for c in candidates}
+    near = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.75)
+    return f" (did you mean {by_lower[near[0]]!r}?)" if near else ""
+
+
+def check_fields(node: dict[str, Any], known: Collection[str], path: str) -> None:
+    """A ``ConfigError`` at ``path.KEY`` for the first key of ``node`` that is not in ``known``."""
+    for key in node:
+        if key in known:
+            continue
+        if not isinstance(key, str):
+            raise ConfigError(path, f"{show(key)} is not a field name")
+        raise ConfigError(join(path, key), f"unknown field{did_you_mean(key, known)}")
+
+
 # --- sections ----------------------------------------------------------------------
 
 
@@ -92,10 +126,13 @@ def mtu(node: dict[str, Any], path: str) -> int:
     return value
 
 
-def kubespan_section(node: dict[str, Any], path: str) -> tuple[KubeSpanConfig, tuple[IPNetwork, ...]]:
-    """A legacy ``machine.network.kubespan`` block or a ``KubeSpanConfig`` document."""
+def kubespan_section(node: dict[str, Any], path: str,
+                     document: bool = False) -> tuple[KubeSpanConfig, tuple[IPNetwork, ...]]:
+    """A legacy ``machine.network.kubespan`` block or (``document``) a ``KubeSpanConfig`` document."""
+    check_fields(node, (*KUBESPAN_FIELDS, POD_CIDRS_FIELD, *(META_FIELDS if document else ())), path)
     filters = mapping(node, "filters", path) or {}
     filters_path = join(path, "filters")
+    check_fields(filters, KUBESPAN_FILTERS_FIELDS, filters_path)
     endpoints = filters.get("endpoints")
     endpoint_filters = None if endpoints is None else validate_rules(endpoints, join(filters_path, "endpoints"))
     config = KubeSpanConfig(

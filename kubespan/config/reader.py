@@ -72,7 +72,7 @@ def _build(docs: Documents) -> NodeConfig:
     if docs.kubespan is not None:
         if legacy_ks is not None:
             raise ConfigError(KIND_KUBESPAN, "conflicts with machine.network.kubespan in the v1alpha1 document (remove one of them)")
-        kubespan, pod_cidrs = kubespan_section(docs.kubespan, KIND_KUBESPAN)
+        kubespan, pod_cidrs = kubespan_section(docs.kubespan, KIND_KUBESPAN, document=True)
     elif legacy_ks is not None:
         kubespan, pod_cidrs = kubespan_section(legacy_ks, "machine.network.kubespan")
     if docs.endpoints is not None:
@@ -99,8 +99,11 @@ def _build(docs: Documents) -> NodeConfig:
 
 
 def parse_config(text: str) -> NodeConfig:
-    """Parse a Talos machine config (one or more YAML documents)."""
-    return _build(split_documents(_load_documents(text)))
+    """Parse a Talos machine config (one or more YAML documents; none at all is an error)."""
+    docs = _load_documents(text)
+    if all(doc is None for doc in docs):
+        raise ConfigError("", "the config is empty (no YAML document)")
+    return _build(split_documents(docs))
 
 
 def load_config(path: str) -> NodeConfig:

@@ -13,8 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from .fields import boolean, join, mapping, parse_discovery_endpoint, show, string
+from .fields import boolean, check_fields, join, mapping, parse_discovery_endpoint, show, string
 from .model import DEFAULT_DISCOVERY_ENDPOINT, LEGACY_ENDPOINT_NAME, DiscoveryEndpoint
+
+# ``cluster.discovery`` as pkg/machinery/config/types/v1alpha1/v1alpha1_types.go names it:
+DISCOVERY_FIELDS = ("enabled", "registries")  # ClusterDiscoveryConfig
+REGISTRIES_FIELDS = ("kubernetes", "service")  # DiscoveryRegistriesConfig
+KUBERNETES_REGISTRY_FIELDS = ("disabled",)  # RegistryKubernetesConfig
+SERVICE_REGISTRY_FIELDS = ("disabled", "endpoint")  # RegistryServiceConfig
 
 MACHINE_TYPES = {"controlplane": "controlplane", "init": "init", "worker": "worker", "join": "worker", "": "worker"}
 
@@ -31,13 +37,16 @@ def cluster_discovery(cluster: dict[str, Any]) -> tuple[DiscoveryEndpoint, ...] 
     legacy = mapping(cluster, "discovery", "cluster")
     if legacy is None:
         return None
-    if not boolean(legacy, "enabled", "cluster.discovery"):
-        return ()
+    check_fields(legacy, DISCOVERY_FIELDS, "cluster.discovery")
     registries = mapping(legacy, "registries", "cluster.discovery") or {}
     path = "cluster.discovery.registries"
-    mapping(registries, "kubernetes", path)
+    check_fields(registries, REGISTRIES_FIELDS, path)
+    check_fields(mapping(registries, "kubernetes", path) or {}, KUBERNETES_REGISTRY_FIELDS, join(path, "kubernetes"))
     service = mapping(registries, "service", path) or {}
     service_path = join(path, "service")
+    check_fields(service, SERVICE_REGISTRY_FIELDS, service_path)
+    if not boolean(legacy, "enabled", "cluster.discovery"):
+        return ()
     if boolean(service, "disabled", service_path):
         return ()
     url = service.get("endpoint")
