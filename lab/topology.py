@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import secrets
@@ -44,6 +45,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from kubespan.lock import LOCK_DIR
 
 from .netns import LabError, Netns, stop_process
 from .netns import run as _run
@@ -132,6 +135,17 @@ def child_env() -> dict[str, str]:
     env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def _remove_unheld_lock(path: str) -> None:
+    """Remove a lock file nobody holds (we take its lock first: a new namespace may reuse the inode)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+        finally:
+            os.close(fd)
 
 
 @dataclasses.dataclass
@@ -237,12 +251,18 @@ class Topology:
         return ns
 
     def close(self) -> None:
-        """Stop every process (agents first), then delete the namespaces.  Never raises."""
+        """Stop every process (agents first), then delete the namespaces and the interface lock files an
+        agent killed with SIGKILL left for them (``kubespan.lock``).  Never raises."""
         for proc in reversed(self.procs):
             with contextlib.suppress(Exception):
                 proc.stop()
         for ns in self.namespaces:
+            inode = None
+            with contextlib.suppress(OSError):
+                inode = os.stat(f"/run/netns/{ns.name}").st_ino
             ns.delete()
+            if inode is not None:
+                _remove_unheld_lock(os.path.join(LOCK_DIR, f"kubespan.netns-{inode}.lock"))
         self.namespaces.clear()
         with contextlib.suppress(OSError):
             self._owner_file.unlink()
