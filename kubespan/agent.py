@@ -12,7 +12,11 @@ local affiliate, merge remote affiliates, call the pure
 the kernel, send harvested endpoints (``harvestExtraEndpoints``), publish the
 resources.  Logs say what changed and why; they never contain keys other than
 public keys.  SIGTERM/SIGINT: AffiliateDelete, routes/rules/nft removed, TUN
-closed, sockets removed, exit 0.  Single event loop; not thread-safe.
+closed, sockets removed, exit 0.  A config that does not parse exits 1 before
+anything is touched; so does a second agent for the same state dir or for the
+``kubespan`` interface of the same network namespace (``kubespan.lock``), and
+the "KubeSpan disabled" cleanup of leftover state runs only under those locks.
+Single event loop; not thread-safe.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .discovery.protocol import Endpoint
 from .errors import KubespanError
 from .identity import Identity, load_identity, parse_mac
+from .lock import LOCK_DIR, AgentLock
 from .peers import ObservedPeer, PeerStatus
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
@@ -73,6 +78,7 @@ class AgentOptions:
     mac: str | None = None
     use_nftables: bool | None = None
     config_text: str | None = None  # the config itself (from $KUBESPAN_CONFIG), instead of config_path
+    lock_dir: str = LOCK_DIR
 
 
 def read_addresses() -> list[NodeAddress]:
@@ -349,19 +355,22 @@ def configure_logging(level: str) -> None:
 
 
 async def _run(options: AgentOptions) -> int:
+    # a bad config stops here, before anything is touched
     config = load_config(options.config_path) if options.config_text is None else parse_config(options.config_text)
-    if not config.kubespan.enabled:
-        log.warning("KubeSpan is disabled in %s; removing any KubeSpan routing state and exiting",
-                    options.config_path)
-        await asyncio.to_thread(KernelRouting(use_nftables=options.use_nftables).cleanup)
-        return 0
-    if config.identity is None:
-        raise KubespanError("the config has no cluster identity")
-    mac = parse_mac(options.mac) if options.mac else None
-    identity = load_identity(options.state_dir, config.identity.cluster_id, mac=mac)
-    log.info("node ID %s, KubeSpan address %s", identity.node_id, identity.address)
-    agent = Agent(options, config, identity)
-    return await agent.run()
+    enabled = config.kubespan.enabled
+    with AgentLock.acquire(options.state_dir, LINK_NAME, create_state_dir=enabled, lock_dir=options.lock_dir):
+        if not enabled:  # leftover state of a dead agent: no live agent holds the lock, so it is not one's
+            log.warning("KubeSpan is disabled in %s; removing any KubeSpan routing state and exiting",
+                        options.config_path)
+            await asyncio.to_thread(KernelRouting(use_nftables=options.use_nftables).cleanup)
+            return 0
+        if config.identity is None:
+            raise KubespanError("the config has no cluster identity")
+        mac = parse_mac(options.mac) if options.mac else None
+        identity = load_identity(options.state_dir, config.identity.cluster_id, mac=mac)
+        log.info("node ID %s, KubeSpan address %s", identity.node_id, identity.address)
+        agent = Agent(options, config, identity)
+        return await agent.run()
 
 
 def run_agent(options: AgentOptions) -> int:

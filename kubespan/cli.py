@@ -3,15 +3,12 @@
 Contract:
 
 - ``kubespan gen config --with-kubespan [--discovery-endpoint URL] [--legacy]
-  [-o FILE] [--force]`` prints a working machine config with a fresh cluster
-  ID and secret (32 random bytes each, std base64), like ``talosctl gen config
-  --with-kubespan`` (kubespan.md §7): by default the Talos 1.14 documents
-  ``KubeSpanConfig`` + ``DiscoveryServiceConfig`` (name ``default``) +
-  ``DiscoveryIdentityConfig``; with ``--legacy`` the v1alpha1 form
-  (``machine.network.kubespan`` + ``cluster.id``/``secret`` +
-  ``cluster.discovery``).  The output always loads with
-  ``kubespan.config.load_config``.  ``-o`` writes the file atomically with
-  mode 0600 and refuses to overwrite without ``--force``.
+  [--from-config FILE | --with-secrets FILE] [-o FILE] [--force]`` prints a
+  working machine config with a fresh cluster ID and secret, or those of an
+  existing Talos machine config or ``talosctl gen secrets`` bundle
+  (``kubespan.config.generate``).  ``-o`` writes the file atomically with mode
+  0600, refuses to overwrite without ``--force`` and to write into a directory
+  that does not exist.
 - ``kubespan discovery-service ARGS...`` hands every argument to
   ``kubespan.discovery.service.main(argv) -> int`` (imported lazily).
 - ``kubespan agent [--config FILE] [--state-dir DIR] [--api-socket PATH]
@@ -30,60 +27,18 @@ The cluster secret is written only to the requested output, never logged.
 from __future__ import annotations
 
 import argparse
-import base64
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
-from .config import DEFAULT_DISCOVERY_ENDPOINT, parse_config, parse_discovery_endpoint
+from .config import (DEFAULT_DISCOVERY_ENDPOINT, existing_identity, parse_discovery_endpoint, read_config_text,
+                     render_gen_config)
 from .errors import ConfigError, KubespanError
 from .identity import atomic_write
 
-Rng = Callable[[int], bytes]
-SECRET_BYTES = 32
 ENV_CONFIG = "KUBESPAN_CONFIG"
-
-
-def _b64(rng: Rng) -> str:
-    return base64.b64encode(rng(SECRET_BYTES)).decode("ascii")
-
-
-def gen_config_documents(endpoint: str, legacy: bool, rng: Rng = os.urandom) -> list[dict[str, Any]]:
-    """The documents of a fresh KubeSpan-enabled machine config."""
-    cluster_id, cluster_secret = _b64(rng), _b64(rng)
-    if legacy:
-        service: dict[str, Any] = {} if endpoint == DEFAULT_DISCOVERY_ENDPOINT else {"endpoint": endpoint}
-        return [
-            {
-                "version": "v1alpha1",
-                "machine": {"network": {"kubespan": {"enabled": True}}},
-                "cluster": {
-                    "id": cluster_id,
-                    "secret": cluster_secret,
-                    "discovery": {
-                        "enabled": True,
-                        "registries": {"kubernetes": {"disabled": True}, "service": service},
-                    },
-                },
-            }
-        ]
-    return [
-        {"apiVersion": "v1alpha1", "kind": "KubeSpanConfig", "enabled": True},
-        {"apiVersion": "v1alpha1", "kind": "DiscoveryServiceConfig", "name": "default", "endpoint": endpoint},
-        {"apiVersion": "v1alpha1", "kind": "DiscoveryIdentityConfig", "clusterID": cluster_id, "clusterSecret": cluster_secret},
-    ]
-
-
-def render_gen_config(endpoint: str, legacy: bool, rng: Rng = os.urandom) -> str:
-    """The YAML text of ``gen config``; validated with ``parse_config``."""
-    docs = gen_config_documents(endpoint, legacy, rng)
-    text = yaml.safe_dump_all(docs, default_flow_style=False, sort_keys=False, explicit_start=False)
-    parse_config(text)
-    return text
 
 
 def _cmd_gen_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -93,12 +48,17 @@ def _cmd_gen_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         parse_discovery_endpoint("default", args.discovery_endpoint, "--discovery-endpoint", legacy=args.legacy)
     except ConfigError as exc:
         parser.error(str(exc))
-    text = render_gen_config(args.discovery_endpoint, args.legacy)
+    source = args.from_config or args.with_secrets
+    identity = existing_identity(read_config_text(source), source) if source else None
+    text = render_gen_config(args.discovery_endpoint, args.legacy, identity=identity)
     if args.output in (None, "-"):
         sys.stdout.write(text)
         return 0
     if os.path.exists(args.output) and not args.force:
         raise KubespanError(f"{args.output}: already exists (use --force to overwrite)")
+    directory = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(directory):
+        raise KubespanError(f"{args.output}: the directory {directory} does not exist")
     try:
         atomic_write(args.output, text.encode("utf-8"), mode=0o600)
     except OSError as exc:
@@ -191,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"discovery service URL (http, https or grpc; default {DEFAULT_DISCOVERY_ENDPOINT})",
     )
     config.add_argument("--legacy", action="store_true", help="emit the v1alpha1 (Talos <= 1.12) form")
+    join = config.add_mutually_exclusive_group()
+    join.add_argument("--from-config", metavar="FILE",
+                      help="join an existing cluster: take the cluster ID and secret from this Talos machine config")
+    join.add_argument("--with-secrets", metavar="FILE",
+                      help="join an existing cluster: take them from a 'talosctl gen secrets' bundle (secrets.yaml)")
     config.add_argument("-o", "--output", metavar="FILE", help="write to FILE (mode 0600) instead of stdout")
     config.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     config.set_defaults(subparser=config)

@@ -3,7 +3,7 @@
 # Debian packages (reference peers, build tools with the gcc sanitizer runtimes,
 # network tools, systemd-analyze and strace for the unit tests), then a venv in
 # .venv with this package (native data plane built) and its extras.
-# Idempotent; used by tests/run.sh and kubespan/demo.sh.
+# Idempotent; used by tests/run.sh and lab/demo.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1

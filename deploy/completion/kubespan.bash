@@ -13,11 +13,13 @@ _kubespan() {
             '|get') path='get' ;;
             '|discovery-service') path='discovery-service' ;;
             'gen|config') path='gen config' ;;
-            'agent|--api-socket'|'agent|--config'|'agent|--log-level'|'agent|--mac'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--gc-interval'|'discovery-service|--listen'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'gen config|--discovery-endpoint'|'gen config|--output'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o') skip=1 ;;
+            'agent|--api-socket'|'agent|--config'|'agent|--log-level'|'agent|--mac'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--gc-interval'|'discovery-service|--listen'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'gen config|--discovery-endpoint'|'gen config|--from-config'|'gen config|--output'|'gen config|--with-secrets'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o') skip=1 ;;
         esac
     done
     case "$path|$prev" in
         'gen config|--discovery-endpoint') COMPREPLY=(); return ;;
+        'gen config|--from-config') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        'gen config|--with-secrets') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
         'gen config|-o'|'gen config|--output') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
         'agent|--config') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
         'agent|--state-dir') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")); return ;;
@@ -42,7 +44,7 @@ _kubespan() {
     case "$path" in
         '') opts='-h --help' words='gen agent get discovery-service' ;;
         'gen') opts='-h --help' words='config' ;;
-        'gen config') opts='-h --help --with-kubespan --discovery-endpoint --legacy -o --output --force' words='' ;;
+        'gen config') opts='-h --help --with-kubespan --discovery-endpoint --legacy --from-config --with-secrets -o --output --force' words='' ;;
         'agent') opts='-h --help --config --state-dir --api-socket --uapi-socket --reconcile-interval --mac --no-nftables --log-level' words='' ;;
         'get') opts='-h --help -o --output --api-socket' words='identities peerspecs peerstatuses endpoints affiliates members nodeidentities' ;;
         'discovery-service') opts='-h --help --listen --tls-cert --tls-key --snapshot-path --no-snapshots --snapshot-interval --gc-interval --redirect --trust-proxy-headers --rate-limit --rate-burst --watch-buffer' words='' ;;
