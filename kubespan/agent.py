@@ -28,6 +28,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from wgpy.config import DeviceUpdate, PeerUpdate
 from wgpy.interface import Interface
@@ -35,7 +36,9 @@ from wgpy.io.uapi_server import UapiInUse, open_uapi_socket
 from wgpy.keys import PresharedKey, PublicKey
 
 from . import specs
-from .affiliates import AffiliateSpec, NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
+from .affiliates import (
+    AffiliateSpec, NodeAddress, from_remote, link_is_up, local_affiliate, local_endpoints, merge, raw_affiliates,
+)
 from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config
 from .controller import (
@@ -45,7 +48,7 @@ from .controller import (
 from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .discovery.protocol import Endpoint
 from .errors import KubespanError
-from .identity import Identity, load_identity, parse_mac
+from .identity import ARPHRD_ETHER, Identity, load_identity, parse_mac
 from .peers import ObservedPeer, PeerStatus
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
@@ -59,6 +62,7 @@ DEFAULT_STATE_DIR = "/var/lib/kubespan"
 DEFAULT_UAPI_SOCKET = "/var/run/wireguard/kubespan.sock"
 DEFAULT_RECONCILE_INTERVAL = 30.0
 DEBOUNCE = 0.2
+RTMGRP_LINK = 0x1  # link up/down changes which addresses are announced
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
 _SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
@@ -75,12 +79,22 @@ class AgentOptions:
     use_nftables: bool | None = None
 
 
+def _link_up(link: Any) -> bool:
+    """``affiliates.link_is_up`` for one rtnetlink link message."""
+    info = link.get("IFLA_LINKINFO")
+    kind = info.get("IFLA_INFO_KIND") if info is not None else None
+    physical = link["ifi_type"] == ARPHRD_ETHER and not kind
+    return link_is_up(link.get("IFLA_OPERSTATE") or "", bool(link.get("IFLA_CARRIER")), physical)
+
+
 def read_addresses() -> list[NodeAddress]:
-    """Every address on this host's links (netlink dump)."""
+    """Every address on this host's links (netlink dump), with its link's up/down state."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
-        names = {link["index"]: link.get("ifname") or "" for link in ipr.get_links()}
+        links = ipr.get_links()
+        names = {link["index"]: link.get("ifname") or "" for link in links}
+        up = {link["index"]: _link_up(link) for link in links}
         out: list[NodeAddress] = []
         for msg in ipr.get_addr():
             text = msg.get("local") or msg.get("address")
@@ -91,7 +105,8 @@ def read_addresses() -> list[NodeAddress]:
             except ValueError:
                 continue
             out.append(NodeAddress(ip=ip, prefixlen=int(msg["prefixlen"]), link=names.get(msg["index"], ""),
-                                   scope=_SCOPES.get(int(msg["scope"]), "global")))
+                                   scope=_SCOPES.get(int(msg["scope"]), "global"),
+                                   link_up=up.get(msg["index"], False)))
     return out
 
 
@@ -206,7 +221,7 @@ class Agent:
     def _watch_addresses(self) -> None:
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
-            sock.bind((0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+            sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
         except OSError as exc:
             log.warning("cannot watch address changes (%s); relying on the periodic reconcile", exc)
             return

@@ -12,7 +12,11 @@ Accepted documents (``yaml.safe_load_all``):
 
 - the v1alpha1 document (no ``kind``; ``version: v1alpha1``), legacy fields
   ``machine.network.kubespan.*``, ``machine.network.hostname``,
-  ``cluster.id``, ``cluster.secret``, ``cluster.discovery.*``;
+  ``cluster.id``, ``cluster.secret``, ``cluster.discovery.*``,
+  ``cluster.network.podSubnets``/``serviceSubnets`` (defaults 10.244.0.0/16 and
+  10.96.0.0/12; never advertised as node addresses) and
+  ``cluster.controlPlane.localAPIServerPort`` (default 6443; advertised by
+  control-plane machines);
 - ``KubeSpanConfig``, ``KubeSpanEndpointsConfig`` (also spelled
   ``KubespanEndpointsConfig``), ``DiscoveryServiceConfig`` (several, unique
   names), ``DiscoveryIdentityConfig`` and ``HostnameConfig``, all
@@ -66,6 +70,10 @@ DEFAULT_DISCOVERY_ENDPOINT = "https://discovery.talos.dev/"
 LEGACY_ENDPOINT_NAME = "legacy"
 CLUSTER_SECRET_BYTES = 32
 API_VERSION = "v1alpha1"
+# Talos constants.DefaultIPv4PodCIDR, DefaultIPv4ServiceCIDR and DefaultControlPlanePort
+DEFAULT_POD_SUBNET = parse_prefix("10.244.0.0/16")
+DEFAULT_SERVICE_SUBNET = parse_prefix("10.96.0.0/12")
+DEFAULT_API_SERVER_PORT = 6443
 
 KIND_KUBESPAN = "KubeSpanConfig"
 KIND_KUBESPAN_ENDPOINTS = "KubeSpanEndpointsConfig"
@@ -153,6 +161,19 @@ class NodeConfig:
     machine_type: str = "worker"
     """``machine.type`` (``controlplane``, ``worker`` or ``init``; ``join`` and
     an absent value mean ``worker``, as Talos reads them)."""
+    pod_subnets: tuple[IPNetwork, ...] = (DEFAULT_POD_SUBNET,)
+    """``cluster.network.podSubnets`` (the cluster's pod networks)."""
+    service_subnets: tuple[IPNetwork, ...] = (DEFAULT_SERVICE_SUBNET,)
+    """``cluster.network.serviceSubnets``."""
+    api_server_port: int = DEFAULT_API_SERVER_PORT
+    """``cluster.controlPlane.localAPIServerPort``: the port a control-plane node
+    advertises as ``ControlPlane{port}`` in its affiliate."""
+
+    @property
+    def kubernetes_networks(self) -> tuple[IPNetwork, ...]:
+        """What Talos' ``NodeAddressFilterNoK8s`` removes from the node addresses:
+        the pod and service subnets and this node's pod CIDRs."""
+        return self.pod_subnets + self.service_subnets + self.pod_cidrs
 
 
 # --- typed access to untyped YAML --------------------------------------------------
@@ -486,7 +507,28 @@ def _build(docs: _Docs) -> NodeConfig:
         node_name=node_name or None,
         pod_cidrs=pod_cidrs,
         machine_type=_machine_type(machine),
+        **_kubernetes(cluster),
     )
+
+
+def _kubernetes(cluster: dict[str, Any]) -> dict[str, Any]:
+    """``cluster.network.{podSubnets,serviceSubnets}`` and ``cluster.controlPlane.localAPIServerPort``.
+
+    Talos (``v1alpha1_clusterconfig.go`` ``PodCIDRs``/``ServiceCIDRs``/``LocalAPIServerPort``): an empty or
+    absent list means the default subnet, an absent or zero port means 6443.  ``controlPlane.endpoint`` is
+    the load-balanced URL clients use, not the port this node's API server listens on, so it is not read.
+    """
+    network = _mapping(cluster, "network", "cluster") or {}
+    control_plane = _mapping(cluster, "controlPlane", "cluster") or {}
+    port = control_plane.get("localAPIServerPort")
+    where = "cluster.controlPlane.localAPIServerPort"
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 0xFFFF):
+        raise ConfigError(where, f"{_show(port)} is not a port number")
+    return {
+        "pod_subnets": _cidrs(network, "podSubnets", "cluster.network") or (DEFAULT_POD_SUBNET,),
+        "service_subnets": _cidrs(network, "serviceSubnets", "cluster.network") or (DEFAULT_SERVICE_SUBNET,),
+        "api_server_port": port or DEFAULT_API_SERVER_PORT,
+    }
 
 
 MACHINE_TYPES = {"controlplane": "controlplane", "init": "init", "worker": "worker", "join": "worker", "": "worker"}
