@@ -11,8 +11,12 @@ local affiliate, merge remote affiliates, call the pure
 ``controller.reconcile``, apply the peer diff to wgpy and the routing spec to
 the kernel, send harvested endpoints (``harvestExtraEndpoints``), publish the
 resources.  Logs say what changed and why; they never contain keys other than
-public keys.  SIGTERM/SIGINT: AffiliateDelete, routes/rules/nft removed, TUN
-closed, sockets removed, exit 0.  Single event loop; not thread-safe.
+public keys.  SIGTERM/SIGINT: routes/rules/nft removed, TUN closed, sockets
+removed, exit 0; the affiliate stays in discovery until its TTL, as a
+rebooting Talos node's does (stopping is not leaving; ``kubespan.leave``).
+A ``leave`` request on the API socket: AffiliateDelete on every service, the
+identity files removed (only if every delete succeeded), then the same stop.
+Single event loop; not thread-safe.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .discovery.protocol import Endpoint
 from .errors import KubespanError
 from .identity import ARPHRD_ETHER, Identity, load_identity, parse_mac
+from .leave import remove_state
 from .peers import ObservedPeer, PeerStatus
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
@@ -160,6 +165,8 @@ class Agent:
         self._stop = asyncio.Event()
         self._warned: set[str] = set()
         self._netlink: socket.socket | None = None
+        self._left: asyncio.Future[dict[str, Any]] | None = None
+        """Set by a ``leave`` request; resolved by ``_shutdown`` once the affiliate is deleted."""
         self.exit_code = 0
 
     # --- life cycle ------------------------------------------------------------------------
@@ -195,7 +202,7 @@ class Agent:
         self.iface.configure(DeviceUpdate(fwmark=FWMARK_WIREGUARD))
         log.info("created interface %s (port %d, fwmark 0x%x, mtu %d, public key %s, address %s)", LINK_NAME,
                  LISTEN_PORT, FWMARK_WIREGUARD, ks.mtu, self.identity.public_key.to_base64(), self.identity.address)
-        self.api = ApiServer(self.options.api_socket, self.store, self.nodename)
+        self.api = ApiServer(self.options.api_socket, self.store, self.nodename, on_leave=self._on_leave)
         await self.api.start()
         log.info("serving the resource API on %s", self.options.api_socket)
         self._watch_addresses()
@@ -249,10 +256,43 @@ class Agent:
             self._wake.clear()
             await asyncio.sleep(DEBOUNCE)
 
+    async def _on_leave(self) -> dict[str, Any]:
+        """The API's ``leave`` request: stop, and let ``_shutdown`` delete the affiliate first."""
+        if self._left is None:
+            log.info("leave requested: deleting affiliate %s and the identity, then stopping", self.identity.node_id)
+            self._left = asyncio.get_running_loop().create_future()
+            self.stop("leave request")
+        return await asyncio.shield(self._left)
+
+    async def _leave_discovery(self) -> dict[str, Any]:
+        failed = []
+        for client in self.clients:
+            try:
+                ok = await asyncio.wait_for(client.delete_affiliate(), 10.0)
+            except (asyncio.TimeoutError, OSError):
+                ok = False
+            if not ok:
+                failed.append(client.current_endpoint.target)
+        if failed:
+            log.error("affiliate %s not deleted from %s; identity kept", self.identity.node_id, ", ".join(failed))
+            return {"left": self.identity.node_id, "failed": failed, "removed": []}
+        removed = remove_state(self.options.state_dir)
+        log.info("left the cluster: affiliate %s deleted, removed %s", self.identity.node_id, ", ".join(removed))
+        return {"left": self.identity.node_id, "failed": [], "removed": removed}
+
     async def _shutdown(self) -> None:
         for client in self.clients:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(delete=True), 10.0)
+                await asyncio.wait_for(client.close(delete=False), 10.0)
+        if self._left is not None:
+            try:
+                result = await self._leave_discovery()
+            except Exception as exc:  # the waiting ``kubespan leave`` must get an answer
+                result = {"error": f"leave failed: {exc}"}
+            self._left.set_result(result)
+        elif self.clients:
+            log.info("affiliate %s stays in discovery until its TTL ('kubespan leave' leaves the cluster)",
+                     self.identity.node_id)
         if self._netlink is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._netlink.fileno())
