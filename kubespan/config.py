@@ -57,6 +57,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .discovery.url import parse_url
 from .errors import ConfigError, KubespanError
 from .filters import IPNetwork, parse_addr, parse_prefix, validate_rules
 
@@ -88,7 +89,6 @@ _KINDS = {
     KIND_DISCOVERY_IDENTITY: KIND_DISCOVERY_IDENTITY,
     KIND_HOSTNAME: KIND_HOSTNAME,
 }
-_SCHEME_PORTS = {"http": 80, "https": 443, "grpc": 443}
 _PORT_RE = re.compile(r"[0-9]{1,5}\Z")
 
 
@@ -296,46 +296,16 @@ def _extra_endpoints(doc: dict[str, Any], path: str) -> tuple[tuple[str, int], .
 
 
 def parse_discovery_endpoint(name: str, url: object, path: str, legacy: bool = False) -> DiscoveryEndpoint:
-    """Validate and normalise a discovery service URL (kubespan.md §3.4)."""
+    """Validate and normalise a discovery service URL (kubespan.md §3.4; ``discovery.url``)."""
     if not isinstance(url, str) or not url:
         raise ConfigError(path, f"{_show(url)} is not a URL string")
-    scheme, sep, rest = url.partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in _SCHEME_PORTS:
-        raise ConfigError(path, f"{_show(url)}: scheme must be http://, https:// or grpc://")
-    authority, slash, tail = rest.partition("/")
-    for cut in "?#":
-        authority, _, _ = authority.partition(cut)
-    the_path = (slash + tail).split("?", 1)[0].split("#", 1)[0]
-    if legacy and the_path not in ("", "/"):
+    try:
+        parsed = parse_url(url)
+    except ValueError as exc:
+        raise ConfigError(path, f"{_show(url)}: {exc}") from None
+    if legacy and parsed.path not in ("", "/"):
         raise ConfigError(path, f"{_show(url)}: the path must be empty or '/'")
-    authority = authority.rpartition("@")[2]
-    host, port = _split_host_port(authority, _SCHEME_PORTS[scheme])
-    if host is None or port is None:
-        raise ConfigError(path, f"{_show(url)}: endpoint host is required and the port must be 1-65535")
-    return DiscoveryEndpoint(name=name, url=url, host=host, port=port, insecure=scheme == "http")
-
-
-def _split_host_port(authority: str, default_port: int) -> tuple[str | None, int | None]:
-    if authority.startswith("["):
-        end = authority.find("]")
-        if end < 0:
-            return None, None
-        host, rest = authority[1:end], authority[end + 1 :]
-        if rest and not rest.startswith(":"):
-            return None, None
-        port_text = rest[1:] if rest else ""
-    else:
-        host, _, port_text = authority.partition(":")
-        if ":" in port_text:
-            return None, None
-    if not host or any(c.isspace() for c in host):
-        return None, None
-    if not port_text:
-        return host, default_port
-    if not _PORT_RE.match(port_text) or not 0 < int(port_text) <= 65535:
-        return None, None
-    return host, int(port_text)
+    return DiscoveryEndpoint(name=name, url=url, host=parsed.host, port=parsed.port, insecure=parsed.insecure)
 
 
 def _secret(text: str, where: str) -> tuple[bytes, str]:

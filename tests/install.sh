@@ -2,7 +2,7 @@
 # Install everything wgpy and kubespan need on a fresh Debian machine, as root:
 # Debian packages (reference peers, build tools, network tools), then a venv
 # in .venv with this package (native data plane built) and its extras.
-# Idempotent; used by tests/run.sh and kubespan/demo.sh.
+# Idempotent; used by tests/run.sh and lab/demo.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1

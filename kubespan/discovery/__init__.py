@@ -8,6 +8,7 @@ Modules (spec/kubespan.md §3):
   snapshot.py  state <-> StateSnapshot protobuf, atomic snapshot file
   ratelimit.py per-source token buckets (pure, now passed in)
   rpc.py       gRPC method table of sidero.discovery.server.Cluster
+  url.py       discovery service URLs and host:port targets: the one parser (pure)
   service.py   grpc.aio server shell, `kubespan discovery-service`
   client.py    grpc.aio client: hello -> watch -> refresh every TTL/2
   proto/       .proto files (sidero.discovery.server/.client/.storage) + generated

@@ -30,7 +30,6 @@ import logging
 import os
 import random
 import ssl
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +42,7 @@ from kubespan.discovery.errors import DiscoveryPayloadError
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.protocol import Affiliate, Endpoint, IPAddress
 from kubespan.discovery.rpc import ClusterStub
+from kubespan.discovery.url import parse_host_port, parse_url
 
 log = logging.getLogger("kubespan.discovery.client")
 
@@ -61,18 +61,15 @@ class ServiceEndpoint:
 
     @classmethod
     def parse(cls, url: str, *, insecure: bool = False, ca_file: str | None = None) -> ServiceEndpoint:
-        """``http://h[:80]`` (plaintext), ``https://``/``grpc://h[:443]`` (TLS), or ``h:p``."""
-        if "://" in url:
-            parts = urllib.parse.urlsplit(url)
-            if parts.scheme not in ("http", "https", "grpc") or not parts.hostname:
-                raise ValueError(f"unsupported discovery endpoint {url!r}")
-            plaintext = parts.scheme == "http"
-            port = parts.port or (80 if plaintext else 443)
-            return cls(parts.hostname, port, plaintext, ca_file)
-        host, sep, port_text = url.rpartition(":")
-        if not sep or not port_text.isdigit():
-            raise ValueError(f"discovery endpoint {url!r} is not host:port")
-        return cls(host.strip("[]"), int(port_text), insecure, ca_file)
+        """``http://h[:80]`` (plaintext), ``https://``/``grpc://h[:443]`` (TLS), or ``h:p`` (``discovery.url``)."""
+        try:
+            if "://" in url:
+                parsed = parse_url(url)
+                return cls(parsed.host, parsed.port, parsed.insecure, ca_file)
+            host, port = parse_host_port(url)
+        except ValueError as exc:
+            raise ValueError(f"discovery endpoint {url!r}: {exc}") from None
+        return cls(host, port, insecure, ca_file)
 
     @property
     def target(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubespan.netlab import WG_PORT, Lab
+from lab.mesh import WG_PORT, Lab
 
 pytestmark = [pytest.mark.root]
 

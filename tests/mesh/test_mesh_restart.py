@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubespan.netlab import Lab, wait_until
+from lab.mesh import Lab, wait_until
 
 pytestmark = [pytest.mark.root]
 
