@@ -4,14 +4,8 @@ Contract:
 
 - ``kubespan gen config --with-kubespan [--discovery-endpoint URL] [--legacy]
   [-o FILE] [--force]`` prints a working machine config with a fresh cluster
-  ID and secret (32 random bytes each, std base64), like ``talosctl gen config
-  --with-kubespan`` (kubespan.md §7): by default the Talos 1.14 documents
-  ``KubeSpanConfig`` + ``DiscoveryServiceConfig`` (name ``default``) +
-  ``DiscoveryIdentityConfig``; with ``--legacy`` the v1alpha1 form
-  (``machine.network.kubespan`` + ``cluster.id``/``secret`` +
-  ``cluster.discovery``).  The output always loads with
-  ``kubespan.config.load_config``.  ``-o`` writes the file atomically with
-  mode 0600 and refuses to overwrite without ``--force``.
+  ID and secret (``kubespan.config.generate``).  ``-o`` writes the file
+  atomically with mode 0600 and refuses to overwrite without ``--force``.
 - ``kubespan discovery-service ARGS...`` hands every argument to
   ``kubespan.discovery.service.main(argv) -> int`` (imported lazily).
 - ``kubespan agent --config FILE [--state-dir DIR] [--api-socket PATH]
@@ -33,59 +27,15 @@ The cluster secret is written only to the requested output, never logged.
 from __future__ import annotations
 
 import argparse
-import base64
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
-from .config import DEFAULT_DISCOVERY_ENDPOINT, parse_config, parse_discovery_endpoint
+from .config import DEFAULT_DISCOVERY_ENDPOINT, parse_discovery_endpoint, render_gen_config
 from .errors import ConfigError, KubespanError
 from .identity import atomic_write
-
-Rng = Callable[[int], bytes]
-SECRET_BYTES = 32
-
-
-def _b64(rng: Rng) -> str:
-    return base64.b64encode(rng(SECRET_BYTES)).decode("ascii")
-
-
-def gen_config_documents(endpoint: str, legacy: bool, rng: Rng = os.urandom) -> list[dict[str, Any]]:
-    """The documents of a fresh KubeSpan-enabled machine config."""
-    cluster_id, cluster_secret = _b64(rng), _b64(rng)
-    if legacy:
-        service: dict[str, Any] = {} if endpoint == DEFAULT_DISCOVERY_ENDPOINT else {"endpoint": endpoint}
-        return [
-            {
-                "version": "v1alpha1",
-                "machine": {"network": {"kubespan": {"enabled": True}}},
-                "cluster": {
-                    "id": cluster_id,
-                    "secret": cluster_secret,
-                    "discovery": {
-                        "enabled": True,
-                        "registries": {"kubernetes": {"disabled": True}, "service": service},
-                    },
-                },
-            }
-        ]
-    return [
-        {"apiVersion": "v1alpha1", "kind": "KubeSpanConfig", "enabled": True},
-        {"apiVersion": "v1alpha1", "kind": "DiscoveryServiceConfig", "name": "default", "endpoint": endpoint},
-        {"apiVersion": "v1alpha1", "kind": "DiscoveryIdentityConfig", "clusterID": cluster_id, "clusterSecret": cluster_secret},
-    ]
-
-
-def render_gen_config(endpoint: str, legacy: bool, rng: Rng = os.urandom) -> str:
-    """The YAML text of ``gen config``; validated with ``parse_config``."""
-    docs = gen_config_documents(endpoint, legacy, rng)
-    text = yaml.safe_dump_all(docs, default_flow_style=False, sort_keys=False, explicit_start=False)
-    parse_config(text)
-    return text
 
 
 def _cmd_gen_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

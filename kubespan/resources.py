@@ -1,11 +1,13 @@
-"""Talos resource shapes kubespan persists or shows (identity part only).
+"""Talos resource shapes: the persisted identities, the resource types the agent serves, their store.
 
-Contract: the YAML field names of Talos' ``ClusterIdentitySpec``
-(``Identities.cluster.talos.dev``, ID ``local``; file ``node-identity.yaml``)
-and ``KubeSpanIdentitySpec`` (``KubeSpanIdentities.kubespan.talos.dev``, ID
-``local``; file ``kubespan-identity.yaml``), kubespan.md §1, §2 and §8.  Plain
-data plus mapping converters; no I/O, no validation beyond shape (the
-identity module validates values).  ``repr`` never shows the private key.
+Contract (kubespan.md §1, §2 and §8): the YAML field names of Talos' ``ClusterIdentitySpec``
+(``Identities.cluster.talos.dev``, ID ``local``; file ``node-identity.yaml``) and
+``KubeSpanIdentitySpec`` (``KubeSpanIdentities.kubespan.talos.dev``, ID ``local``; file
+``kubespan-identity.yaml``); the resource types ``kubespan get`` shows (Talos names, namespaces,
+aliases), the JSON shape of one resource and ``ResourceStore``, which versions them as Talos does.  The
+``spec`` mappings are built by ``kubespan.specs``, the identities validated and persisted by
+``kubespan.identity``, the output formatted by ``kubespan.get``.  Plain data, no I/O; ``repr`` never
+shows the private key.
 """
 
 from __future__ import annotations

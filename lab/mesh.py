@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from kubespan.cli import gen_config_documents
+from kubespan.config import gen_config_documents
 from kubespan.identity import node_address, parse_mac
 
 from .netns import LabError

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from kubespan.cli import render_gen_config
+from kubespan.config import render_gen_config
 
 pytestmark = pytest.mark.root
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubespan.cli import gen_config_documents, main, render_gen_config
-from kubespan.config import DiscoveryEndpoint, load_config, parse_config
+from kubespan.cli import main
+from kubespan.config import DiscoveryEndpoint, gen_config_documents, load_config, parse_config, render_gen_config
 
 REPO = Path(__file__).resolve().parents[2]
 
