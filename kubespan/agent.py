@@ -13,8 +13,8 @@ states follow handshakes and endpoint timeouts as they happen; only when a
 status really changed (``peers.status_changed``: state, endpoint rotation,
 roaming) does it apply the WireGuard and routing changes and publish the
 statuses.  wgpy exposes no handshake event, hence the poll; the full
-reconcile stays the backstop.  Each pass: read addresses (netlink) and WireGuard peers, publish the
-local affiliate, merge remote affiliates, call the pure
+reconcile stays the backstop.  Each reconcile: read addresses (netlink) and
+WireGuard peers, publish the local affiliate, merge remote affiliates, call the pure
 ``controller.reconcile``, apply the peer diff to wgpy and the routing spec to
 the kernel, send harvested endpoints (``harvestExtraEndpoints``), publish the
 resources.  Logs say what changed and why; they never contain keys other than
