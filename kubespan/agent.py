@@ -23,6 +23,10 @@ removed, exit 0; the affiliate stays in discovery until its TTL, as a
 rebooting Talos node's does (stopping is not leaving; ``kubespan.leave``).
 A ``leave`` request on the API socket: AffiliateDelete on every service, the
 identity files removed (only if every delete succeeded), then the same stop.
+A config that does not parse exits 1 before anything is touched; so does a
+second agent for the same state dir or for the ``kubespan`` interface of the
+same network namespace (``kubespan.lock``), and the "KubeSpan disabled"
+cleanup of leftover state runs only under those locks.
 Single event loop; not thread-safe.
 """
 
@@ -61,6 +65,7 @@ from .discovery.protocol import Endpoint
 from .errors import KubespanError
 from .identity import ARPHRD_ETHER, Identity, load_identity, parse_mac
 from .leave import remove_state
+from .lock import LOCK_DIR, AgentLock
 from .peers import ObservedPeer, PeerSpec, PeerStatus, status_changed
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
@@ -90,6 +95,7 @@ class AgentOptions:
     reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
     mac: str | None = None
     use_nftables: bool | None = None
+    lock_dir: str = LOCK_DIR
 
 
 def _link_up(link: Any) -> bool:
@@ -461,19 +467,21 @@ def configure_logging(level: str) -> None:
 
 
 async def _run(options: AgentOptions) -> int:
-    config = load_config(options.config_path)
-    if not config.kubespan.enabled:
-        log.warning("KubeSpan is disabled in %s; removing any KubeSpan routing state and exiting",
-                    options.config_path)
-        await asyncio.to_thread(KernelRouting(use_nftables=options.use_nftables).cleanup)
-        return 0
-    if config.identity is None:
-        raise KubespanError("the config has no cluster identity")
-    mac = parse_mac(options.mac) if options.mac else None
-    identity = load_identity(options.state_dir, config.identity.cluster_id, mac=mac)
-    log.info("node ID %s, KubeSpan address %s", identity.node_id, identity.address)
-    agent = Agent(options, config, identity)
-    return await agent.run()
+    config = load_config(options.config_path)  # a bad config stops here, before anything is touched
+    enabled = config.kubespan.enabled
+    with AgentLock.acquire(options.state_dir, LINK_NAME, create_state_dir=enabled, lock_dir=options.lock_dir):
+        if not enabled:  # leftover state of a dead agent: no live agent holds the lock, so it is not one's
+            log.warning("KubeSpan is disabled in %s; removing any KubeSpan routing state and exiting",
+                        options.config_path)
+            await asyncio.to_thread(KernelRouting(use_nftables=options.use_nftables).cleanup)
+            return 0
+        if config.identity is None:
+            raise KubespanError("the config has no cluster identity")
+        mac = parse_mac(options.mac) if options.mac else None
+        identity = load_identity(options.state_dir, config.identity.cluster_id, mac=mac)
+        log.info("node ID %s, KubeSpan address %s", identity.node_id, identity.address)
+        agent = Agent(options, config, identity)
+        return await agent.run()
 
 
 def run_agent(options: AgentOptions) -> int:

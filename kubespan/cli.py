@@ -3,9 +3,12 @@
 Contract:
 
 - ``kubespan gen config --with-kubespan [--discovery-endpoint URL] [--legacy]
-  [-o FILE] [--force]`` prints a working machine config with a fresh cluster
-  ID and secret (``kubespan.config.generate``).  ``-o`` writes the file
-  atomically with mode 0600 and refuses to overwrite without ``--force``.
+  [--from-config FILE | --with-secrets FILE] [-o FILE] [--force]`` prints a
+  working machine config with a fresh cluster ID and secret, or those of an
+  existing Talos machine config or ``talosctl gen secrets`` bundle
+  (``kubespan.config.generate``).  ``-o`` writes the file atomically with mode
+  0600, refuses to overwrite without ``--force`` and to write into a directory
+  that does not exist.
 - ``kubespan discovery-service ARGS...`` hands every argument to
   ``kubespan.discovery.service.main(argv) -> int`` (imported lazily).
 - ``kubespan agent --config FILE [--state-dir DIR] [--api-socket PATH]
@@ -33,7 +36,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .config import DEFAULT_DISCOVERY_ENDPOINT, parse_discovery_endpoint, render_gen_config
+from .config import (DEFAULT_DISCOVERY_ENDPOINT, existing_identity, parse_discovery_endpoint, read_config_text,
+                     render_gen_config)
 from .errors import ConfigError, KubespanError
 from .identity import atomic_write
 
@@ -45,12 +49,17 @@ def _cmd_gen_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         parse_discovery_endpoint("default", args.discovery_endpoint, "--discovery-endpoint", legacy=args.legacy)
     except ConfigError as exc:
         parser.error(str(exc))
-    text = render_gen_config(args.discovery_endpoint, args.legacy)
+    source = args.from_config or args.with_secrets
+    identity = existing_identity(read_config_text(source), source) if source else None
+    text = render_gen_config(args.discovery_endpoint, args.legacy, identity=identity)
     if args.output in (None, "-"):
         sys.stdout.write(text)
         return 0
     if os.path.exists(args.output) and not args.force:
         raise KubespanError(f"{args.output}: already exists (use --force to overwrite)")
+    directory = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(directory):
+        raise KubespanError(f"{args.output}: the directory {directory} does not exist")
     try:
         atomic_write(args.output, text.encode("utf-8"), mode=0o600)
     except OSError as exc:
@@ -158,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"discovery service URL (http, https or grpc; default {DEFAULT_DISCOVERY_ENDPOINT})",
     )
     config.add_argument("--legacy", action="store_true", help="emit the v1alpha1 (Talos <= 1.12) form")
+    join = config.add_mutually_exclusive_group()
+    join.add_argument("--from-config", metavar="FILE",
+                      help="join an existing cluster: take the cluster ID and secret from this Talos machine config")
+    join.add_argument("--with-secrets", metavar="FILE",
+                      help="join an existing cluster: take them from a 'talosctl gen secrets' bundle (secrets.yaml)")
     config.add_argument("-o", "--output", metavar="FILE", help="write to FILE (mode 0600) instead of stdout")
     config.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     config.set_defaults(subparser=config)

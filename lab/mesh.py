@@ -140,7 +140,8 @@ class Lab(Topology):
         return node.agent.stop(timeout)
 
     def get(self, node: Node, kind: str, *, check: bool = True) -> list[dict[str, Any]]:
-        """``kubespan get KIND -o json`` against ``node``'s agent."""
+        """``kubespan get KIND -o json`` against ``node``'s agent: the resources, whether the output is one
+        JSON list or (as ``talosctl get -o json``) a stream of one object per resource."""
         res = run([PYTHON, "-m", "kubespan", "get", kind, "-o", "json", "--api-socket", str(node.api_socket)],
                   check=False, timeout=30)
         if res.returncode != 0:
@@ -148,13 +149,14 @@ class Lab(Topology):
                 raise LabError(f"kubespan get {kind} on {node.name} failed ({res.returncode}): {res.stderr.strip()}")
             return []
         try:
-            data = json.loads(res.stdout)
+            values = _json_stream(res.stdout)
         except ValueError as exc:
             raise LabError(f"kubespan get {kind} on {node.name}: not JSON ({exc}): {res.stdout[:500]!r}") from None
-        if isinstance(data, dict):
-            data = data.get("items", [data])
-        if not isinstance(data, list):
-            raise LabError(f"kubespan get {kind} on {node.name}: expected a list, got {type(data).__name__}")
+        data: Any = values[0] if len(values) == 1 and isinstance(values[0], list) else values
+        if len(data) == 1 and isinstance(data[0], dict) and "items" in data[0]:
+            data = data[0]["items"]
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise LabError(f"kubespan get {kind} on {node.name}: expected resources, got {res.stdout[:200]!r}")
         return data
 
     def get_table(self, node: Node, kind: str) -> str:
@@ -212,3 +214,17 @@ class Lab(Topology):
     def transfer(self, src: Node, dst: Node, addr: str, nbytes: int, *, timeout: float = 120) -> Transfer:
         """Stream ``nbytes`` over TCP from ``src`` to ``addr`` (an address of ``dst``)."""
         return transfer(src.ns, dst.ns, addr, nbytes, timeout=timeout)
+
+
+def _json_stream(text: str) -> list[Any]:
+    """Every JSON value in ``text``, one after another (whitespace between them)."""
+    decoder = json.JSONDecoder()
+    values: list[Any] = []
+    index = 0
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index == len(text):
+            return values
+        value, index = decoder.raw_decode(text, index)
+        values.append(value)

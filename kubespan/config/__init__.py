@@ -60,13 +60,13 @@ from __future__ import annotations
 
 from ..errors import ConfigError, KubespanError
 from .fields import parse_discovery_endpoint
-from .generate import gen_config_documents, render_gen_config
+from .generate import existing_identity, gen_config_documents, render_gen_config
 from .model import (API_VERSION, CLUSTER_SECRET_BYTES, DEFAULT_DISCOVERY_ENDPOINT, DEFAULT_MTU,
                     LEGACY_ENDPOINT_NAME, MAX_MTU, MIN_MTU, ClusterIdentity, DiscoveryEndpoint, KubeSpanConfig,
                     NodeConfig)
-from .reader import load_config, parse_config
+from .reader import load_config, parse_config, read_config_text
 
 __all__ = ["API_VERSION", "CLUSTER_SECRET_BYTES", "DEFAULT_DISCOVERY_ENDPOINT", "DEFAULT_MTU",
            "LEGACY_ENDPOINT_NAME", "MAX_MTU", "MIN_MTU", "ClusterIdentity", "ConfigError", "DiscoveryEndpoint",
-           "KubeSpanConfig", "KubespanError", "NodeConfig", "gen_config_documents", "load_config",
-           "parse_config", "parse_discovery_endpoint", "render_gen_config"]
+           "KubeSpanConfig", "KubespanError", "NodeConfig", "existing_identity", "gen_config_documents",
+           "load_config", "parse_config", "parse_discovery_endpoint", "read_config_text", "render_gen_config"]

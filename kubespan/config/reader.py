@@ -21,7 +21,7 @@ from .fields import extra_endpoints, kubespan_section, mapping, secret, string
 from .model import ClusterIdentity, DiscoveryEndpoint, KubeSpanConfig, NodeConfig
 
 
-def _load_documents(text: str) -> list[Any]:
+def load_documents(text: str) -> list[Any]:
     if not isinstance(text, str):
         raise TypeError("parse_config needs a str")
     try:
@@ -104,21 +104,25 @@ def _build(docs: Documents) -> NodeConfig:
 
 def parse_config(text: str) -> NodeConfig:
     """Parse a Talos machine config (one or more YAML documents; none at all is an error)."""
-    docs = _load_documents(text)
+    docs = load_documents(text)
     if all(doc is None for doc in docs):
         raise ConfigError("", "the config is empty (no YAML document)")
     return _build(split_documents(docs))
 
 
-def load_config(path: str) -> NodeConfig:
-    """Read and parse the machine config file at ``path``."""
+def read_config_text(path: str) -> str:
+    """The UTF-8 text of the file at ``path`` (``ConfigError`` naming the file otherwise)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as exc:
         raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(path, "not UTF-8 text") from None
-    return parse_config(text)
+
+
+def load_config(path: str) -> NodeConfig:
+    """Read and parse the machine config file at ``path``."""
+    return parse_config(read_config_text(path))
