@@ -12,10 +12,12 @@ take it back with the same identity when it returns.  Leaving is explicit:
   service, removes its identity files (``remove_state``), cleans up its link
   and routing as on any stop, and exits 0.  The command waits (bounded) until
   the agent's API socket is gone.
-- with no agent answering, it reads the node ID from the state directory
-  (never creating one), sends AffiliateDelete to every discovery service of
-  the config and removes the identity files.  Without a node ID there is
-  nothing to leave: an error, nothing changed.
+- with no agent answering, it takes the agent's locks (``kubespan.lock``: an
+  agent that runs with another API socket makes it fail, changing nothing),
+  reads the node ID from the state directory (never creating one), sends
+  AffiliateDelete to every discovery service of the config and removes the
+  identity files.  Without a node ID there is nothing to leave: an error,
+  nothing changed.
 
 The identity files go last, after the deletes were sent: a node that could not
 reach a service still has its identity, and a second ``leave`` can retry.
@@ -29,8 +31,10 @@ import os
 import time
 
 from .config import load_config
+from .controller import LINK_NAME
 from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .errors import KubespanError
+from .lock import LOCK_DIR, AgentLock
 from .resources import KUBESPAN_IDENTITY_FILE, NODE_IDENTITY_FILE
 
 __all__ = ["STATE_FILES", "leave", "leave_offline", "leave_offline_async", "remove_state"]
@@ -77,14 +81,15 @@ def leave_offline(config_path: str, state_dir: str) -> str:
     return asyncio.run(leave_offline_async(config_path, state_dir))
 
 
-async def leave_offline_async(config_path: str, state_dir: str) -> str:
+async def leave_offline_async(config_path: str, state_dir: str, lock_dir: str = LOCK_DIR) -> str:
     """``leave_offline`` on the running event loop."""
     node_id = _node_id(state_dir)
-    failed = await _delete_everywhere(config_path, node_id)
-    if failed:
-        raise KubespanError(f"could not delete affiliate {node_id} from {', '.join(failed)}; identity kept, "
-                            "run leave again")
-    remove_state(state_dir)
+    with AgentLock.acquire(state_dir, LINK_NAME, create_state_dir=False, lock_dir=lock_dir):
+        failed = await _delete_everywhere(config_path, node_id)
+        if failed:
+            raise KubespanError(f"could not delete affiliate {node_id} from {', '.join(failed)}; identity kept, "
+                                "run leave again")
+        remove_state(state_dir)
     return node_id
 
 

@@ -17,6 +17,7 @@ from kubespan.cli import main
 from kubespan.errors import KubespanError
 from kubespan.identity import load_identity
 from kubespan.leave import STATE_FILES, leave_offline_async
+from kubespan.lock import AgentLock, AgentLocked
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "discovery"))
 from discovery_support import SECRET, affiliate, client, run, start  # noqa: E402
@@ -68,7 +69,8 @@ def test_leave_without_agent_deletes_the_affiliate_and_the_identity(tmp_path: Pa
             assert await node.wait_for(lambda c: c.watching, 5.0)
             await node.close(delete=False)  # the agent stopped: stopping is not leaving
             before = await _seen_by_other(server, node_id)
-            left = await leave_offline_async(write_config(tmp_path, server.port), str(state))
+            left = await leave_offline_async(write_config(tmp_path, server.port), str(state),
+                                             lock_dir=str(tmp_path / "locks"))
             after = await _seen_by_other(server, node_id)
             return before, left, after
         finally:
@@ -101,7 +103,17 @@ def test_unreachable_service_keeps_the_identity(tmp_path: Path) -> None:
         port = server.port
         await server.stop()  # nothing listens on the port any more
         with pytest.raises(KubespanError, match="identity kept"):
-            await leave_offline_async(write_config(tmp_path, port), str(state))
+            await leave_offline_async(write_config(tmp_path, port), str(state), lock_dir=str(tmp_path / "locks"))
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
     assert sorted(p.name for p in state.iterdir()) == sorted(STATE_FILES)
+
+
+def test_leave_refuses_next_to_an_agent_holding_the_state_dir(tmp_path: Path) -> None:
+    # an agent that answers on another API socket still holds <state-dir>/agent.lock
+    state = tmp_path / "state"
+    load_identity(str(state), CLUSTER, mac=MAC)
+    with AgentLock.acquire(str(state), "kubespan", lock_dir=str(tmp_path / "agent-locks")):
+        with pytest.raises(AgentLocked, match="state dir"):
+            run(leave_offline_async(write_config(tmp_path, 1), str(state), lock_dir=str(tmp_path / "locks")))
+        assert sorted(p.name for p in state.iterdir() if p.name in STATE_FILES) == sorted(STATE_FILES)
