@@ -30,10 +30,13 @@ import contextlib
 import os
 import time
 
+from .api import AgentNotRunning
+from .api import leave as ask_agent
 from .config import load_config
 from .controller import LINK_NAME
 from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .errors import KubespanError
+from .identity import load_or_create_node_id
 from .lock import LOCK_DIR, AgentLock
 from .resources import KUBESPAN_IDENTITY_FILE, NODE_IDENTITY_FILE
 
@@ -55,8 +58,6 @@ def remove_state(state_dir: str) -> list[str]:
 
 
 def _node_id(state_dir: str) -> str:
-    from .identity import load_or_create_node_id
-
     path = os.path.join(state_dir, NODE_IDENTITY_FILE)
     if not os.path.exists(path):
         raise KubespanError(f"{path}: no node identity, so this node has nothing to leave")
@@ -95,9 +96,6 @@ async def leave_offline_async(config_path: str, state_dir: str, lock_dir: str = 
 
 def leave(api_socket: str, config_path: str | None, state_dir: str) -> str:
     """``kubespan leave``: through the running agent, else offline; a one-line report."""
-    from .api import AgentNotRunning
-    from .api import leave as ask_agent
-
     try:
         reply = ask_agent(api_socket)
     except AgentNotRunning:
