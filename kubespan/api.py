@@ -8,12 +8,15 @@ replaced.  Protocol, one exchange per connection, UTF-8 JSON lines:
     request:   {"get": "<type name or alias>"}\\n
     response:  {"node": "<node>", "type": "<fq type>", "items": [<resource>...]}\\n
            or  {"error": "<message>"}\\n
+    request:   {"leave": true}\\n   (``kubespan leave``; only when the agent passed ``on_leave``)
+    response:  what ``on_leave`` returns, e.g. {"left": "<node ID>", ...}\\n
 
 A resource is ``{"metadata": {...}, "spec": {...}}`` (``resources.resource``).
-Requests are bounded (one line of at most 4 KiB, 5 s to send it).  The server
-only reads the ``ResourceStore``; it never changes agent state.  ``request``
-is the blocking client used by ``kubespan get``.  Must run on the agent's
-event loop.
+Requests are bounded (one line of at most 4 KiB, 5 s to send it).  A ``get``
+only reads the ``ResourceStore``; ``leave`` is the one request that changes
+agent state, and only through the agent's own ``on_leave``.  ``request`` is
+the blocking client used by ``kubespan get``, ``leave`` the one used by
+``kubespan leave``.  Must run on the agent's event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from wgpy import SocketInUse, listen_private
@@ -69,10 +73,12 @@ def answer(store: ResourceStore, node: str, line: bytes) -> dict[str, Any]:
 class ApiServer:
     """Serves ``store`` on a unix socket."""
 
-    def __init__(self, path: str, store: ResourceStore, node: str) -> None:
+    def __init__(self, path: str, store: ResourceStore, node: str,
+                 on_leave: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.path = path
         self.store = store
         self.node = node
+        self.on_leave = on_leave
         self._server: asyncio.AbstractServer | None = None
         self._inode: int | None = None
 
@@ -89,7 +95,10 @@ class ApiServer:
         try:
             try:
                 line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
-                reply = answer(self.store, self.node, line)
+                if self.on_leave is not None and _is_leave(line):
+                    reply = await self.on_leave()
+                else:
+                    reply = answer(self.store, self.node, line)
             except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError):
                 reply = {"error": "request too long or too slow"}
             writer.write(json.dumps(reply, separators=(",", ":")).encode("utf-8") + b"\n")
@@ -112,8 +121,23 @@ class ApiServer:
                 os.unlink(self.path)
 
 
+def _is_leave(line: bytes) -> bool:
+    with contextlib.suppress(UnicodeDecodeError, ValueError):
+        return bool(json.loads(line.decode("utf-8")) == {"leave": True})
+    return False
+
+
 def request(path: str, type_name: str, timeout: float = 10.0) -> dict[str, Any]:
     """Ask the agent at ``path`` for one resource type (blocking client)."""
+    return _exchange(path, {"get": type_name}, timeout)
+
+
+def leave(path: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Ask the agent at ``path`` to leave the cluster (blocking client; ``AgentNotRunning`` if none)."""
+    return _exchange(path, {"leave": True}, timeout)
+
+
+def _exchange(path: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -123,7 +147,7 @@ def request(path: str, type_name: str, timeout: float = 10.0) -> dict[str, Any]:
             raise AgentNotRunning(path) from None
         except OSError as exc:
             raise KubespanError(f"cannot connect to {path}: {exc.strerror or exc}") from None
-        sock.sendall(json.dumps({"get": type_name}).encode("utf-8") + b"\n")
+        sock.sendall(json.dumps(message).encode("utf-8") + b"\n")
         chunks: list[bytes] = []
         size = 0
         while True:

@@ -18,6 +18,10 @@ Contract:
   Without ``--config`` the config YAML itself comes from ``$KUBESPAN_CONFIG``.
 - ``kubespan get RESOURCE [-o table|yaml|json] [--api-socket PATH]`` shows
   the agent's resources (``kubespan.get``; ``KUBESPAN_API_SOCKET`` honoured).
+- ``kubespan leave [--api-socket PATH] [--config FILE] [--state-dir DIR]``
+  deletes this node's affiliate and its identity (``kubespan.leave``): through
+  the running agent, or with ``--config`` directly when none runs.  Stopping
+  the agent never leaves.
 - Bad arguments: exit 2 with an argparse message.  Configuration or I/O
   errors: ``error: <message>`` on stderr, exit 1, no traceback.
 
@@ -114,6 +118,24 @@ def _add_get(commands: Any) -> None:
                      help="agent API socket (default $KUBESPAN_API_SOCKET or /run/kubespan/agent.sock)")
 
 
+def _add_leave(commands: Any) -> None:
+    leave = commands.add_parser("leave", help="leave the cluster: delete this node's affiliate and identity")
+    leave.add_argument("--api-socket", default=None, metavar="PATH",
+                       help="agent API socket (default $KUBESPAN_API_SOCKET or /run/kubespan/agent.sock)")
+    leave.add_argument("--config", default=None, metavar="FILE",
+                       help="machine config, to leave without a running agent")
+    leave.add_argument("--state-dir", default="/var/lib/kubespan", metavar="DIR",
+                       help="the agent's state directory (default /var/lib/kubespan)")
+
+
+def _cmd_leave(args: argparse.Namespace) -> int:
+    from .get import socket_path
+    from .leave import leave
+
+    print(leave(socket_path(args.api_socket), args.config, args.state_dir))
+    return 0
+
+
 def _cmd_agent(args: argparse.Namespace) -> int:
     from . import agent as agent_module
     from .get import socket_path
@@ -162,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_agent(commands)
     _add_get(commands)
+    _add_leave(commands)
     commands.add_parser(
         "discovery-service",
         help="run a discovery service (all arguments are passed on; see 'kubespan discovery-service --help')",
@@ -183,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_agent(args)
         if args.command == "get":
             return _cmd_get(args)
+        if args.command == "leave":
+            return _cmd_leave(args)
     except KubespanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

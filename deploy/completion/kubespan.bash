@@ -11,9 +11,10 @@ _kubespan() {
             '|gen') path='gen' ;;
             '|agent') path='agent' ;;
             '|get') path='get' ;;
+            '|leave') path='leave' ;;
             '|discovery-service') path='discovery-service' ;;
             'gen|config') path='gen config' ;;
-            'agent|--api-socket'|'agent|--config'|'agent|--log-level'|'agent|--mac'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--gc-interval'|'discovery-service|--listen'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'gen config|--discovery-endpoint'|'gen config|--from-config'|'gen config|--output'|'gen config|--with-secrets'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o') skip=1 ;;
+            'agent|--api-socket'|'agent|--config'|'agent|--log-level'|'agent|--mac'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--gc-interval'|'discovery-service|--listen'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'gen config|--discovery-endpoint'|'gen config|--from-config'|'gen config|--output'|'gen config|--with-secrets'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o'|'leave|--api-socket'|'leave|--config'|'leave|--state-dir') skip=1 ;;
         esac
     done
     case "$path|$prev" in
@@ -30,6 +31,9 @@ _kubespan() {
         'agent|--log-level') COMPREPLY=($(compgen -W 'debug info warning error' -- "$cur")); return ;;
         'get|-o'|'get|--output') COMPREPLY=($(compgen -W 'table yaml json' -- "$cur")); return ;;
         'get|--api-socket') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        'leave|--api-socket') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        'leave|--config') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        'leave|--state-dir') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")); return ;;
         'discovery-service|--listen') COMPREPLY=(); return ;;
         'discovery-service|--tls-cert') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
         'discovery-service|--tls-key') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -42,11 +46,12 @@ _kubespan() {
         'discovery-service|--watch-buffer') COMPREPLY=(); return ;;
     esac
     case "$path" in
-        '') opts='-h --help' words='gen agent get discovery-service' ;;
+        '') opts='-h --help' words='gen agent get leave discovery-service' ;;
         'gen') opts='-h --help' words='config' ;;
         'gen config') opts='-h --help --with-kubespan --discovery-endpoint --legacy --from-config --with-secrets -o --output --force' words='' ;;
         'agent') opts='-h --help --config --state-dir --api-socket --uapi-socket --reconcile-interval --mac --no-nftables --log-level' words='' ;;
         'get') opts='-h --help -o --output --api-socket' words='identities peerspecs peerstatuses endpoints affiliates members nodeidentities' ;;
+        'leave') opts='-h --help --api-socket --config --state-dir' words='' ;;
         'discovery-service') opts='-h --help --listen --tls-cert --tls-key --snapshot-path --no-snapshots --snapshot-interval --gc-interval --redirect --trust-proxy-headers --rate-limit --rate-burst --watch-buffer' words='' ;;
         *) opts='' words='' ;;
     esac

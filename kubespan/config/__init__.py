@@ -12,7 +12,11 @@ Accepted documents (``yaml.safe_load_all``):
 
 - the v1alpha1 document (no ``kind``; ``version: v1alpha1``), legacy fields
   ``machine.network.kubespan.*``, ``machine.network.hostname``,
-  ``cluster.id``, ``cluster.secret``, ``cluster.discovery.*``;
+  ``cluster.id``, ``cluster.secret``, ``cluster.discovery.*``,
+  ``cluster.network.podSubnets``/``serviceSubnets`` (defaults 10.244.0.0/16 and
+  10.96.0.0/12; never advertised as node addresses) and
+  ``cluster.controlPlane.localAPIServerPort`` (default 6443; advertised by
+  control-plane machines);
 - ``KubeSpanConfig``, ``KubeSpanEndpointsConfig`` (also spelled
   ``KubespanEndpointsConfig``), ``DiscoveryServiceConfig`` (several, unique
   names), ``DiscoveryIdentityConfig`` and ``HostnameConfig``, all

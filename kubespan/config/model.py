@@ -6,6 +6,7 @@ secret never appears in a ``repr``.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from ..filters import IPNetwork
@@ -17,6 +18,10 @@ DEFAULT_DISCOVERY_ENDPOINT = "https://discovery.talos.dev/"
 LEGACY_ENDPOINT_NAME = "legacy"
 CLUSTER_SECRET_BYTES = 32
 API_VERSION = "v1alpha1"
+# Talos constants.DefaultIPv4PodCIDR, DefaultIPv4ServiceCIDR and DefaultControlPlanePort
+DEFAULT_POD_SUBNET = ipaddress.ip_network("10.244.0.0/16")
+DEFAULT_SERVICE_SUBNET = ipaddress.ip_network("10.96.0.0/12")
+DEFAULT_API_SERVER_PORT = 6443
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +90,16 @@ class NodeConfig:
     machine_type: str = "worker"
     """``machine.type`` (``controlplane``, ``worker`` or ``init``; ``join`` and
     an absent value mean ``worker``, as Talos reads them)."""
+    pod_subnets: tuple[IPNetwork, ...] = (DEFAULT_POD_SUBNET,)
+    """``cluster.network.podSubnets`` (the cluster's pod networks)."""
+    service_subnets: tuple[IPNetwork, ...] = (DEFAULT_SERVICE_SUBNET,)
+    """``cluster.network.serviceSubnets``."""
+    api_server_port: int = DEFAULT_API_SERVER_PORT
+    """``cluster.controlPlane.localAPIServerPort``: the port a control-plane node
+    advertises as ``ControlPlane{port}`` in its affiliate."""
+
+    @property
+    def kubernetes_networks(self) -> tuple[IPNetwork, ...]:
+        """What Talos' ``NodeAddressFilterNoK8s`` removes from the node addresses
+        (``k8s/address_filter.go``): the pod and service subnets and this node's pod CIDRs."""
+        return self.pod_subnets + self.service_subnets + self.pod_cidrs

@@ -85,6 +85,7 @@ def _build(docs: Documents) -> NodeConfig:
     node_name = string(network, "hostname", "machine.network")
     if docs.hostname is not None:
         node_name = string(docs.hostname, "hostname", KIND_HOSTNAME) or node_name
+    pod_subnets, service_subnets, api_server_port = v1alpha1.kubernetes(cluster)
     return NodeConfig(
         kubespan=kubespan,
         discovery_endpoints=endpoints,
@@ -92,6 +93,9 @@ def _build(docs: Documents) -> NodeConfig:
         node_name=node_name or None,
         pod_cidrs=pod_cidrs,
         machine_type=v1alpha1.machine_type(machine),
+        pod_subnets=pod_subnets,
+        service_subnets=service_subnets,
+        api_server_port=api_server_port,
     )
 
 

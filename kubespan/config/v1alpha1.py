@@ -1,7 +1,9 @@
 """The legacy reader: what KubeSpan needs from the v1alpha1 document (no ``kind``).
 
 Contract: ``machine.network.kubespan`` (read by ``fields.kubespan_section``), ``machine.network.hostname``,
-``machine.type``, ``cluster.id``, ``cluster.secret`` and ``cluster.discovery``: ``cluster_discovery``
+``machine.type``, ``cluster.id``, ``cluster.secret``, ``cluster.network.podSubnets``/``serviceSubnets`` and
+``cluster.controlPlane.localAPIServerPort`` (``kubernetes``; other keys of those two Talos sections are not
+ours to check) and ``cluster.discovery``: ``cluster_discovery``
 returns ``None`` without a ``cluster.discovery`` block, ``()`` when discovery or the service registry is
 disabled, else the one service (default ``https://discovery.talos.dev/``, named ``legacy``, whose path
 must be empty or ``/``).  ``machine_type`` maps ``join`` and an absent value to ``worker`` as Talos does.
@@ -13,8 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from .fields import boolean, check_fields, join, mapping, parse_discovery_endpoint, show, string
-from .model import DEFAULT_DISCOVERY_ENDPOINT, LEGACY_ENDPOINT_NAME, DiscoveryEndpoint
+from ..filters import IPNetwork
+from .fields import boolean, check_fields, cidrs, join, mapping, parse_discovery_endpoint, show, string
+from .model import (DEFAULT_API_SERVER_PORT, DEFAULT_DISCOVERY_ENDPOINT, DEFAULT_POD_SUBNET, DEFAULT_SERVICE_SUBNET,
+                    LEGACY_ENDPOINT_NAME, DiscoveryEndpoint)
 
 # ``cluster.discovery`` as pkg/machinery/config/types/v1alpha1/v1alpha1_types.go names it:
 DISCOVERY_FIELDS = ("enabled", "registries")  # ClusterDiscoveryConfig
@@ -58,6 +62,23 @@ def cluster_discovery(cluster: dict[str, Any]) -> tuple[DiscoveryEndpoint, ...] 
 def identity_fields(cluster: dict[str, Any]) -> tuple[str, str]:
     """``cluster.id`` and ``cluster.secret`` (``""`` when absent)."""
     return string(cluster, "id", "cluster") or "", string(cluster, "secret", "cluster", secret=True) or ""
+
+
+def kubernetes(cluster: dict[str, Any]) -> tuple[tuple[IPNetwork, ...], tuple[IPNetwork, ...], int]:
+    """Pod subnets, service subnets and the local API server port.
+
+    Talos (``v1alpha1_clusterconfig.go`` ``PodCIDRs``/``ServiceCIDRs``/``LocalAPIServerPort``): an empty or
+    absent list means the default subnet, an absent or zero port means 6443.  ``controlPlane.endpoint`` is the
+    load-balanced URL clients use, not the port this node's API server listens on, so it is not read.
+    """
+    network = mapping(cluster, "network", "cluster") or {}
+    control_plane = mapping(cluster, "controlPlane", "cluster") or {}
+    port = control_plane.get("localAPIServerPort")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 0xFFFF):
+        raise ConfigError("cluster.controlPlane.localAPIServerPort", f"{show(port)} is not a port number")
+    return (cidrs(network, "podSubnets", "cluster.network") or (DEFAULT_POD_SUBNET,),
+            cidrs(network, "serviceSubnets", "cluster.network") or (DEFAULT_SERVICE_SUBNET,),
+            port or DEFAULT_API_SERVER_PORT)
 
 
 def machine_type(machine: dict[str, Any]) -> str:

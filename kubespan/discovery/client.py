@@ -240,16 +240,23 @@ class DiscoveryClient:
                 await self._task
             self._task = None
         if delete and self._local is not None:
-            channel = self._make_channel(self._target)
-            try:
-                await ClusterStub(channel).AffiliateDelete(
-                    pb.AffiliateDeleteRequest(cluster_id=self.cluster_id, affiliate_id=self.node_id),
-                    timeout=5.0,
-                )
-            except grpc.aio.AioRpcError as exc:
-                log.info("affiliate delete failed: %s", exc.code())
-            finally:
-                await channel.close(None)
+            await self.delete_affiliate()
+
+    async def delete_affiliate(self, timeout: float = 5.0) -> bool:
+        """Send AffiliateDelete for our ID once (needs no session: ``kubespan leave`` with the agent
+        stopped uses it); whether the service acknowledged it."""
+        channel = self._make_channel(self._target)
+        try:
+            await ClusterStub(channel).AffiliateDelete(
+                pb.AffiliateDeleteRequest(cluster_id=self.cluster_id, affiliate_id=self.node_id),
+                timeout=timeout,
+            )
+            return True
+        except grpc.aio.AioRpcError as exc:
+            log.info("affiliate delete failed: %s", exc.code())
+            return False
+        finally:
+            await channel.close(None)
 
     async def wait_for(self, predicate: Callable[[DiscoveryClient], bool], timeout: float) -> bool:
         """Wait until ``predicate(self)`` holds after a change, at most ``timeout`` s."""

@@ -68,7 +68,7 @@ def _kubespan(*words: str, cwd: Path | None = None) -> list[str]:
 
 
 def test_kubespan_commands_resources_and_choices() -> None:
-    assert _kubespan("") == ["gen", "agent", "get", "discovery-service"]
+    assert _kubespan("") == ["gen", "agent", "get", "leave", "discovery-service"]
     assert _kubespan("g") == ["gen", "get"]
     assert _kubespan("gen", "") == ["config"]
     assert _kubespan("get", "") == [t.aliases[0] for t in RESOURCE_TYPES]

@@ -168,7 +168,7 @@ def test_field_names(api: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert set(spec) == {"address", "subnet", "publicKey"}  # never the private key
     _, out, _ = get(capsys, "affiliates", "-o", "json", "--api-socket", api)
     aff = json.loads(out)[0]["spec"]
-    assert aff["kubespan"]["publicKey"] == KEY_B and aff["controlPlane"] == {"apiServerPort": 6443}
+    assert aff["kubespan"]["publicKey"] == KEY_B and aff["controlPlane"] == {"port": 6443}
     assert aff["nodeId"] == "b" and aff["machineType"] == "worker"
 
 
