@@ -44,7 +44,8 @@ from .api import API_SOCKET_ENV, DEFAULT_API_SOCKET, request, watch
 from .errors import KubespanError
 from .resources import ResourceType, resolve
 
-__all__ = ["COLUMNS", "OutputFormat", "Writer", "json_stream", "make_writer", "parse_output", "run", "socket_path"]
+__all__ = ["COLUMNS", "OutputFormat", "Writer", "compact_json", "indented_json", "json_stream", "make_writer",
+           "parse_output", "run", "socket_path", "text"]
 
 # The PrintColumns of each resource definition (siderolabs/talos
 # pkg/machinery/resources/kubespan/*.go, pkg/machinery/resources/cluster/*.go).
@@ -84,6 +85,40 @@ def parse_output(text: str) -> OutputFormat:
     raise KubespanError(f"output format {text[:64]!r} is not supported (table, yaml, json, jsonpath=TEMPLATE)")
 
 
+# --- printing results as Go does (encoding/json, fmt.Print) ---------------------------------
+
+
+def _escape_html(text: str) -> str:
+    # Go's encoding/json escapes these by default
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def compact_json(value: Any) -> str:
+    """Go ``json.Marshal`` of a decoded value (sorted keys, no spaces)."""
+    return _escape_html(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def indented_json(value: Any) -> str:
+    """Go ``json.MarshalIndent(v, "", "    ")``."""
+    return _escape_html(json.dumps(value, sort_keys=True, indent=4, ensure_ascii=False))
+
+
+def text(value: Any) -> str:
+    """One result as Go prints it: lists and maps as JSON, scalars with ``fmt.Print``."""
+    if isinstance(value, (dict, list)):
+        return compact_json(value)
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e21:
+            return str(int(value))
+        return repr(value)
+    return str(value)
+
+
 class Writer(Protocol):
     """talosctl's ``output.Writer``."""
 
@@ -112,7 +147,7 @@ def column_text(template: jsonpath.Template, spec: Any) -> str:
         groups = template.find(spec)
     except jsonpath.JsonPathError:
         return ""
-    return "".join(" ".join(jsonpath.text(v) for v in group) for group in groups)
+    return "".join(" ".join(text(v) for v in group) for group in groups)
 
 
 class TableWriter:
@@ -210,11 +245,11 @@ class JsonWriter:
     def resource(self, node: str, item: dict[str, Any], event: str | None) -> None:
         data = encodable(node, item, event, self.with_events)
         if self.template is None:
-            self.out.write(jsonpath.indented_json(data) + "\n")
+            self.out.write(indented_json(data) + "\n")
             return
         for group in self.template.find(data):
             for value in group:
-                shown = jsonpath.indented_json(value) if isinstance(value, (dict, list)) else jsonpath.text(value)
+                shown = indented_json(value) if isinstance(value, (dict, list)) else text(value)
                 self.out.write(shown + "\n")
 
     def flush(self) -> None:

@@ -14,22 +14,20 @@ table.go), on plain JSON values (dict, list, str, int, float, bool, None):
 ``parse(text) -> Template`` raises ``JsonPathError`` on anything else;
 ``Template.find(data)`` returns the result groups (one per action, per range
 item) or raises ``JsonPathError`` (missing key unless ``allow_missing``, index
-out of bounds, incompatible comparison), never another exception.
-``text(value)`` and ``compact_json(value)`` print one result as Go does (scalars
-with ``fmt.Print``, lists and maps as JSON with sorted keys).  Pure; bounded:
-templates of at most ``MAX_TEMPLATE`` characters.
+out of bounds, incompatible comparison), never another exception.  Printing
+the results is ``get``'s business.  Pure; bounded: templates of at most
+``MAX_TEMPLATE`` characters.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Union
 
 from .errors import KubespanError
 
-__all__ = ["JsonPathError", "Template", "compact_json", "indented_json", "parse", "text"]
+__all__ = ["JsonPathError", "Template", "parse"]
 
 MAX_TEMPLATE = 4096
 OPERATORS = ("==", "!=", "<=", ">=", "=~", "<", ">")
@@ -195,18 +193,27 @@ def _action(r: _Reader) -> list[tuple[str, Any]]:
             return out
         if c == "":
             raise r.fail("unclosed action")
-        if c in ("'", '"'):
-            out.append(("node", Literal(_quoted(r))))
-        elif c in "-+0123456789":
-            out.append(("node", Literal(_number(r))))
-        elif r.startswith("true") or r.startswith("false"):
-            word = "true" if r.startswith("true") else "false"
-            r.i += len(word)
-            out.append(("node", Literal(word == "true")))
-        elif c in ".[$@":
+        if c in ".[$@":
             out.append(("node", _path(r)))
-        else:
+            continue
+        literal = _scalar(r)
+        if literal is None:
             raise r.fail(f"unrecognized character in action: {c!r}")
+        out.append(("node", literal))
+
+
+def _scalar(r: _Reader) -> Literal | None:
+    """A quoted string, a number, ``true`` or ``false``; ``None`` if none starts here."""
+    c = r.peek()
+    if c in ("'", '"'):
+        return Literal(_quoted(r))
+    if c and c in "-+0123456789":
+        return Literal(_number(r))
+    for word, value in (("true", True), ("false", False)):
+        if r.startswith(word):
+            r.i += len(word)
+            return Literal(value)
+    return None
 
 
 def _close(r: _Reader) -> None:
@@ -350,18 +357,8 @@ def _filter(r: _Reader) -> Filter:
     else:
         r.i += len(op)
         r.skip_spaces()
-        c = r.peek()
-        if c in ("'", '"'):
-            right = Literal(_quoted(r))
-        elif c and c in "-+0123456789":
-            right = Literal(_number(r))
-        elif r.startswith("true") or r.startswith("false"):
-            word = "true" if r.startswith("true") else "false"
-            r.i += len(word)
-            right = Literal(word == "true")
-        elif c in ("@", "$", "."):
-            right = _path(r)
-        else:
+        right = _path(r) if r.peek() in ("@", "$", ".") else _scalar(r)
+        if right is None:
             raise r.fail("filter needs a value to compare with")
         r.skip_spaces()
     if r.peek() != ")":
@@ -515,37 +512,3 @@ def _compare(op: str, left: Any, right: Any) -> bool:
 def _go_type(value: Any) -> str:
     return {dict: "map[string]interface {}", list: "[]interface {}", str: "string", bool: "bool",
             int: "int", float: "float64"}.get(type(value), "<nil>")
-
-
-# --- printing -----------------------------------------------------------------------------
-
-
-def _escape_html(text: str) -> str:
-    # Go's encoding/json escapes these by default
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-
-
-def compact_json(value: Any) -> str:
-    """Go ``json.Marshal`` of a decoded value (sorted keys, no spaces)."""
-    return _escape_html(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
-
-
-def indented_json(value: Any) -> str:
-    """Go ``json.MarshalIndent(v, "", "    ")``."""
-    return _escape_html(json.dumps(value, sort_keys=True, indent=4, ensure_ascii=False))
-
-
-def text(value: Any) -> str:
-    """One result as Go prints it: lists and maps as JSON, scalars with ``fmt.Print``."""
-    if isinstance(value, (dict, list)):
-        return compact_json(value)
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
-    return str(value)

@@ -15,7 +15,8 @@ from kubespan import jsonpath
 from kubespan.api import answer, parse_request
 from kubespan.cli import main
 from kubespan.errors import KubespanError
-from kubespan.get import OutputFormat, make_writer, parse_output
+from kubespan.get import OutputFormat, indented_json, make_writer, parse_output
+from kubespan.get import text as go_text
 from kubespan.resources import KUBESPAN_PEER_SPECS, MEMBERS, RESOURCE_TYPES, ResourceStore, resolve
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -50,8 +51,8 @@ def test_jsonpath_parses_and_runs_or_raises_jsonpath_error(text: str, data: Any)
             continue
         for group in groups:
             for value in group:
-                assert isinstance(jsonpath.text(value), str)
-                json.loads(jsonpath.indented_json(value))
+                assert isinstance(go_text(value), str)
+                json.loads(indented_json(value))
 
 
 @SETTINGS
