@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from kubespan import cli  # noqa: E402
-from kubespan.discovery import service  # noqa: E402
+from kubespan.discovery import command as service  # noqa: E402
 from kubespan.resources import RESOURCE_TYPES  # noqa: E402
 
 FILE_OPTIONS = {"--tls-cert", "--tls-key", "--snapshot-path"}
@@ -90,7 +90,7 @@ def render() -> str:
                 body = "COMPREPLY=()"
             lines.append(f"        {pattern}) {body}; return ;;")
     lines += ["    esac", "    case \"$path\" in"]
-    resources = " ".join(t.aliases[0] for t in RESOURCE_TYPES)
+    resources = " ".join(word for t in RESOURCE_TYPES for word in (t.name.lower(), *t.extra_aliases))
     for path, parser in commands.items():
         opts = " ".join(opt for action in parser._actions for opt in action.option_strings)
         words = " ".join(name for action in parser._actions if isinstance(action, argparse._SubParsersAction)

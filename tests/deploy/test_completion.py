@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kubespan import cli
-from kubespan.discovery import service
+from kubespan.discovery import command as service
 from kubespan.resources import RESOURCE_TYPES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,8 +71,8 @@ def test_kubespan_commands_resources_and_choices() -> None:
     assert _kubespan("") == ["gen", "agent", "get", "leave", "discovery-service"]
     assert _kubespan("g") == ["gen", "get"]
     assert _kubespan("gen", "") == ["config"]
-    assert _kubespan("get", "") == [t.aliases[0] for t in RESOURCE_TYPES]
-    assert _kubespan("get", "peer") == ["peerspecs", "peerstatuses"]
+    assert _kubespan("get", "") == [w for t in RESOURCE_TYPES for w in (t.name.lower(), *t.extra_aliases)]
+    assert _kubespan("get", "peer") == ["peerspecs", "peerspec", "peerstatuses", "peerstatus"]
     assert _kubespan("get", "members", "-o", "") == ["table", "yaml", "json"]
     assert _kubespan("agent", "--log-level", "w") == ["warning"]
     assert _kubespan("agent", "--reconcile-interval", "") == []

@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from deploy_support import PYTHON, alive, env, kill_pid, notify_socket, sh, stop
-from kubespan.cli import render_gen_config
+from kubespan.config import render_gen_config
+from kubespan.get import json_stream
 from kubespan.config import parse_config
 
 pytestmark = pytest.mark.root
@@ -138,9 +139,9 @@ def test_agent_as_pid_1_with_only_cap_net_admin(source: str, tmp_path: Path) -> 
             assert watched.returncode == 0, watched.stderr
             ident = parse_config(config_text).identity
             assert ident is not None
-            node = sh(PYTHON, "-m", "kubespan", "get", "nodeidentities", "-o", "json", "--api-socket",
+            node = sh(PYTHON, "-m", "kubespan", "get", "identities", "-o", "json", "--api-socket",
                       f"/proc/{agent}/root/run/kubespan/agent.sock")
-            assert json.loads(watched.stdout) == [json.loads(node.stdout)[0]["spec"]["nodeId"]], watched.stdout
+            assert json.loads(watched.stdout) == [json_stream(node.stdout)[0]["spec"]["nodeId"]], watched.stdout
             # SIGTERM from outside its pid namespace reaches PID 1 because the agent handles it
             os.kill(agent, signal.SIGTERM)
             assert container.wait(60) == 0, stderr.read_text()

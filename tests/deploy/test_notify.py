@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from deploy_support import PYTHON, alive, env, kill_pid, netns, notify_socket, popen, sh, stop
-from kubespan.cli import render_gen_config
+from kubespan.config import render_gen_config
+from kubespan.get import json_stream
 from wgpy.io import sdnotify
 from wgpy.io.unixsock import is_live
 
@@ -107,10 +108,10 @@ def test_agent_notifies_once_its_interface_and_api_serve(tmp_path: Path) -> None
             assert is_live(str(api))
             link = sh("ip", "-n", ns, "-d", "link", "show", "kubespan").stdout
             assert "tun" in link
-            dump = subprocess.run([PYTHON, "-m", "kubespan", "get", "identities", "-o", "json", "--api-socket",
+            dump = subprocess.run([PYTHON, "-m", "kubespan", "get", "kubespanidentities", "-o", "json", "--api-socket",
                                    str(api)], capture_output=True, text=True, timeout=30, env=env())
             assert dump.returncode == 0, dump.stderr
-            assert json.loads(dump.stdout)[0]["spec"]["address"].endswith(":0:ff:fe00:7/128")  # EUI-64 of --mac
+            assert json_stream(dump.stdout)[0]["spec"]["address"].endswith(":0:ff:fe00:7/128")  # EUI-64 of --mac
         finally:
             assert stop(proc) == 0, (tmp_path / "agent.log").read_text()
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from deploy_support import PYTHON, env, netns, notify_socket, popen, stop
-from kubespan.cli import render_gen_config
+from kubespan.config import render_gen_config
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "deploy" / "systemd"
