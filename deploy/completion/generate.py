@@ -42,6 +42,8 @@ def _value_kind(action: argparse.Action) -> str:
     if action.choices:
         return "words:" + " ".join(map(str, action.choices))
     metavar = str(action.metavar or "")
+    if metavar == "FORMAT":  # get -o: kubespan.get.parse_output's formats
+        return "words:table yaml json jsonpath="
     if metavar == "DIR":
         return "dir"
     if metavar.split("|")[0] in ("FILE", "PATH") or FILE_OPTIONS & set(action.option_strings):

@@ -29,7 +29,7 @@ _kubespan() {
         'agent|--reconcile-interval') COMPREPLY=(); return ;;
         'agent|--mac') COMPREPLY=(); return ;;
         'agent|--log-level') COMPREPLY=($(compgen -W 'debug info warning error' -- "$cur")); return ;;
-        'get|-o'|'get|--output') COMPREPLY=(); return ;;
+        'get|-o'|'get|--output') COMPREPLY=($(compgen -W 'table yaml json jsonpath=' -- "$cur")); return ;;
         'get|--api-socket') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
         'leave|--api-socket') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
         'leave|--config') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;

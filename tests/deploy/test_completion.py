@@ -73,7 +73,7 @@ def test_kubespan_commands_resources_and_choices() -> None:
     assert _kubespan("gen", "") == ["config"]
     assert _kubespan("get", "") == [w for t in RESOURCE_TYPES for w in (t.name.lower(), *t.extra_aliases)]
     assert _kubespan("get", "peer") == ["peerspecs", "peerspec", "peerstatuses", "peerstatus"]
-    assert _kubespan("get", "members", "-o", "") == ["table", "yaml", "json"]
+    assert _kubespan("get", "members", "-o", "") == ["table", "yaml", "json", "jsonpath="]
     assert _kubespan("agent", "--log-level", "w") == ["warning"]
     assert _kubespan("agent", "--reconcile-interval", "") == []
     # an option's value is not mistaken for a command: "get" here is a file name
