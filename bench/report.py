@@ -243,6 +243,8 @@ def targets(res: dict[str, Any]) -> list[str]:
 
     def ratio_line(title: str, pair: str, test: str, field: str, goal: float, higher: bool,
                    base_pair: str = BASE, base_test: str | None = None) -> None:
+        if pair not in pairs or base_pair not in pairs:
+            return  # a pairing this run left out (--pairs)
         v, b = get(pair, test, field), get(base_pair, base_test or test, field)
         if v is None or b is None or b == 0:
             out.append(f"- {title}: not measured")
