@@ -293,6 +293,16 @@ def targets(res: dict[str, Any]) -> list[str]:
     return out
 
 
+def _evp_note(aead: dict[str, Any]) -> str:
+    if "evp_pkt_floor_s_per_gb" in aead:
+        return (f" The system libcrypto the native plane links, called as its seal/open call it (EVP re-init per "
+                f"packet, C loop): {aead['evp_pkt_floor_s_per_gb']:.2f} s/GB at {aead['packet']} bytes, "
+                f"{aead['evp_big_floor_s_per_gb']:.2f} s/GB at {aead['buffer'] // 1024} KiB (seal + open).")
+    if "evp_error" in aead:
+        return f" (No C loop over the system libcrypto: {aead['evp_error']}.)"
+    return ""
+
+
 def render(res: dict[str, Any]) -> str:
     meta = res.get("meta", {})
     parts = ["## wgpy bench " + meta.get("started", ""), ""]
@@ -317,7 +327,7 @@ def render(res: dict[str, Any]) -> str:
                       f"{aead['openssl']} via cryptography's ChaCha20Poly1305, {aead['buffer'] // 1024} KiB "
                       f"buffers): seal {aead['seal_gb_per_s']:.2f} GB/s, open {aead['open_gb_per_s']:.2f} GB/s, "
                       f"so {aead['floor_s_per_gb']:.2f} CPU s/GB for both ends (seal + open); at one "
-                      f"{aead['packet']}-byte packet per Python call {aead['pkt_floor_s_per_gb']:.2f} s/GB.", ""]
+                      f"{aead['packet']}-byte packet per Python call {aead['pkt_floor_s_per_gb']:.2f} s/GB." + _evp_note(aead), ""]
     t2, n2 = other_table(res)
     if t2:
         parts += [t2, ""]
