@@ -9,7 +9,9 @@ runs:
 - ``perf record -a -g`` samples every CPU (the ``cpu-clock`` software event:
   this VM exposes no hardware counters) for ``--duration`` seconds, after a
   1 s warm-up.  Samples of the two daemons' processes are classified by their
-  leaf symbol and call chain (``classify``) into: cipher, copies (user memcpy
+  leaf symbol and call chain (``classify``) into: cipher (for wgpy: all of
+  libcrypto, EVP bookkeeping included; for Go: the chacha20/poly1305
+  symbols), copies (user memcpy
   and kernel copy_user/iov copies), checksums, kernel TUN path (syscalls on
   the TUN fd and the inner TCP/IP stack they feed), kernel UDP/IP/veth path,
   kernel scheduling/wakeups, other kernel, Python interpreter, Go runtime,
@@ -54,9 +56,9 @@ CATEGORIES = [
     "kernel other", "Python interpreter", "Go runtime", "daemon's own code", "libc/other user",
 ]
 
-_CIPHER = re.compile(r"chacha|poly1305|aead|gcm_|cipher", re.I)
+_CIPHER = re.compile(r"chacha|poly1305|aead|gcm_|cipher|OSSL_|EVP_", re.I)  # libcrypto as a whole, below
 _COPY = re.compile(r"memcpy|memmove|copy_user|rep_movs|copy_to_iter|copy_from_iter|copy_page|copyout|copyin|"
-                   r"skb_copy|_copy_to_user|_copy_from_user|fault_in|memset", re.I)
+                   r"skb_copy|_copy_to_user|_copy_from_user|fault_in|memset|memclr|duffcopy|duffzero", re.I)
 _CSUM = re.compile(r"csum|checksum", re.I)
 _TUN = re.compile(r"^tun_|^tun_chr|_tun_")
 _NET = re.compile(r"^udp|^__udp|^ip_|^ip6_|^__ip_|^veth_|dev_queue_xmit|net_rx_action|netif_|napi_|^sock_|"
