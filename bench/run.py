@@ -109,7 +109,8 @@ def _guard(fn: Callable[[], dict[str, Any]], what: str) -> dict[str, Any]:
 
 
 def _short(r: dict[str, Any]) -> str:
-    keys = ("bps", "cpu_per_gb", "lost_percent", "avg", "p99", "per_cpu_s", "per_wall_s", "responses", "per_peer")
+    keys = ("bps", "cpu_per_gb", "lost_percent", "avg", "p99", "per_cpu_s", "per_wall_s", "responses", "per_peer",
+            "floor_s_per_gb", "evp_pkt_floor_s_per_gb")
     return ", ".join(f"{k}={r[k]:.4g}" for k in keys if isinstance(r.get(k), (int, float)))
 
 
