@@ -108,6 +108,8 @@ def tunnel_table(res: dict[str, Any], base_pair: str = BASE, extras: bool = True
     for title, test, field, unit in ROWS:
         if not any(test in pairs[p] for p in names):
             continue
+        if test == "anchors" and not any(field in pairs[p].get("anchors", {}) for p in names):
+            continue  # e.g. no tcp4 in this run, or no veth column
         base_r = pairs.get(base_pair, {}).get(test, {})
         base = _num(base_r.get(field)) if isinstance(base_r, dict) else None
         cells = []
