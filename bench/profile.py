@@ -153,7 +153,7 @@ def _thread_role(tid: int, pid: int, frames_seen: Counter[str]) -> str:
     reads, writes = frames_seen["tun_chr_read_iter"], frames_seen["tun_chr_write_iter"]
     if reads or writes:
         return "TUN→UDP (tx)" if reads >= writes else "UDP→TUN (rx)"
-    return "other"
+    return f"thread {tid}"
 
 
 def profile_pair(under: Underlay, pair: str, duration: float, freq: int, use_perf: bool) -> dict[str, Any]:
@@ -168,6 +168,7 @@ def profile_pair(under: Underlay, pair: str, duration: float, freq: int, use_per
                                 str(duration + 2), "--connect-timeout", "5000"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         samples: list[tuple[str, int, int, list[tuple[str, str]]]] = []
+        perf_error = None if use_perf else "perf unavailable"
         time.sleep(1.0)
         if use_perf:
             with tempfile.TemporaryDirectory() as d:
@@ -178,6 +179,8 @@ def profile_pair(under: Underlay, pair: str, duration: float, freq: int, use_per
                     script = subprocess.run([PERF, "script", "-i", data, "-F", "comm,pid,tid,ip,sym,dso"],
                                             capture_output=True, text=True, timeout=600)
                     samples = parse_script(script.stdout)
+                else:
+                    perf_error = (rec.stderr.strip().splitlines() or [f"rc {rec.returncode}"])[-1]
         out_b, err_b = client.communicate(timeout=duration + 60)
         common.stop_proc(client)
         t1 = [task_cpu(p) for p in pids]
@@ -209,7 +212,7 @@ def profile_pair(under: Underlay, pair: str, duration: float, freq: int, use_per
         roles = {tid: _thread_role(tid, pid, frames_by_tid.get(tid, Counter())) for tid in threads}
         ends.append({
             "side": side, "kind": tun.kinds[0 if side.startswith("A") else 1], "pid": pid,
-            "cpu_s": cpu, "cpu_per_gb": cpu / gb if gb else None, "samples": len(mine),
+            "cpu_s": cpu, "cpu_per_gb": cpu / gb if gb else float("nan"), "samples": len(mine),
             "categories": dict(cats), "top": tops.most_common(25),
             "threads": {str(t): dict(v, role=roles[t], samples=sum(per_tid.get(t, Counter()).values()),
                                      categories=dict(per_tid.get(t, Counter())))
@@ -226,7 +229,7 @@ def profile_pair(under: Underlay, pair: str, duration: float, freq: int, use_per
         else:
             machine["other processes"] += 1
     return {"pair": pair, "bps": bps, "bytes": nbytes, "ends": ends, "machine": dict(machine),
-            "perf_samples": len(samples)}
+            "perf_samples": len(samples), "perf_error": perf_error}
 
 
 def render(results: list[dict[str, Any]], why_no_perf: str | None, freq: int, duration: float) -> str:
@@ -241,6 +244,8 @@ def render(results: list[dict[str, Any]], why_no_perf: str | None, freq: int, du
             continue
         a, b = r["pair"].split(":")
         lines += [f"### {LABEL[a]}→{LABEL[b]}: {r['bps'] / 1e6:.0f} Mbit/s", ""]
+        if r.get("perf_error") and why_no_perf is None:
+            lines += [f"perf record failed during this stream: {r['perf_error']}", ""]
         m = r["machine"]
         tot = sum(m.values())
         if tot:
@@ -254,14 +259,14 @@ def render(results: list[dict[str, Any]], why_no_perf: str | None, freq: int, du
             for e in r["ends"]:
                 n = e["samples"]
                 share = e["categories"].get(cat, 0) / n if n else 0.0
-                sgb = share * (e["cpu_per_gb"] or 0.0)
+                sgb = share * e["cpu_per_gb"] if e["cpu_per_gb"] == e["cpu_per_gb"] else 0.0
                 total += sgb
                 cells.append(f"{share * 100:.1f} | {sgb:.2f}")
             if total > 0:
                 lines.append(f"| {cat} | " + " | ".join(cells) + f" | {total:.2f} |")
         lines.append("| **all (from /proc)** | " + " | ".join(
             f"{e['samples']} samples | {e['cpu_per_gb']:.2f}" for e in r["ends"])
-            + f" | {sum(e['cpu_per_gb'] or 0 for e in r['ends']):.2f} |")
+            + f" | {sum(e['cpu_per_gb'] for e in r['ends']):.2f} |")
         lines.append("")
         for e in r["ends"]:
             th = sorted(e["threads"].values(), key=lambda t: -(t["user_s"] + t["sys_s"]))
@@ -269,9 +274,10 @@ def render(results: list[dict[str, Any]], why_no_perf: str | None, freq: int, du
             lines.append(f"{e['side']} threads (user+sys CPU s over the run): " + ", ".join(
                 f"{t['role']} {t['user_s']:.2f}+{t['sys_s']:.2f}" for t in busy[:8])
                 + (f" (+{len(th) - len(busy[:8])} idle or small)" if len(th) > len(busy[:8]) else "") + ".")
-            tot_s = e["samples"] or 1
-            lines.append(f"{e['side']} top leaf symbols: " + "; ".join(
-                f"{s} {n * 100 / tot_s:.1f} %" for s, n in e["top"][:10]) + ".")
+            tot_s = e["samples"]
+            if tot_s:
+                lines.append(f"{e['side']} top leaf symbols: " + "; ".join(
+                    f"{s} {n * 100 / tot_s:.1f} %" for s, n in e["top"][:10]) + ".")
             lines.append("")
     return "\n".join(lines)
 
