@@ -10,7 +10,7 @@ if [ "$(id -u)" = 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     python3-venv python3-dev gcc libc6-dev libssl-dev iproute2 iputils-ping \
-    wireguard-go wireguard-tools iperf3 nftables iptables procps >/dev/null
+    wireguard-go wireguard-tools iperf3 nftables iptables procps etcd-server >/dev/null
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -23,6 +23,7 @@ logs or reprs.
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,10 @@ class EtcdError(DiscoveryError):
 
 class EtcdUnavailableError(EtcdError):
     """No endpoint of the etcd cluster answered in time."""
+
+
+class EtcdLeaseNotFoundError(EtcdError):
+    """A Put named a lease etcd no longer has (expired or revoked)."""
 
 
 @dataclass(frozen=True)
@@ -160,35 +165,59 @@ class EtcdClient:
         self._token = resp.token
 
     async def call(self, method: str, request: _Req, response: type[_Resp], *, timeout: float | None = None) -> _Resp:
-        """One unary call on the current endpoint, failing over to the others."""
-        deadline = timeout if timeout is not None else self.config.timeout
+        """One unary call on the current endpoint, failing over to the others.
+
+        Rounds over the endpoints repeat (50 ms apart, within the deadline)
+        only while some member answered itself ("etcdserver: ..." such as no
+        leader during an election); when no member can be reached at all the
+        call fails after one round.
+        """
+        budget = timeout if timeout is not None else self.config.timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
         last: grpc.aio.AioRpcError | None = None
-        for attempt in range(len(self._channels)):
-            index = (self._current + attempt) % len(self._channels)
-            channel = self._channels[index]
-            multi = channel.unary_unary(
-                method, request_serializer=type(request).SerializeToString, response_deserializer=response.FromString
-            )
-            try:
-                for auth_try in range(2):
-                    if self.config.username is not None and self._token is None:
-                        await self._authenticate(channel, deadline)
-                    try:
-                        result: _Resp = await multi(request, timeout=deadline, metadata=self._metadata())
-                    except grpc.aio.AioRpcError as exc:
-                        if exc.code() == grpc.StatusCode.UNAUTHENTICATED and auth_try == 0 \
-                                and self.config.username is not None:
-                            self._token = None  # expired or revoked token: log in again once
-                            continue
-                        raise
-                    self._current = index
-                    return result
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in _RETRYABLE:
-                    raise EtcdError(f"etcd {method.rsplit('/', 1)[-1]}: {exc.code().name}: {exc.details()}") from None
-                last = exc
-        detail = last.details() if last is not None else "no endpoint"
+        while True:
+            member_answered = False
+            for attempt in range(len(self._channels)):
+                index = (self._current + attempt) % len(self._channels)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    result = await self._call_one(index, method, request, response, remaining)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.NOT_FOUND and "lease" in (exc.details() or ""):
+                        raise EtcdLeaseNotFoundError(exc.details() or "lease not found") from None
+                    if exc.code() not in _RETRYABLE:
+                        raise EtcdError(f"etcd {method.rsplit('/', 1)[-1]}: {exc.code().name}: "
+                                        f"{exc.details()}") from None
+                    member_answered = member_answered or (exc.details() or "").startswith("etcdserver:")
+                    last = exc
+                    continue
+                self._current = index
+                return result
+            if not member_answered or deadline - loop.time() <= 0.05:
+                break
+            await asyncio.sleep(0.05)
+        detail = last.details() if last is not None else "deadline passed"
         raise EtcdUnavailableError(f"etcd unavailable: {detail}")
+
+    async def _call_one(self, index: int, method: str, request: _Req, response: type[_Resp], timeout: float) -> _Resp:
+        channel = self._channels[index]
+        multi = channel.unary_unary(
+            method, request_serializer=type(request).SerializeToString, response_deserializer=response.FromString
+        )
+        for auth_try in range(2):
+            if self.config.username is not None and self._token is None:
+                await self._authenticate(channel, timeout)
+            try:
+                result: _Resp = await multi(request, timeout=timeout, metadata=self._metadata())
+                return result
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAUTHENTICATED or auth_try or self.config.username is None:
+                    raise
+                self._token = None  # expired or revoked token: log in again once
+        raise AssertionError("unreachable")
 
     # --- the calls ----------------------------------------------------------------
 
@@ -210,6 +239,7 @@ class EtcdClient:
     async def watch(self, prefix: bytes, start_revision: int) -> AsyncIterator[epb.WatchResponse]:
         """Every change under ``prefix`` from ``start_revision`` on, in revision order.
 
+        The first message is etcd's ``created`` answer (no events): the watch is open.
         One etcd Watch stream with one watcher, opened on the first endpoint
         that accepts it.  Raises ``EtcdUnavailableError`` when no endpoint
         accepts it or the stream breaks; the caller resumes from the next
@@ -231,7 +261,8 @@ class EtcdClient:
                 request_serializer=epb.WatchRequest.SerializeToString,
                 response_deserializer=epb.WatchResponse.FromString,
             )
-            call = stream(None, metadata=self._metadata())
+            # hasleader: a member cut off from the quorum ends the watch instead of going quiet
+            call = stream(None, metadata=self._metadata() + (("hasleader", "true"),))
             try:
                 await call.write(create)  # the request side stays open: etcd keeps the watch
                 first: epb.WatchResponse = await call.read()  # type: ignore[assignment]
@@ -245,6 +276,7 @@ class EtcdClient:
                 continue
             self._current = index
             try:
+                yield first
                 async for message in _responses(call):
                     if message.canceled:
                         raise EtcdError(f"etcd cancelled the watch (compacted to {message.compact_revision}): "
