@@ -22,8 +22,8 @@ from kubespan.discovery.etcd import EtcdConfig
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.rpc import ClusterStub
 from kubespan.discovery.service import DiscoveryServer
-from tests.discovery.discovery_support import run, start, stub
-from tests.discovery.etcd_support import EtcdCluster, etcd1, etcd3  # noqa: F401 - fixtures
+from discovery_support import run, start, stub
+from etcd_support import EtcdCluster, etcd1, etcd3  # noqa: F401 - fixtures
 
 WAIT = 15.0
 
