@@ -62,11 +62,22 @@ def check_update(
     cluster_size: int,
 ) -> None:
     """Every limit of an update; ``cluster_size`` counts the cluster's affiliates now."""
+    check_request(cluster_id, affiliate_id, data, endpoints, ttl)
+    check_capacity(current, endpoints, cluster_size)
+
+
+def check_request(cluster_id: str, affiliate_id: str, data: bytes | None, endpoints: Sequence[bytes],
+                  ttl: float) -> None:
+    """The limits an update request breaks on its own (INVALID_ARGUMENT)."""
     limits.validate_cluster_id(cluster_id)
     limits.validate_affiliate_id(affiliate_id)
     limits.validate_affiliate_data(data)
     limits.validate_endpoints(endpoints)
     limits.validate_ttl(ttl)
+
+
+def check_capacity(current: Affiliate | None, endpoints: Sequence[bytes], cluster_size: int) -> None:
+    """The capacity limits given what is stored (RESOURCE_EXHAUSTED)."""
     if current is None:
         limits.check_affiliate_count(cluster_size + 1)
     known = current.endpoints if current is not None else {}
