@@ -104,6 +104,32 @@ def decode_affiliate(affiliate_id: str, value: bytes) -> Affiliate:
     return Affiliate(affiliate_id, msg.data, msg.expiration.ToNanoseconds() / 1e9, endpoints)
 
 
+class Keys:
+    """The key layout under one prefix: ``PREFIX c/<cluster>/<affiliate>``, IDs percent-encoded."""
+
+    def __init__(self, prefix: str) -> None:
+        self.root = prefix.encode() + b"c/"
+
+    def cluster_prefix(self, cluster_id: str) -> bytes:
+        return self.root + urllib.parse.quote(cluster_id, safe="").encode() + b"/"
+
+    def key(self, cluster_id: str, affiliate_id: str) -> bytes:
+        return self.cluster_prefix(cluster_id) + urllib.parse.quote(affiliate_id, safe="").encode()
+
+    def parse(self, key: bytes) -> tuple[str, str] | None:
+        """``(cluster, affiliate)`` of a key, or None for a key that is not one of ours."""
+        if not key.startswith(self.root):
+            return None
+        parts = key[len(self.root):].split(b"/")
+        if len(parts) != 2:
+            return None
+        try:
+            cid, aid = (urllib.parse.unquote(p.decode(), errors="strict") for p in parts)
+        except UnicodeDecodeError:
+            return None
+        return cid, aid
+
+
 class EtcdState:
     """Affiliates in etcd plus this replica's watched mirror of them."""
 
@@ -117,7 +143,8 @@ class EtcdState:
         lease_slot: float = 5.0,
     ) -> None:
         self.client = client
-        self.root = prefix.encode() + b"c/"
+        self.keys = Keys(prefix)
+        self.root = self.keys.root
         self.mirror = State(watch_buffer=watch_buffer)
         self.clock = clock
         self.lease_slot = lease_slot
@@ -126,26 +153,6 @@ class EtcdState:
         self._keys: dict[tuple[str, str], tuple[int, int]] = {}  # -> (mod_revision, lease)
         self._leases: dict[int, int] = {}  # slot end (s) -> lease ID
         self.counters: dict[str, int] = {"bad_records": 0, "conflicts": 0, "resyncs": 0, "watch_reopens": 0}
-
-    # --- keys -----------------------------------------------------------------
-
-    def _cluster_prefix(self, cluster_id: str) -> bytes:
-        return self.root + urllib.parse.quote(cluster_id, safe="").encode() + b"/"
-
-    def key(self, cluster_id: str, affiliate_id: str) -> bytes:
-        return self._cluster_prefix(cluster_id) + urllib.parse.quote(affiliate_id, safe="").encode()
-
-    def parse_key(self, key: bytes) -> tuple[str, str] | None:
-        if not key.startswith(self.root):
-            return None
-        parts = key[len(self.root):].split(b"/")
-        if len(parts) != 2:
-            return None
-        try:
-            cid, aid = (urllib.parse.unquote(p.decode(), errors="strict") for p in parts)
-        except UnicodeDecodeError:
-            return None
-        return cid, aid
 
     # --- writes ---------------------------------------------------------------
 
@@ -164,7 +171,7 @@ class EtcdState:
         self, cluster_id: str, affiliate_id: str, data: bytes | None, endpoints: Sequence[bytes], ttl: float
     ) -> None:
         record.check_request(cluster_id, affiliate_id, data, endpoints, ttl)
-        key = self.key(cluster_id, affiliate_id)
+        key = self.keys.key(cluster_id, affiliate_id)
         for _ in range(TXN_ATTEMPTS):
             now = self.clock()
             found = (await self.client.range(epb.RangeRequest(key=key))).kvs
@@ -172,7 +179,7 @@ class EtcdState:
             revision = found[0].mod_revision if found else 0
             size = 0
             if current is None:
-                prefix = self._cluster_prefix(cluster_id)
+                prefix = self.keys.cluster_prefix(cluster_id)
                 size = (await self.client.range(
                     epb.RangeRequest(key=prefix, range_end=range_end(prefix), count_only=True))).count
             record.check_capacity(current, endpoints, size)
@@ -195,16 +202,16 @@ class EtcdState:
     async def delete_affiliate(self, cluster_id: str, affiliate_id: str) -> None:
         limits.validate_cluster_id(cluster_id)
         limits.validate_affiliate_id(affiliate_id)
-        await self.client.delete_range(epb.DeleteRangeRequest(key=self.key(cluster_id, affiliate_id)))
+        await self.client.delete_range(epb.DeleteRangeRequest(key=self.keys.key(cluster_id, affiliate_id)))
 
     async def list_affiliates(self, cluster_id: str) -> list[AffiliateView]:
         """A linearizable read of the cluster (an update through any replica is listed at once)."""
         limits.validate_cluster_id(cluster_id)
-        prefix = self._cluster_prefix(cluster_id)
+        prefix = self.keys.cluster_prefix(cluster_id)
         resp = await self.client.range(epb.RangeRequest(key=prefix, range_end=range_end(prefix)))
         views = []
         for kv in resp.kvs:
-            parsed = self.parse_key(kv.key)
+            parsed = self.keys.parse(kv.key)
             affiliate = self._decode(parsed[1], kv.value) if parsed is not None else None
             if affiliate is not None:
                 views.append(affiliate.view())
@@ -237,7 +244,7 @@ class EtcdState:
                 epb.RangeRequest(key=start, range_end=range_end(self.root), limit=LOAD_PAGE, revision=revision))
             revision = revision or resp.header.revision
             for kv in resp.kvs:
-                parsed = self.parse_key(kv.key)
+                parsed = self.keys.parse(kv.key)
                 if parsed is not None:
                     loaded.append((kv, *parsed))
             if not resp.more or not resp.kvs:
@@ -260,7 +267,7 @@ class EtcdState:
 
     def _apply(self, message: epb.WatchResponse) -> None:
         for event in message.events:
-            parsed = self.parse_key(event.kv.key)
+            parsed = self.keys.parse(event.kv.key)
             if parsed is not None:
                 if event.type == epb.Event.DELETE:
                     self._keys.pop(parsed, None)
@@ -321,7 +328,7 @@ class EtcdState:
             seen = self._keys.get((cluster_id, affiliate.id))
             if seen is None:
                 continue
-            key = self.key(cluster_id, affiliate.id)
+            key = self.keys.key(cluster_id, affiliate.id)
             expired, stale = affiliate.expired(now), 0
             if expired:
                 ops = [make_delete(key)]

@@ -17,30 +17,30 @@ from hypothesis import strategies as st
 from kubespan.discovery import limits
 from kubespan.discovery.command import config_from_args, parse_args
 from kubespan.discovery.errors import LimitError
-from kubespan.discovery.etcd import EtcdClient, EtcdConfig, endpoints_arg, parse_endpoint, range_end
-from kubespan.discovery.etcdstate import EtcdState, decode_affiliate, encode_affiliate
+from kubespan.discovery.etcd import endpoints_arg, parse_endpoint, range_end
+from kubespan.discovery.etcdstate import Keys, decode_affiliate, encode_affiliate
 from kubespan.discovery.record import Affiliate
 
 IDS = st.text(min_size=1, max_size=limits.AFFILIATE_ID_MAX)
 
 
-def state() -> EtcdState:
-    return EtcdState(EtcdClient(EtcdConfig(("127.0.0.1:1",))), "/p/")
+def keys() -> Keys:
+    return Keys("/p/")
 
 
 @given(IDS, IDS)
 def test_ids_round_trip_through_keys(cluster_id: str, affiliate_id: str) -> None:
-    s = state()
-    key = s.key(cluster_id, affiliate_id)
-    assert s.parse_key(key) == (cluster_id, affiliate_id)
+    k = keys()
+    key = k.key(cluster_id, affiliate_id)
+    assert k.parse(key) == (cluster_id, affiliate_id)
     # a cluster's keys all sit under its prefix, and no other cluster's do
-    assert key.startswith(s._cluster_prefix(cluster_id))
-    assert not s.key(cluster_id + "/x", affiliate_id).startswith(s._cluster_prefix(cluster_id))
+    assert key.startswith(k.cluster_prefix(cluster_id))
+    assert not k.key(cluster_id + "/x", affiliate_id).startswith(k.cluster_prefix(cluster_id))
 
 
 @given(st.binary(max_size=300))
 def test_any_key_parses_or_is_skipped(key: bytes) -> None:
-    parsed = state().parse_key(b"/p/c/" + key)
+    parsed = keys().parse(b"/p/c/" + key)
     assert parsed is None or all(isinstance(x, str) for x in parsed)
 
 
