@@ -30,8 +30,12 @@ WAIT = 15.0
 
 async def replica(cluster: EtcdCluster, endpoints: tuple[str, ...] | None = None, **kw: Any) -> DiscoveryServer:
     server = await start(etcd=EtcdConfig(endpoints or cluster.endpoints), **kw)
-    assert server.etcd is not None
-    await asyncio.wait_for(server.etcd.synced.wait(), WAIT)
+    try:
+        assert server.etcd is not None
+        await asyncio.wait_for(server.etcd.synced.wait(), WAIT)
+    except BaseException:
+        await server.stop(0)
+        raise
     return server
 
 

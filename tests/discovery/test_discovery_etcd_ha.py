@@ -183,9 +183,10 @@ def test_etcd_with_tls_client_certificates(tmp_path: Path) -> None:
 
     async def go() -> None:
         await cluster.wait_ready(good)
-        with_cert = await start(etcd=good)
-        without = await start(etcd=EtcdConfig(cluster.endpoints, str(ca)))
+        servers = []
         try:
+            servers.append(with_cert := await start(etcd=good))
+            servers.append(without := await start(etcd=EtcdConfig(cluster.endpoints, str(ca))))
             assert with_cert.etcd is not None
             await asyncio.wait_for(with_cert.etcd.synced.wait(), 15)
             channel, s = stub(with_cert.port)
@@ -199,8 +200,8 @@ def test_etcd_with_tls_client_certificates(tmp_path: Path) -> None:
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
             await channel.close(None)
         finally:
-            await with_cert.stop(0)
-            await without.stop(0)
+            for server in servers:
+                await server.stop(0)
 
     try:
         run(go(), 60)
@@ -224,10 +225,11 @@ def test_etcd_with_username_and_password(etcd1: EtcdCluster) -> None:
     async def go() -> None:
         await etcd1.wait_ready()
         await enable_auth(etcd1.endpoints, "pw-123")
-        good = await start(etcd=EtcdConfig(etcd1.endpoints, username="root", password="pw-123"))
-        anonymous = await start(etcd=EtcdConfig(etcd1.endpoints))
-        wrong = await start(etcd=EtcdConfig(etcd1.endpoints, username="root", password="nope"))
+        servers = []
         try:
+            servers.append(good := await start(etcd=EtcdConfig(etcd1.endpoints, username="root", password="pw-123")))
+            servers.append(anonymous := await start(etcd=EtcdConfig(etcd1.endpoints)))
+            servers.append(wrong := await start(etcd=EtcdConfig(etcd1.endpoints, username="root", password="nope")))
             assert good.etcd is not None
             await asyncio.wait_for(good.etcd.synced.wait(), 15)
             assert "pw-123" not in repr(good.etcd.client) + repr(good.config)
@@ -243,7 +245,7 @@ def test_etcd_with_username_and_password(etcd1: EtcdCluster) -> None:
                 assert err.value.code() == grpc.StatusCode.UNAVAILABLE
                 await channel.close(None)
         finally:
-            for server in (good, anonymous, wrong):
+            for server in servers:
                 await server.stop(0)
 
     run(go(), 60)
