@@ -264,14 +264,15 @@ class EtcdClient:
             # hasleader: a member cut off from the quorum ends the watch instead of going quiet
             call = stream(None, metadata=self._metadata() + (("hasleader", "true"),))
             try:
-                await call.write(create)  # the request side stays open: etcd keeps the watch
-                first: epb.WatchResponse = await call.read()  # type: ignore[assignment]
-            except grpc.aio.AioRpcError as exc:
+                # the request side stays open (etcd keeps the watch); a silent member costs one timeout
+                await asyncio.wait_for(call.write(create), self.config.timeout)
+                first: object = await asyncio.wait_for(call.read(), self.config.timeout)
+            except (grpc.aio.AioRpcError, asyncio.TimeoutError) as exc:
                 call.cancel()
-                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                     self._token = None
                 continue
-            if first is _EOF or not first.created:
+            if not isinstance(first, epb.WatchResponse) or not first.created:  # EOF or a refusal
                 call.cancel()
                 continue
             self._current = index
