@@ -309,3 +309,57 @@ def test_replica_stopped_mid_watch_loses_nothing(etcd1: EtcdCluster) -> None:
             again.cancel()
 
     run(go(), 60)
+
+
+OPS: list[tuple[str, Any]] = [
+    ("update", update("n1", b"v1", (b"e1",))),
+    ("update", update("n2", b"", ())),  # a new ID without data is created (and streamed)
+    ("update", update("n1", b"", (b"e2",))),  # endpoint merge
+    ("update", update("n1", b"v1", (b"e1", b"e2"))),  # nothing visible changes: no event
+    ("update", update("n1", b"v2", ())),  # new data, endpoints kept
+    ("delete", pb.AffiliateDeleteRequest(cluster_id="c", affiliate_id="nobody")),  # unknown: no event
+    ("update", update("n2", b"w", (b"x",), cluster="other")),  # another cluster: not on this stream
+    ("delete", pb.AffiliateDeleteRequest(cluster_id="c", affiliate_id="n2")),
+    ("update", update("n3", b"v3", tuple(b"e%d" % i for i in range(3)))),
+    ("delete", pb.AffiliateDeleteRequest(cluster_id="c", affiliate_id="n1")),
+]
+
+
+async def stream_of(s_write: ClusterStub, s_watch: ClusterStub, marker: str) -> list[tuple[Any, ...]]:
+    """Apply OPS through ``s_write``; what a watcher on ``s_watch`` receives, up to a final marker update."""
+    watch = s_watch.Watch(pb.WatchRequest(cluster_id="c"))
+    got: list[tuple[Any, ...]] = [("snapshot", tuple(sorted(a.id for a in (await next_event(watch)).affiliates)))]
+    for kind, req in OPS:
+        if kind == "update":
+            await s_write.AffiliateUpdate(req)
+        else:
+            await s_write.AffiliateDelete(req)
+    await s_write.AffiliateUpdate(update(marker, b"end"))
+    for _ in range(50):
+        ev = event(await next_event(watch))
+        if ev[0] == marker:
+            break
+        got.append(ev)
+    watch.cancel()
+    return got
+
+
+def test_replica_streams_are_the_in_memory_services_streams(etcd1: EtcdCluster) -> None:
+    """The same operations give byte-for-byte the same Watch events from an etcd replica (written
+    through another replica) as from the single in-memory service."""
+
+    async def go() -> None:
+        await etcd1.wait_ready()
+        memory = await start()
+        channel, mem = stub(memory.port)
+        try:
+            expected = await stream_of(mem, mem, "zz-end")
+        finally:
+            await channel.close(None)
+            await memory.stop(0)
+        async with replicas(etcd1, 2) as group:
+            a, b = group.stubs
+            assert await stream_of(a, b, "zz-end") == expected
+        assert expected[0] == ("snapshot", ()) and len(expected) == 8  # 7 events: 3 of OPS stream nothing
+
+    run(go(), 60)
