@@ -11,7 +11,7 @@ if [ "$(id -u)" = 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     python3-venv python3-dev gcc libc6-dev libssl-dev iproute2 iputils-ping \
-    wireguard-go wireguard-tools iperf3 nftables iptables procps systemd strace \
+    wireguard-go wireguard-tools iperf3 nftables iptables procps systemd strace etcd-server \
     libasan8 libubsan1 libtsan2 >/dev/null
 fi
 PY=${PYTHON:-python3}

@@ -27,6 +27,14 @@ rate limit.  kubespan's own older flags stay: ``--listen``, ``--tls-cert``,
 ``--tls-key``, ``--no-snapshots``, ``--redirect``, ``--rate-limit``,
 ``--rate-burst``, ``--watch-buffer``; a plain number is a duration in seconds.
 
+Highly available mode (not upstream's): ``--etcd-endpoints URL[,URL...]``
+keeps the state in etcd so that any number of replicas serve one state;
+``--etcd-prefix`` (default ``/kubespan-discovery/``), ``--etcd-cacert``,
+``--etcd-cert``, ``--etcd-key`` (TLS, as etcdctl's ``--cacert/--cert/--key``),
+``--etcd-user`` with ``--etcd-password-file`` (or the environment variable
+``KUBESPAN_ETCD_PASSWORD``; never the command line, which ``ps`` shows) and
+``--etcd-timeout`` (per etcd call, default 2s).  Snapshots are off then.
+
 Bad arguments: argparse's usage message on stderr, exit 2.  Everything the
 service logs, errors included, goes to stderr with its level
 (``2026-01-01 00:00:00,000 ERROR kubespan.discovery: ...``); a failure to
@@ -45,6 +53,8 @@ import sys
 from collections.abc import Sequence
 
 from kubespan.discovery import limits
+from kubespan.discovery.etcd import DEFAULT_TIMEOUT, EtcdConfig, endpoints_arg
+from kubespan.discovery.etcdstate import DEFAULT_PREFIX
 from kubespan.discovery.service import DEFAULT_SNAPSHOT_PATH, ServiceConfig, serve
 from wgpy import notify_ready
 
@@ -176,7 +186,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"requests/s per client IP, 0 disables (default {limits.RATE_LIMIT_PER_SECOND:g})")
     p.add_argument("--rate-burst", type=_positive_int, default=limits.RATE_LIMIT_BURST, metavar="N")
     p.add_argument("--watch-buffer", type=_positive_int, default=limits.WATCH_BUFFER, metavar="N")
+    ha = p.add_argument_group("highly available (state in etcd, any number of replicas)")
+    ha.add_argument("--etcd-endpoints", type=_endpoints, metavar="URL[,URL...]",
+                    help="etcd client URLs (http://HOST:PORT or https://...); turns snapshots off")
+    ha.add_argument("--etcd-prefix", type=_prefix, default=DEFAULT_PREFIX, metavar="PREFIX",
+                    help=f"key prefix of this service's state (default {DEFAULT_PREFIX})")
+    ha.add_argument("--etcd-cacert", metavar="PATH", help="CA bundle that signed etcd's server certificates")
+    ha.add_argument("--etcd-cert", metavar="PATH", help="client certificate for etcd (PEM)")
+    ha.add_argument("--etcd-key", metavar="PATH", help="client private key for etcd (PEM)")
+    ha.add_argument("--etcd-user", metavar="NAME", help="etcd user (password from --etcd-password-file "
+                    "or $KUBESPAN_ETCD_PASSWORD)")
+    ha.add_argument("--etcd-password-file", metavar="PATH", help="file holding the etcd user's password")
+    ha.add_argument("--etcd-timeout", type=parse_duration, default=DEFAULT_TIMEOUT, metavar="DURATION",
+                    help="deadline of each etcd call (default 2s)")
     return p
+
+
+def _endpoints(text: str) -> tuple[str, ...]:
+    try:
+        return endpoints_arg(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _prefix(text: str) -> str:
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError("the etcd prefix must be a non-empty string")
+    return text
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -185,7 +221,32 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(go_style_argv(argv))
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("-certificate-path and -key-path go together")
+    etcd_only = [f for f in ("etcd_cacert", "etcd_cert", "etcd_key", "etcd_user", "etcd_password_file")
+                 if getattr(args, f) is not None]
+    if args.etcd_endpoints is None and etcd_only:
+        parser.error(f"--{etcd_only[0].replace('_', '-')} needs --etcd-endpoints")
+    if (args.etcd_cert is None) != (args.etcd_key is None):
+        parser.error("--etcd-cert and --etcd-key go together")
+    if args.etcd_password_file is not None and args.etcd_user is None:
+        parser.error("--etcd-password-file needs --etcd-user")
     return args
+
+
+def etcd_config(args: argparse.Namespace) -> EtcdConfig | None:
+    """The etcd settings, reading the password (file or environment); OSError/ValueError on failure."""
+    if args.etcd_endpoints is None:
+        return None
+    password = None
+    if args.etcd_user is not None:
+        if args.etcd_password_file is not None:
+            with open(args.etcd_password_file, encoding="utf-8") as f:
+                password = f.read().rstrip("\r\n")
+        else:
+            password = os.environ.get("KUBESPAN_ETCD_PASSWORD")
+            if password is None:
+                raise ValueError("--etcd-user needs --etcd-password-file or $KUBESPAN_ETCD_PASSWORD")
+    return EtcdConfig(args.etcd_endpoints, args.etcd_cacert, args.etcd_cert, args.etcd_key,
+                      args.etcd_user, password, args.etcd_timeout)
 
 
 def config_from_args(args: argparse.Namespace) -> ServiceConfig:
@@ -203,6 +264,8 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         watch_buffer=args.watch_buffer,
+        etcd=etcd_config(args),
+        etcd_prefix=args.etcd_prefix,
     )
 
 
@@ -242,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
                     args.trust_x_real_ip or args.trust_proxy_headers,
                     args.trust_first_x_forwarded_for or args.trust_proxy_headers)
     try:
-        asyncio.run(_run(config_from_args(args)))
+        config = config_from_args(args)
+        if config.etcd is not None:
+            log.info("state in etcd at %s (prefix %s); snapshots off", ",".join(config.etcd.endpoints),
+                     config.etcd_prefix)
+        asyncio.run(_run(config))
     except (OSError, ValueError) as exc:
         log.error("service failed: %s", exc)
         return 1

@@ -1,4 +1,11 @@
-"""The discovery service: a thin grpc.aio shell over ``State`` (spec §3.5).
+"""The discovery service: a thin grpc.aio shell over a ``store.Store`` (spec §3.5).
+
+The store is the in-memory ``State`` with snapshots (the embedded default),
+or ``etcdstate.EtcdState`` when ``ServiceConfig.etcd`` is set: then any
+number of replicas share one etcd, snapshots are off (etcd persists), and
+an etcd that cannot be reached makes every RPC fail fast with UNAVAILABLE
+until it is back.  The per-source rate limit is per replica: N replicas
+behind a load balancer admit up to N times the configured rate per source.
 
 Owns: the five RPCs of ``sidero.discovery.server.Cluster``, client-IP
 detection (TCP peer, or ``X-Real-IP`` / the first ``X-Forwarded-For`` entry
@@ -11,9 +18,10 @@ It validates through ``limits`` (via ``State``) and never interprets the
 blobs: it stores only client-encrypted bytes, never decrypts.  Errors map:
 ``InvalidArgumentError`` → INVALID_ARGUMENT, ``ResourceExhaustedError`` and
 rate-limit refusals → RESOURCE_EXHAUSTED, a Watch subscriber that overflowed
-its buffer → ABORTED "lost update" (the client re-watches).
+its buffer → ABORTED "lost update" (the client re-watches), ``EtcdError``
+and a Watch stream whose replica lost etcd → UNAVAILABLE.
 
-Concurrency: every handler runs on the server's event loop; ``State`` is
+Concurrency: every handler runs on the server's event loop; the store is
 touched only there.  Snapshot file writes run in a worker thread on bytes
 encoded in the loop.
 """
@@ -34,6 +42,8 @@ import grpc
 import grpc.aio
 
 from kubespan.discovery import limits, rpc, snapshot
+from kubespan.discovery.etcd import EtcdClient, EtcdConfig, EtcdError
+from kubespan.discovery.etcdstate import DEFAULT_PREFIX, EtcdState
 from kubespan.discovery.errors import (
     InvalidArgumentError,
     LimitError,
@@ -43,6 +53,7 @@ from kubespan.discovery.errors import (
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.ratelimit import RateLimiter
 from kubespan.discovery.state import AffiliateView, Notification, State
+from kubespan.discovery.store import MemoryStore, Store
 
 log = logging.getLogger("kubespan.discovery.service")
 
@@ -71,6 +82,8 @@ class ServiceConfig:
     rate_limit: float = limits.RATE_LIMIT_PER_SECOND  # 0 disables
     rate_burst: int = limits.RATE_LIMIT_BURST
     watch_buffer: int = limits.WATCH_BUFFER
+    etcd: EtcdConfig | None = None  # set: state in etcd, shared by replicas
+    etcd_prefix: str = DEFAULT_PREFIX
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
 
@@ -127,21 +140,22 @@ def _encoded(note: Notification) -> bytes:
     return note.encoded
 
 
-async def _abort(context: Context, exc: LimitError) -> NoReturn:
-    code = (
-        grpc.StatusCode.RESOURCE_EXHAUSTED
-        if isinstance(exc, ResourceExhaustedError)
-        else grpc.StatusCode.INVALID_ARGUMENT
-    )
+async def _abort(context: Context, exc: LimitError | EtcdError) -> NoReturn:
+    if isinstance(exc, EtcdError):
+        code = grpc.StatusCode.UNAVAILABLE
+    elif isinstance(exc, ResourceExhaustedError):
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    else:
+        code = grpc.StatusCode.INVALID_ARGUMENT
     await context.abort(code, str(exc))
     raise AssertionError("unreachable")  # context.abort always raises
 
 
 class ClusterService:
-    """The servicer: admission (rate limit), validation via State, conversion."""
+    """The servicer: admission (rate limit), validation via the store, conversion."""
 
-    def __init__(self, state: State, config: ServiceConfig) -> None:
-        self.state = state
+    def __init__(self, store: Store, config: ServiceConfig) -> None:
+        self.store = store
         self.config = config
         self.limiter = (
             RateLimiter(config.rate_limit, config.rate_burst) if config.rate_limit > 0 else None
@@ -186,15 +200,10 @@ class ClusterService:
         data = request.affiliate_data if request.HasField("affiliate_data") else None
         ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else 0.0
         try:
-            self.state.update_affiliate(
-                request.cluster_id,
-                request.affiliate_id,
-                data,
-                list(request.affiliate_endpoints),
-                ttl,
-                self.config.clock(),
+            await self.store.update_affiliate(
+                request.cluster_id, request.affiliate_id, data, list(request.affiliate_endpoints), ttl
             )
-        except LimitError as exc:
+        except (LimitError, EtcdError) as exc:
             await _abort(context, exc)
         return pb.AffiliateUpdateResponse()
 
@@ -203,16 +212,16 @@ class ClusterService:
     ) -> pb.AffiliateDeleteResponse:
         await self._admit(context)
         try:
-            self.state.delete_affiliate(request.cluster_id, request.affiliate_id)
-        except LimitError as exc:
+            await self.store.delete_affiliate(request.cluster_id, request.affiliate_id)
+        except (LimitError, EtcdError) as exc:
             await _abort(context, exc)
         return pb.AffiliateDeleteResponse()
 
     async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
         await self._admit(context)
         try:
-            views = self.state.list_affiliates(request.cluster_id)
-        except LimitError as exc:
+            views = await self.store.list_affiliates(request.cluster_id)
+        except (LimitError, EtcdError) as exc:
             await _abort(context, exc)
         return pb.ListResponse(affiliates=[_affiliate_pb(v) for v in views])
 
@@ -221,8 +230,8 @@ class ClusterService:
     ) -> AsyncIterator[pb.WatchResponse | bytes]:
         await self._admit(context)
         try:
-            current, sub = self.state.subscribe(request.cluster_id)
-        except LimitError as exc:
+            current, sub = self.store.subscribe(request.cluster_id)
+        except (LimitError, EtcdError) as exc:
             await _abort(context, exc)
         wake = asyncio.Event()
         sub.wake = wake.set
@@ -233,20 +242,25 @@ class ClusterService:
                 wake.clear()
                 for note in sub.pop_all():
                     yield _encoded(note)
+                if sub.unavailable:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "replica lost etcd; watch again")
                 if sub.lost:
                     self.counters["lost_watchers"] += 1
                     await context.abort(grpc.StatusCode.ABORTED, "lost update")
         finally:
             sub.wake = None
-            self.state.unsubscribe(sub)
+            self.store.unsubscribe(sub)
 
 
 class DiscoveryServer:
-    """A running service: ``port``, ``state``, ``await stop()``."""
+    """A running service: ``port``, ``store``, ``state`` (the in-memory state or
+    the etcd mirror), ``await stop()``."""
 
-    def __init__(self, config: ServiceConfig, state: State, server: grpc.aio.Server, port: int):
+    def __init__(self, config: ServiceConfig, store: Store, state: State, server: grpc.aio.Server, port: int):
         self.config = config
+        self.store = store
         self.state = state
+        self.etcd: EtcdState | None = store if isinstance(store, EtcdState) else None
         self.port = port
         self._server = server
         self._tasks: list[asyncio.Task[None]] = []
@@ -254,16 +268,22 @@ class DiscoveryServer:
 
     def _start_timers(self, service: ClusterService) -> None:
         self._tasks.append(asyncio.create_task(self._gc_loop(service)))
-        if self.config.snapshot_path and self.config.snapshot_interval > 0:
+        if self.etcd is not None:
+            self._tasks.append(asyncio.create_task(self.etcd.run()))
+        elif self.config.snapshot_path and self.config.snapshot_interval > 0:
             self._tasks.append(asyncio.create_task(self._snapshot_loop()))
 
     async def _gc_loop(self, service: ClusterService) -> None:
         while True:
             await asyncio.sleep(self.config.gc_interval)
-            now = self.config.clock()
-            result = self.state.garbage_collect(now)
-            if service.limiter is not None:
-                service.limiter.prune(now)
+            try:
+                result = await self.store.garbage_collect()
+            except EtcdError as exc:
+                log.warning("gc: %s", exc)
+                continue
+            finally:
+                if service.limiter is not None:
+                    service.limiter.prune(self.config.clock())
             if result.expired_affiliates or result.expired_endpoints:
                 log.info("gc: %s", result)
 
@@ -278,7 +298,7 @@ class DiscoveryServer:
     async def write_snapshot(self) -> None:
         """Encode the state now and write it atomically (no-op without a path)."""
         path = self.config.snapshot_path
-        if not path:
+        if not path or self.etcd is not None:
             return
         data = snapshot.encode_snapshot(self.state, self.config.clock())
         await asyncio.to_thread(snapshot.write_snapshot_file, path, data)
@@ -294,6 +314,8 @@ class DiscoveryServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._server.stop(grace)
+        if self.etcd is not None:
+            await self.etcd.client.close()
         try:
             await self.write_snapshot()
         except OSError as exc:
@@ -320,8 +342,15 @@ def _load_state(config: ServiceConfig) -> State:
 
 async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryServer:
     """Start a service on ``config.listen`` (port 0 picks one); returns it running."""
-    state = state if state is not None else _load_state(config)
-    service = ClusterService(state, config)
+    store: Store
+    if config.etcd is not None:
+        etcd_state = EtcdState(EtcdClient(config.etcd), config.etcd_prefix, watch_buffer=config.watch_buffer,
+                               clock=config.wall_clock)
+        store, state = etcd_state, etcd_state.mirror
+    else:
+        state = state if state is not None else _load_state(config)
+        store = MemoryStore(state, config.clock)
+    service = ClusterService(store, config)
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
@@ -353,7 +382,7 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
-    running = DiscoveryServer(config, state, server, port)
+    running = DiscoveryServer(config, store, state, server, port)
     running._start_timers(service)
     log.info("discovery service listening on %s (port %d)", config.listen, port)
     return running
