@@ -11,7 +11,9 @@ local affiliate, merge remote affiliates, call the pure
 ``controller.reconcile``, apply the peer diff to wgpy and the routing spec to
 the kernel, send harvested endpoints (``harvestExtraEndpoints``), publish the
 resources.  Logs say what changed and why; they never contain keys other than
-public keys.  SIGTERM/SIGINT: AffiliateDelete, routes/rules/nft removed, TUN
+public keys.  With ``metrics_addr`` the agent serves Prometheus metrics
+(``kubespan.metrics`` plus its interface's ``wgpy.io.metrics``) from the
+start, before it reports ready.  SIGTERM/SIGINT: AffiliateDelete, routes/rules/nft removed, TUN
 closed, sockets removed, exit 0.  Single event loop; not thread-safe.
 """
 
@@ -33,7 +35,9 @@ from wgpy import (
     DeviceUpdate, Interface, PeerUpdate, PresharedKey, PublicKey, UapiInUse, notify_ready, open_uapi_socket,
 )
 
-from . import specs
+from wgpy.io.metrics_http import MetricsServer
+
+from . import logfmt, specs
 from .affiliates import AffiliateSpec, NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
 from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config, parse_config
@@ -45,6 +49,7 @@ from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .discovery.protocol import Endpoint
 from .errors import KubespanError
 from .identity import Identity, load_identity, parse_mac
+from .metrics import AgentMetrics
 from .peers import ObservedPeer, PeerStatus
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
@@ -73,6 +78,7 @@ class AgentOptions:
     mac: str | None = None
     use_nftables: bool | None = None
     config_text: str | None = None  # the config itself (from $KUBESPAN_CONFIG), instead of config_path
+    metrics_addr: str | None = None  # HOST:PORT for /metrics, or None
 
 
 def read_addresses() -> list[NodeAddress]:
@@ -146,6 +152,8 @@ class Agent:
         self._warned: set[str] = set()
         self._netlink: socket.socket | None = None
         self.exit_code = 0
+        self.metrics = AgentMetrics(lambda: self.statuses, lambda: self.clients)
+        self._metrics_server: MetricsServer | None = None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -194,9 +202,21 @@ class Agent:
             self.clients.append(client)
             await client.start()
             log.info("discovery service %s (%s)", ep.name, ep.address)
+        if self.options.metrics_addr is not None:
+            await self._serve_metrics(self.options.metrics_addr)
         closed = self.iface.runner.closed
         if closed is not None:
             closed.add_done_callback(self._iface_closed)
+
+    async def _serve_metrics(self, addr: str) -> None:
+        from prometheus_client.registry import CollectorRegistry
+
+        assert self.iface is not None
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.metrics)
+        registry.register(self.iface.metrics_collector(lambda: {k: s.label for k, s in self.statuses.items()}))
+        self._metrics_server = MetricsServer(registry, addr)
+        await self._metrics_server.start()
 
     def _iface_closed(self, fut: asyncio.Future[str]) -> None:
         if not self._stop.is_set():
@@ -224,10 +244,13 @@ class Agent:
     async def _loop(self) -> None:
         interval = self.options.reconcile_interval
         while not self._stop.is_set():
+            started, ok = time.monotonic(), False
             try:
                 await self.reconcile_once()
+                ok = True
             except Exception:  # keep the mesh running; the next pass retries
                 log.exception("reconcile failed")
+            self.metrics.reconciled(time.monotonic() - started, ok)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             if self._stop.is_set():
@@ -236,6 +259,8 @@ class Agent:
             await asyncio.sleep(DEBOUNCE)
 
     async def _shutdown(self) -> None:
+        if self._metrics_server is not None:
+            await self._metrics_server.close()
         for client in self.clients:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(delete=True), 10.0)
@@ -280,6 +305,7 @@ class Agent:
         except Exception as exc:
             log.error("routing apply failed: %s", exc)
         self._log_status_changes(desired.statuses)
+        self.metrics.observe_statuses(self.statuses, desired.statuses)
         self.statuses = dict(desired.statuses)
         if self.config.kubespan.harvest_extra_endpoints:
             observed_eps = observed_endpoints_by_node(desired.harvested)
@@ -340,12 +366,10 @@ def _open_uapi(path: str) -> socket.socket:
     return open_uapi_socket(base[: -len(".sock")], directory)
 
 
-def configure_logging(level: str) -> None:
-    """Our loggers at ``level`` on stdout; libraries (pyroute2, grpc) stay at warnings."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)  # one record per flush: containers and journald read it live
-    for name in ("kubespan", "wgpy"):
-        logging.getLogger(name).setLevel(getattr(logging, level.upper(), logging.INFO))
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Our loggers at ``level`` on stdout, as text or JSON lines (``kubespan.logfmt``); libraries stay at
+    warnings.  One record per flush: containers and journald read it live."""
+    logfmt.setup(level, fmt, sys.stdout)
 
 
 async def _run(options: AgentOptions) -> int:

@@ -13,7 +13,7 @@ _kubespan() {
             '|get') path='get' ;;
             '|discovery-service') path='discovery-service' ;;
             'gen|config') path='gen config' ;;
-            'agent|--api-socket'|'agent|--config'|'agent|--log-level'|'agent|--mac'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--gc-interval'|'discovery-service|--listen'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'gen config|--discovery-endpoint'|'gen config|--output'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o') skip=1 ;;
+            'agent|--api-socket'|'agent|--config'|'agent|--log-format'|'agent|--log-level'|'agent|--mac'|'agent|--metrics-addr'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--gc-interval'|'discovery-service|--listen'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'gen config|--discovery-endpoint'|'gen config|--output'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o') skip=1 ;;
         esac
     done
     case "$path|$prev" in
@@ -26,6 +26,8 @@ _kubespan() {
         'agent|--reconcile-interval') COMPREPLY=(); return ;;
         'agent|--mac') COMPREPLY=(); return ;;
         'agent|--log-level') COMPREPLY=($(compgen -W 'debug info warning error' -- "$cur")); return ;;
+        'agent|--log-format') COMPREPLY=($(compgen -W 'text json' -- "$cur")); return ;;
+        'agent|--metrics-addr') COMPREPLY=(); return ;;
         'get|-o'|'get|--output') COMPREPLY=($(compgen -W 'table yaml json' -- "$cur")); return ;;
         'get|--api-socket') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
         'discovery-service|--listen') COMPREPLY=(); return ;;
@@ -43,7 +45,7 @@ _kubespan() {
         '') opts='-h --help' words='gen agent get discovery-service' ;;
         'gen') opts='-h --help' words='config' ;;
         'gen config') opts='-h --help --with-kubespan --discovery-endpoint --legacy -o --output --force' words='' ;;
-        'agent') opts='-h --help --config --state-dir --api-socket --uapi-socket --reconcile-interval --mac --no-nftables --log-level' words='' ;;
+        'agent') opts='-h --help --config --state-dir --api-socket --uapi-socket --reconcile-interval --mac --no-nftables --log-level --log-format --metrics-addr' words='' ;;
         'get') opts='-h --help -o --output --api-socket' words='identities peerspecs peerstatuses endpoints affiliates members nodeidentities' ;;
         'discovery-service') opts='-h --help --listen --tls-cert --tls-key --snapshot-path --no-snapshots --snapshot-interval --gc-interval --redirect --trust-proxy-headers --rate-limit --rate-burst --watch-buffer' words='' ;;
         *) opts='' words='' ;;
