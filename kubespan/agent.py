@@ -139,7 +139,7 @@ class Agent:
         self.routing = routing or KernelRouting(use_nftables=options.use_nftables)
         # also the published hostname: namespaces share the UTS name; the configured one is more useful
         self.nodename = config.node_name or socket.gethostname()
-        self.store = ResourceStore()
+        self.store = ResourceStore(clock=time.time)
         # the identities never change while we run: published once, not on every pass
         self.store.publish(KUBESPAN_IDENTITIES, {RESOURCE_ID_LOCAL: specs.identity_spec(identity)})
         self.store.publish(NODE_IDENTITIES, {RESOURCE_ID_LOCAL: specs.node_identity_spec(identity.node_id)})

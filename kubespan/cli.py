@@ -21,8 +21,9 @@ Contract:
   logs to stdout (``kubespan.logfmt``), serves Prometheus metrics when asked
   (``kubespan.metrics``), exits 0 after cleanup on SIGTERM.
   Without ``--config`` the config YAML itself comes from ``$KUBESPAN_CONFIG``.
-- ``kubespan get RESOURCE [-o table|yaml|json] [--api-socket PATH]`` shows
-  the agent's resources (``kubespan.get``; ``KUBESPAN_API_SOCKET`` honoured).
+- ``kubespan get TYPE [ID] [-w] [-o table|yaml|json|jsonpath=T] [--api-socket
+  PATH]`` shows the agent's resources as talosctl does (``kubespan.get``;
+  ``KUBESPAN_API_SOCKET`` honoured).
 - Bad arguments: exit 2 with an argparse message.  Configuration or I/O
   errors: ``error: <message>`` on stderr, exit 1, no traceback.
 
@@ -161,11 +162,26 @@ def _add_agent(commands: Any) -> None:
                        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
 
 
+def _output_format(text: str) -> Any:
+    from .get import parse_output
+
+    try:
+        return parse_output(text)
+    except KubespanError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_get(commands: Any) -> None:
-    get = commands.add_parser("get", help="show the agent's resources (like talosctl get)")
-    get.add_argument("resource", metavar="RESOURCE",
-                     help="identities, peerspecs, peerstatuses, endpoints, affiliates, members, nodeidentities")
-    get.add_argument("-o", "--output", default="table", choices=["table", "yaml", "json"])
+    get = commands.add_parser("get", help="show the agent's resources (like talosctl get)",
+                              description="Show the agent's resources like 'talosctl get TYPE [ID]'.")
+    get.add_argument("resource", metavar="TYPE",
+                     help="a type or alias as in Talos: kubespanidentities (ksi), kubespanpeerspecs, "
+                          "kubespanpeerstatuses, kubespanendpoints (kse), affiliates, members, identities")
+    get.add_argument("id", metavar="ID", nargs="?", default=None, help="only this resource")
+    get.add_argument("-o", "--output", default="table", type=_output_format, metavar="FORMAT",
+                     help="table (default), yaml, json or jsonpath=TEMPLATE")
+    get.add_argument("-w", "--watch", action="store_true",
+                     help="print the current resources, then every change as it happens")
     get.add_argument("--api-socket", default=None, metavar="PATH",
                      help="agent API socket (default $KUBESPAN_API_SOCKET or /run/kubespan/agent.sock)")
 
@@ -189,7 +205,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
 def _cmd_get(args: argparse.Namespace) -> int:
     from .get import run
 
-    return run(args.resource, args.output, args.api_socket)
+    return run(args.resource, args.id, args.output, args.api_socket, watch_changes=args.watch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,6 +49,7 @@ from typing import Any
 import yaml
 
 from .cli import gen_config_documents
+from kubespan.get import json_stream
 from .identity import node_address, parse_mac
 
 DISCOVERY_ADDR = "100.64.0.1"
@@ -562,14 +563,9 @@ class Lab:
                 raise LabError(f"kubespan get {kind} on {node.name} failed ({res.returncode}): {res.stderr.strip()}")
             return []
         try:
-            data = json.loads(res.stdout)
+            return json_stream(res.stdout)  # talosctl's -o json: one object per resource
         except ValueError as exc:
             raise LabError(f"kubespan get {kind} on {node.name}: not JSON ({exc}): {res.stdout[:500]!r}") from None
-        if isinstance(data, dict):
-            data = data.get("items", [data])
-        if not isinstance(data, list):
-            raise LabError(f"kubespan get {kind} on {node.name}: expected a list, got {type(data).__name__}")
-        return data
 
     def get_table(self, node: Node, kind: str) -> str:
         return run([PYTHON, "-m", "kubespan", "get", kind, "-o", "table", "--api-socket",

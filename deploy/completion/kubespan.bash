@@ -13,7 +13,7 @@ _kubespan() {
             '|get') path='get' ;;
             '|discovery-service') path='discovery-service' ;;
             'gen|config') path='gen config' ;;
-            'agent|--api-socket'|'agent|--config'|'agent|--log-format'|'agent|--log-level'|'agent|--mac'|'agent|--metrics-addr'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--gc-interval'|'discovery-service|--listen'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'gen config|--discovery-endpoint'|'gen config|--output'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o') skip=1 ;;
+            'agent|--api-socket'|'agent|--config'|'agent|--log-format'|'agent|--log-level'|'agent|--mac'|'agent|--metrics-addr'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--addr'|'discovery-service|--certificate-path'|'discovery-service|--debug-addr'|'discovery-service|--gc-interval'|'discovery-service|--key-path'|'discovery-service|--landing-addr'|'discovery-service|--listen'|'discovery-service|--metrics-addr'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--redirect-endpoint'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'discovery-service|-addr'|'discovery-service|-certificate-path'|'discovery-service|-debug-addr'|'discovery-service|-gc-interval'|'discovery-service|-key-path'|'discovery-service|-landing-addr'|'discovery-service|-metrics-addr'|'discovery-service|-redirect-endpoint'|'discovery-service|-snapshot-interval'|'discovery-service|-snapshot-path'|'gen config|--discovery-endpoint'|'gen config|--output'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o') skip=1 ;;
         esac
     done
     case "$path|$prev" in
@@ -28,15 +28,18 @@ _kubespan() {
         'agent|--log-level') COMPREPLY=($(compgen -W 'debug info warning error' -- "$cur")); return ;;
         'agent|--log-format') COMPREPLY=($(compgen -W 'text json' -- "$cur")); return ;;
         'agent|--metrics-addr') COMPREPLY=(); return ;;
-        'get|-o'|'get|--output') COMPREPLY=($(compgen -W 'table yaml json' -- "$cur")); return ;;
+        'get|-o'|'get|--output') COMPREPLY=(); return ;;
         'get|--api-socket') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        'discovery-service|--listen') COMPREPLY=(); return ;;
-        'discovery-service|--tls-cert') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        'discovery-service|--tls-key') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        'discovery-service|--snapshot-path') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        'discovery-service|--snapshot-interval') COMPREPLY=(); return ;;
-        'discovery-service|--gc-interval') COMPREPLY=(); return ;;
-        'discovery-service|--redirect') COMPREPLY=(); return ;;
+        'discovery-service|-addr'|'discovery-service|--addr'|'discovery-service|--listen') COMPREPLY=(); return ;;
+        'discovery-service|-certificate-path'|'discovery-service|--certificate-path'|'discovery-service|--tls-cert') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        'discovery-service|-key-path'|'discovery-service|--key-path'|'discovery-service|--tls-key') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        'discovery-service|-landing-addr'|'discovery-service|--landing-addr') COMPREPLY=(); return ;;
+        'discovery-service|-metrics-addr'|'discovery-service|--metrics-addr') COMPREPLY=(); return ;;
+        'discovery-service|-debug-addr'|'discovery-service|--debug-addr') COMPREPLY=(); return ;;
+        'discovery-service|-gc-interval'|'discovery-service|--gc-interval') COMPREPLY=(); return ;;
+        'discovery-service|-redirect-endpoint'|'discovery-service|--redirect-endpoint'|'discovery-service|--redirect') COMPREPLY=(); return ;;
+        'discovery-service|-snapshot-path'|'discovery-service|--snapshot-path') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        'discovery-service|-snapshot-interval'|'discovery-service|--snapshot-interval') COMPREPLY=(); return ;;
         'discovery-service|--rate-limit') COMPREPLY=(); return ;;
         'discovery-service|--rate-burst') COMPREPLY=(); return ;;
         'discovery-service|--watch-buffer') COMPREPLY=(); return ;;
@@ -46,8 +49,8 @@ _kubespan() {
         'gen') opts='-h --help' words='config' ;;
         'gen config') opts='-h --help --with-kubespan --discovery-endpoint --legacy -o --output --force' words='' ;;
         'agent') opts='-h --help --config --state-dir --api-socket --uapi-socket --reconcile-interval --mac --no-nftables --log-level --log-format --metrics-addr' words='' ;;
-        'get') opts='-h --help -o --output --api-socket' words='identities peerspecs peerstatuses endpoints affiliates members nodeidentities' ;;
-        'discovery-service') opts='-h --help --listen --tls-cert --tls-key --snapshot-path --no-snapshots --snapshot-interval --gc-interval --redirect --trust-proxy-headers --rate-limit --rate-burst --watch-buffer' words='' ;;
+        'get') opts='-h --help -o --output -w --watch --api-socket' words='kubespanidentity kubespanpeerspec kubespanpeerstatus kubespanendpoint affiliate member identity' ;;
+        'discovery-service') opts='-h --help -addr --addr --listen -certificate-path --certificate-path --tls-cert -key-path --key-path --tls-key -landing-addr --landing-addr -metrics-addr --metrics-addr -debug-addr --debug-addr -debug --debug --no-debug -gc-interval --gc-interval -redirect-endpoint --redirect-endpoint --redirect -snapshots-enabled --snapshots-enabled --no-snapshots-enabled --no-snapshots -snapshot-path --snapshot-path -snapshot-interval --snapshot-interval -trust-x-real-ip --trust-x-real-ip --no-trust-x-real-ip -trust-first-x-forwarded-for --trust-first-x-forwarded-for --no-trust-first-x-forwarded-for --trust-proxy-headers --rate-limit --rate-burst --watch-buffer' words='' ;;
         *) opts='' words='' ;;
     esac
     if [[ $cur == -* ]]; then values=$opts; else values=$words; fi

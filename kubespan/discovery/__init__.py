@@ -8,7 +8,8 @@ Modules (spec/kubespan.md §3):
   snapshot.py  state <-> StateSnapshot protobuf, atomic snapshot file
   ratelimit.py per-source token buckets (pure, now passed in)
   rpc.py       gRPC method table of sidero.discovery.server.Cluster
-  service.py   grpc.aio server shell, `kubespan discovery-service`
+  service.py   grpc.aio server shell
+  command.py   `kubespan discovery-service`: upstream's flags (cmd/discovery-service/main.go)
   client.py    grpc.aio client: hello -> watch -> refresh every TTL/2
   proto/       .proto files (sidero.discovery.server/.client/.storage) + generated
                modules; regenerate with proto/generate.sh

@@ -4,7 +4,10 @@ Owns one connection to one discovery service for one node:
 
     loop:  wait backoff (0.5 s ×1.5, jitter ±50 %, cap 60 s; reset after a
            successful refresh)
-           Hello (10 s)          -> record client_ip; on redirect reconnect there
+           Hello (10 s)          -> record client_ip (also from a redirecting
+                                    answer); on redirect adopt the new endpoint for
+                                    good (later reconnects go there) and reconnect
+                                    after the backoff, which bounds a redirect loop
            Watch                 -> first message replaces the cache, deltas patch it
            refresh               -> own AffiliateUpdate (data + endpoints, TTL 30 min),
                                     then one endpoint-only update per observed peer;
@@ -12,8 +15,12 @@ Owns one connection to one discovery service for one node:
            Watch error/end       -> reconnect (re-Hello, re-Watch, re-send)
     close(): AffiliateDelete (best effort), then stop.
 
-Encryption is ``protocol``'s; the client skips its own ID and entries with
-empty data, drops (logs + counts) data or endpoints that do not decrypt.
+Encryption is ``protocol``'s.  Watch updates are applied as
+siderolabs/discovery-client ``pkg/client/client.go`` (``parseReply``) does:
+its own ID is skipped; an update with empty data, or data that does not
+decrypt or decode, changes nothing (a cached entry is kept, the drop is
+logged and counted); endpoints that do not decrypt are skipped one by one;
+only a ``deleted`` update or a new first Watch message removes an entry.
 Everything is bounded: ≤1024 cached affiliates, ≤64 endpoints each, ≤1024
 observed peers.  Timers and randomness are injectable so tests run fast.
 
@@ -47,7 +54,6 @@ from kubespan.discovery.rpc import ClusterStub
 log = logging.getLogger("kubespan.discovery.client")
 
 DEFAULT_TTL = 30 * 60.0
-MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,24 +276,20 @@ class DiscoveryClient:
     # --- connection loop ----------------------------------------------------
 
     async def _run(self) -> None:
-        redirects = 0
+        # discovery-client (pkg/client/client.go, Run): a redirect replaces the
+        # endpoint for the rest of the client's life; every Hello, also the one
+        # after a redirect, waits the backoff first, and errors keep the endpoint.
         while not self._closing:
             try:
                 await self._session()
             except _Redirect as redirect:
                 self.counters.redirects += 1
-                redirects += 1
                 log.info("redirected to %s", redirect.endpoint.target)
                 self._target = redirect.endpoint
-                if redirects <= MAX_REDIRECTS:
-                    continue
-                self._target = self.endpoint  # redirect loop: start over after a backoff
             except (grpc.aio.AioRpcError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
                 self.counters.session_errors += 1
                 detail = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
                 log.info("discovery session with %s ended: %s", self._target.target, detail)
-                self._target = self.endpoint
-            redirects = 0
             self.watching = False
             await self._sleep(self._next_backoff())
 
@@ -320,9 +322,9 @@ class DiscoveryClient:
                 pb.HelloRequest(cluster_id=self.cluster_id, client_version=self.client_version),
                 timeout=self.timers.hello_timeout,
             )
+            self._client_ip = _ip_or_none(hello.client_ip)  # before the redirect check, as upstream
             if hello.HasField("redirect"):
                 raise _Redirect(self._redirect_target(hello.redirect.endpoint))
-            self._client_ip = _ip_or_none(hello.client_ip)
             watch = stub.Watch(pb.WatchRequest(cluster_id=self.cluster_id))
             watch_task = asyncio.create_task(self._consume_watch(watch))
             await self._refresh_loop(stub, watch_task)
@@ -405,17 +407,15 @@ class DiscoveryClient:
     def _apply(self, msg: pb.Affiliate) -> None:
         if msg.id == self.node_id:
             return
-        if not msg.data:
-            self._cache.pop(msg.id, None)
+        if not msg.data:  # no data (yet?): keep what we have
             return
         if msg.id not in self._cache and len(self._cache) >= limits.CLUSTER_AFFILIATES_MAX:
             return
         try:
             affiliate = protocol.open_affiliate(self._key, msg.data)
-        except DiscoveryPayloadError as exc:
+        except DiscoveryPayloadError as exc:  # keep the previous entry, as upstream
             self.counters.dropped_data += 1
-            log.warning("dropping affiliate %r: %s", msg.id[:64], exc.reason)
-            self._cache.pop(msg.id, None)
+            log.warning("ignoring update of affiliate %r: %s", msg.id[:64], exc.reason)
             return
         endpoints: list[Endpoint] = []
         for blob in msg.endpoints[: limits.AFFILIATE_ENDPOINTS_MAX]:

@@ -1,10 +1,11 @@
 """The discovery service: a thin grpc.aio shell over ``State`` (spec §3.5).
 
 Owns: the five RPCs of ``sidero.discovery.server.Cluster``, client-IP
-detection (TCP peer, or ``X-Real-IP`` then the first ``X-Forwarded-For``
-entry only with ``trust_proxy_headers``), the per-IP rate limit on unary
-calls and stream opens, the redirect answer to Hello, the GC and snapshot
-timers, and ``kubespan discovery-service`` (``main(argv)``).
+detection (TCP peer, or ``X-Real-IP`` / the first ``X-Forwarded-For`` entry
+only when trusted: ``trust_x_real_ip``, ``trust_first_x_forwarded_for``, or
+``trust_proxy_headers`` for both), the per-IP rate limit on unary calls and
+stream opens, the redirect answer to Hello, the GC and snapshot timers.
+The command line lives in ``command`` (``main`` here forwards to it).
 
 It validates through ``limits`` (via ``State``) and never interprets the
 blobs: it stores only client-encrypted bytes, never decrypts.  Errors map:
@@ -19,12 +20,10 @@ encoded in the loop.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
 import logging
-import signal
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -44,12 +43,11 @@ from kubespan.discovery.errors import (
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.ratelimit import RateLimiter
 from kubespan.discovery.state import AffiliateView, Notification, State
-from wgpy import notify_ready
 
 log = logging.getLogger("kubespan.discovery.service")
 
-DEFAULT_LISTEN = "127.0.0.1:3000"
-DEFAULT_SNAPSHOT_PATH = "/var/lib/kubespan/discovery-state.binpb"
+DEFAULT_LISTEN = "[::]:3000"  # upstream -addr ":3000"
+DEFAULT_SNAPSHOT_PATH = "/var/discovery-service/state.binpb"  # upstream -snapshot-path
 MAX_PENDING_REQUESTS = 20_000
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -67,7 +65,9 @@ class ServiceConfig:
     snapshot_interval: float = 600.0
     gc_interval: float = 60.0
     redirect: str | None = None
-    trust_proxy_headers: bool = False
+    trust_x_real_ip: bool = False
+    trust_first_x_forwarded_for: bool = False
+    trust_proxy_headers: bool = False  # both of the above
     rate_limit: float = limits.RATE_LIMIT_PER_SECOND  # 0 disables
     rate_burst: int = limits.RATE_LIMIT_BURST
     watch_buffer: int = limits.WATCH_BUFFER
@@ -97,15 +97,17 @@ def _parse_ip(text: str) -> IPAddress | None:
     return ip
 
 
-def client_ip(context: Context, trust_proxy_headers: bool) -> IPAddress | None:
-    """The client's IP: trusted proxy headers first (when enabled), then the peer."""
-    if trust_proxy_headers:
+def client_ip(context: Context, trust_x_real_ip: bool, trust_first_x_forwarded_for: bool = False) -> IPAddress | None:
+    """The client's IP: trusted proxy headers first (X-Real-IP, then the first
+    X-Forwarded-For entry, as discovery-service pkg/server/addr.go), then the peer."""
+    if trust_x_real_ip or trust_first_x_forwarded_for:
         headers = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
         real = headers.get("x-real-ip")
-        if isinstance(real, str) and (ip := _parse_ip(real)) is not None:
+        if trust_x_real_ip and isinstance(real, str) and (ip := _parse_ip(real)) is not None:
             return ip
         forwarded = headers.get("x-forwarded-for")
-        if isinstance(forwarded, str) and (ip := _parse_ip(forwarded.split(",")[0])) is not None:
+        if (trust_first_x_forwarded_for and isinstance(forwarded, str)
+                and (ip := _parse_ip(forwarded.split(",")[0])) is not None):
             return ip
     return parse_peer(context.peer())
 
@@ -146,11 +148,16 @@ class ClusterService:
         )
         self.counters: dict[str, int] = {"rate_limited": 0, "lost_watchers": 0}
 
+    def _client_ip(self, context: Context) -> IPAddress | None:
+        c = self.config
+        return client_ip(context, c.trust_x_real_ip or c.trust_proxy_headers,
+                         c.trust_first_x_forwarded_for or c.trust_proxy_headers)
+
     async def _admit(self, context: Context) -> None:
         """Wait for a rate-limit token of the client's IP; RESOURCE_EXHAUSTED past the deadline."""
         if self.limiter is None:
             return
-        ip = client_ip(context, self.config.trust_proxy_headers)
+        ip = self._client_ip(context)
         if ip is None:  # like upstream: no address, no limit
             return
         delay = self.limiter.reserve(str(ip), self.config.clock(), context.time_remaining())
@@ -162,7 +169,7 @@ class ClusterService:
 
     async def Hello(self, request: pb.HelloRequest, context: Context) -> pb.HelloResponse:
         await self._admit(context)
-        ip = client_ip(context, self.config.trust_proxy_headers)
+        ip = self._client_ip(context)
         try:
             limits.validate_cluster_id(request.cluster_id)
         except InvalidArgumentError as exc:
@@ -334,9 +341,15 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
             raise ValueError("--tls-cert and --tls-key go together")
         with open(config.tls_key, "rb") as kf, open(config.tls_cert, "rb") as cf:
             creds = grpc.ssl_server_credentials([(kf.read(), cf.read())])
-        port = server.add_secure_port(config.listen, creds)
     else:
-        port = server.add_insecure_port(config.listen)
+        creds = None
+    try:
+        if creds is not None:
+            port = server.add_secure_port(config.listen, creds)
+        else:
+            port = server.add_insecure_port(config.listen)
+    except RuntimeError as exc:  # grpc reports a failed bind this way
+        raise OSError(f"cannot listen on {config.listen}: {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
@@ -346,80 +359,11 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
     return running
 
 
-def _listen(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected ADDR:PORT, got {value!r}")
-    return f"[::]:{port}" if host == "" else value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="kubespan discovery-service",
-        description="Sidero-compatible discovery service (stores only encrypted blobs).",
-    )
-    p.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN, help="ADDR:PORT")
-    p.add_argument("--tls-cert", help="PEM certificate (TLS when given with --tls-key)")
-    p.add_argument("--tls-key", help="PEM private key")
-    p.add_argument("--snapshot-path", default=DEFAULT_SNAPSHOT_PATH)
-    p.add_argument("--no-snapshots", action="store_true", help="keep state in memory only")
-    p.add_argument("--snapshot-interval", type=float, default=600.0, help="seconds")
-    p.add_argument("--gc-interval", type=float, default=60.0, help="seconds")
-    p.add_argument("--redirect", metavar="HOST:PORT", help="answer every Hello with a redirect")
-    p.add_argument("--trust-proxy-headers", action="store_true", help="use X-Real-IP/X-Forwarded-For")
-    p.add_argument("--rate-limit", type=float, default=limits.RATE_LIMIT_PER_SECOND,
-                   help="requests/s per source IP (0 disables)")
-    p.add_argument("--rate-burst", type=int, default=limits.RATE_LIMIT_BURST)
-    p.add_argument("--watch-buffer", type=int, default=limits.WATCH_BUFFER)
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> ServiceConfig:
-    return ServiceConfig(
-        listen=args.listen,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        snapshot_path=None if args.no_snapshots else args.snapshot_path,
-        snapshot_interval=args.snapshot_interval,
-        gc_interval=args.gc_interval,
-        redirect=args.redirect,
-        trust_proxy_headers=args.trust_proxy_headers,
-        rate_limit=args.rate_limit,
-        rate_burst=args.rate_burst,
-        watch_buffer=args.watch_buffer,
-    )
-
-
-async def _run(config: ServiceConfig) -> None:
-    server = await serve(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    notify_ready(f"listening on port {server.port}")  # systemd Type=notify
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        await server.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``kubespan discovery-service ARGS``."""
-    args = build_parser().parse_args(argv)
-    if (args.tls_cert is None) != (args.tls_key is None):
-        print("kubespan discovery-service: --tls-cert and --tls-key go together")
-        return 2
-    if args.gc_interval <= 0 or args.rate_burst < 1 or args.watch_buffer < 1:
-        print("kubespan discovery-service: intervals, burst and buffer must be positive")
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        asyncio.run(_run(config_from_args(args)))
-    except OSError as exc:
-        print(f"kubespan discovery-service: {exc}")
-        return 1
-    return 0
+    """Entry point of ``kubespan discovery-service ARGS`` (``command.main``)."""
+    from kubespan.discovery.command import main as command_main
+
+    return command_main(argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kubespan import cli
-from kubespan.discovery import service
+from kubespan.discovery import command as service_command
 from kubespan.resources import RESOURCE_TYPES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,8 +72,8 @@ def test_kubespan_commands_resources_and_choices() -> None:
     assert _kubespan("g") == ["gen", "get"]
     assert _kubespan("gen", "") == ["config"]
     assert _kubespan("get", "") == [t.aliases[0] for t in RESOURCE_TYPES]
-    assert _kubespan("get", "peer") == ["peerspecs", "peerstatuses"]
-    assert _kubespan("get", "members", "-o", "") == ["table", "yaml", "json"]
+    assert _kubespan("get", "kubespanpeer") == ["kubespanpeerspec", "kubespanpeerstatus"]
+    assert _kubespan("get", "members", "-o", "") == []  # table|yaml|json|jsonpath=TEMPLATE: no fixed list
     assert _kubespan("agent", "--log-level", "w") == ["warning"]
     assert _kubespan("agent", "--reconcile-interval", "") == []
     # an option's value is not mistaken for a command: "get" here is a file name
@@ -100,7 +100,7 @@ def _paths() -> dict[str, argparse.ArgumentParser]:
                     full = f"{path} {name}".strip()
                     out[full] = sub
                     stack.append((full, sub))
-    out["discovery-service"] = service.build_parser()
+    out["discovery-service"] = service_command.build_parser()
     return out
 
 

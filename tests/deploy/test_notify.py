@@ -107,10 +107,10 @@ def test_agent_notifies_once_its_interface_and_api_serve(tmp_path: Path) -> None
             assert is_live(str(api))
             link = sh("ip", "-n", ns, "-d", "link", "show", "kubespan").stdout
             assert "tun" in link
-            dump = subprocess.run([PYTHON, "-m", "kubespan", "get", "identities", "-o", "json", "--api-socket",
+            dump = subprocess.run([PYTHON, "-m", "kubespan", "get", "kubespanidentities", "-o", "json", "--api-socket",
                                    str(api)], capture_output=True, text=True, timeout=30, env=env())
             assert dump.returncode == 0, dump.stderr
-            assert json.loads(dump.stdout)[0]["spec"]["address"].endswith(":0:ff:fe00:7/128")  # EUI-64 of --mac
+            assert json.JSONDecoder().raw_decode(dump.stdout)[0]["spec"]["address"].endswith(":0:ff:fe00:7/128")  # EUI-64 of --mac
         finally:
             assert stop(proc) == 0, (tmp_path / "agent.log").read_text()
 

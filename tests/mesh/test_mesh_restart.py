@@ -13,8 +13,8 @@ pytestmark = [pytest.mark.root]
 
 
 def _identity(lab: Lab, node) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
-    (ks,) = lab.get(node, "identities")
-    (cluster,) = lab.get(node, "nodeidentities")
+    (ks,) = lab.get(node, "kubespanidentities")
+    (cluster,) = lab.get(node, "identities")
     return ks["spec"]["publicKey"], ks["spec"]["address"], cluster["spec"]["nodeId"]
 
 

@@ -35,7 +35,7 @@ def test_agent_metrics_follow_the_peer_statuses_and_logs_are_json(lab: Lab) -> N
     for node in nodes:
         lab.start_agent(node, extra_args=["--metrics-addr", ADDR, "--log-format", "json"])
     lab.wait_mesh(nodes, timeout=90)
-    (identity,) = lab.get(nodes[1], "identities")
+    (identity,) = lab.get(nodes[1], "kubespanidentities")
     key2 = identity["spec"]["publicKey"]
 
     samples = parse(nodes[0].ns.run(PYTHON, "-c", FETCH, f"http://{ADDR}/metrics").stdout)
