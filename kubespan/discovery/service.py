@@ -13,6 +13,9 @@ blobs: it stores only client-encrypted bytes, never decrypts.  Errors map:
 rate-limit refusals → RESOURCE_EXHAUSTED, a Watch subscriber that overflowed
 its buffer → ABORTED "lost update" (the client re-watches).
 
+Every RPC and GC run is counted in ``DiscoveryServer.metrics``
+(``kubespan.discovery.metrics``, upstream's names).
+
 Concurrency: every handler runs on the server's event loop; ``State`` is
 touched only there.  Snapshot file writes run in a worker thread on bytes
 encoded in the loop.
@@ -43,6 +46,7 @@ from kubespan.discovery.errors import (
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.ratelimit import RateLimiter
 from kubespan.discovery.state import AffiliateView, Notification, State
+from kubespan.discovery.metrics import ServiceMetrics
 
 log = logging.getLogger("kubespan.discovery.service")
 
@@ -244,9 +248,12 @@ class ClusterService:
 class DiscoveryServer:
     """A running service: ``port``, ``state``, ``await stop()``."""
 
-    def __init__(self, config: ServiceConfig, state: State, server: grpc.aio.Server, port: int):
+    def __init__(self, config: ServiceConfig, state: State, server: grpc.aio.Server, port: int,
+                 metrics: ServiceMetrics | None = None):
         self.config = config
         self.state = state
+        self.metrics = metrics if metrics is not None else ServiceMetrics(state)
+        """Upstream's state and gRPC metrics (kubespan.discovery.metrics), for a registry to serve."""
         self.port = port
         self._server = server
         self._tasks: list[asyncio.Task[None]] = []
@@ -262,6 +269,7 @@ class DiscoveryServer:
             await asyncio.sleep(self.config.gc_interval)
             now = self.config.clock()
             result = self.state.garbage_collect(now)
+            self.metrics.gc(result)
             if service.limiter is not None:
                 service.limiter.prune(now)
             if result.expired_affiliates or result.expired_endpoints:
@@ -322,6 +330,7 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
     """Start a service on ``config.listen`` (port 0 picks one); returns it running."""
     state = state if state is not None else _load_state(config)
     service = ClusterService(state, config)
+    metrics = ServiceMetrics(state)
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
@@ -335,7 +344,7 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_REQUESTS),
         ]
     )
-    server.add_generic_rpc_handlers((rpc.generic_handler(service),))
+    server.add_generic_rpc_handlers((rpc.generic_handler(metrics.wrap(service)),))
     if config.tls_cert or config.tls_key:
         if not (config.tls_cert and config.tls_key):
             raise ValueError("--tls-cert and --tls-key go together")
@@ -353,7 +362,7 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
-    running = DiscoveryServer(config, state, server, port)
+    running = DiscoveryServer(config, state, server, port, metrics)
     running._start_timers(service)
     log.info("discovery service listening on %s (port %d)", config.listen, port)
     return running
