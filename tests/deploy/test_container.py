@@ -140,7 +140,8 @@ def test_agent_as_pid_1_with_only_cap_net_admin(source: str, tmp_path: Path) -> 
             assert ident is not None
             node = sh(PYTHON, "-m", "kubespan", "get", "nodeidentities", "-o", "json", "--api-socket",
                       f"/proc/{agent}/root/run/kubespan/agent.sock")
-            assert json.loads(watched.stdout) == [json.loads(node.stdout)[0]["spec"]["nodeId"]], watched.stdout
+            first = json.JSONDecoder().raw_decode(node.stdout)[0]  # -o json: a stream of objects, as talosctl
+            assert json.loads(watched.stdout) == [first["spec"]["nodeId"]], watched.stdout
             # SIGTERM from outside its pid namespace reaches PID 1 because the agent handles it
             os.kill(agent, signal.SIGTERM)
             assert container.wait(60) == 0, stderr.read_text()
