@@ -248,7 +248,7 @@ def collect(ctls: list[Connection], cross: list[bool]) -> tuple[list[float], lis
 def start_service(port: int, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-c", os.environ.get("BENCH_SERVER_PRELUDE", "") + "import sys; from kubespan.discovery.service import main; sys.exit(main(sys.argv[1:]))",
-         "--listen", f"127.0.0.1:{port}", "--no-snapshots", "--rate-limit", "0", *extra],
+         "--listen", f"127.0.0.1:{port}", "--no-snapshots", "--rate-limit", "0", "-metrics-addr=", *extra],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 

@@ -13,7 +13,7 @@ states follow handshakes and endpoint timeouts as they happen; only when a
 status really changed (``peers.status_changed``: state, endpoint rotation,
 roaming) does it apply the WireGuard and routing changes and publish the
 statuses.  wgpy exposes no handshake event, hence the poll; the full
-reconcile stays the backstop.  Each reconcile: read addresses (netlink) and
+reconcile stays the backstop.  Each reconcile: read addresses (``kubespan.addresses``, netlink) and
 WireGuard peers, publish the local affiliate, merge remote affiliates, call the pure
 ``controller.reconcile``, apply the peer diff to wgpy and the routing spec to
 the kernel, send harvested endpoints (``harvestExtraEndpoints``), publish the
@@ -27,7 +27,9 @@ A config that does not parse exits 1 before anything is touched; so does a
 second agent for the same state dir or for the ``kubespan`` interface of the
 same network namespace (``kubespan.lock``), and the "KubeSpan disabled"
 cleanup of leftover state runs only under those locks.
-Single event loop; not thread-safe.
+With ``metrics_addr`` the agent serves Prometheus metrics (``kubespan.metrics``
+plus its interface's ``wgpy.io.metrics``) from the start, before it reports
+ready.  Single event loop; not thread-safe.
 """
 
 from __future__ import annotations
@@ -46,13 +48,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wgpy import (
-    DeviceUpdate, Interface, PeerUpdate, PresharedKey, PublicKey, UapiInUse, notify_ready, open_uapi_socket,
+    DeviceUpdate, Interface, MetricsServer, PeerUpdate, PresharedKey, PublicKey, UapiInUse, notify_ready,
+    open_uapi_socket,
 )
 
-from . import specs
-from .affiliates import (
-    AffiliateSpec, NodeAddress, from_remote, link_is_up, local_affiliate, local_endpoints, merge, raw_affiliates,
-)
+from . import logfmt, specs
+from .affiliates import AffiliateSpec, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
 from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config, parse_config
 from .controller import (
@@ -62,9 +63,11 @@ from .controller import (
 from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .discovery.protocol import Endpoint
 from .errors import KubespanError
-from .identity import ARPHRD_ETHER, Identity, load_identity, parse_mac
+from .addresses import read_addresses
+from .identity import Identity, load_identity, parse_mac
 from .leave import remove_state
 from .lock import LOCK_DIR, AgentLock
+from .metrics import AgentMetrics
 from .peers import ObservedPeer, PeerSpec, PeerStatus, status_changed
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
@@ -82,7 +85,6 @@ STATUS_TICK = 1.0
 RTMGRP_LINK = 0x1  # link up/down changes which addresses are announced
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
-_SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,38 +97,8 @@ class AgentOptions:
     mac: str | None = None
     use_nftables: bool | None = None
     config_text: str | None = None  # the config itself (from $KUBESPAN_CONFIG), instead of config_path
+    metrics_addr: str | None = None  # HOST:PORT for /metrics, or None
     lock_dir: str = LOCK_DIR
-
-
-def _link_up(link: Any) -> bool:
-    """``affiliates.link_is_up`` for one rtnetlink link message."""
-    info = link.get("IFLA_LINKINFO")
-    kind = info.get("IFLA_INFO_KIND") if info is not None else None
-    physical = link["ifi_type"] == ARPHRD_ETHER and not kind
-    return link_is_up(link.get("IFLA_OPERSTATE") or "", bool(link.get("IFLA_CARRIER")), physical)
-
-
-def read_addresses() -> list[NodeAddress]:
-    """Every address on this host's links (netlink dump), with its link's up/down state."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        links = ipr.get_links()
-        names = {link["index"]: link.get("ifname") or "" for link in links}
-        up = {link["index"]: _link_up(link) for link in links}
-        out: list[NodeAddress] = []
-        for msg in ipr.get_addr():
-            text = msg.get("local") or msg.get("address")
-            if not text:
-                continue
-            try:
-                ip = ipaddress.ip_address(text.split("%", 1)[0])
-            except ValueError:
-                continue
-            out.append(NodeAddress(ip=ip, prefixlen=int(msg["prefixlen"]), link=names.get(msg["index"], ""),
-                                   scope=_SCOPES.get(int(msg["scope"]), "global"),
-                                   link_up=up.get(msg["index"], False)))
-    return out
 
 
 def _observed(iface: Interface) -> dict[str, ObservedPeer]:
@@ -187,6 +159,8 @@ class Agent:
         self._left: asyncio.Future[dict[str, Any]] | None = None
         """Set by a ``leave`` request; resolved by ``_shutdown`` once the affiliate is deleted."""
         self.exit_code = 0
+        self.metrics = AgentMetrics(lambda: self.statuses, lambda: self.clients)
+        self._metrics_server: MetricsServer | None = None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -241,9 +215,21 @@ class Agent:
             self.clients.append(client)
             await client.start()
             log.info("discovery service %s (%s)", ep.name, ep.address)
+        if self.options.metrics_addr is not None:
+            await self._serve_metrics(self.options.metrics_addr)
         closed = self.iface.runner.closed
         if closed is not None:
             closed.add_done_callback(self._iface_closed)
+
+    async def _serve_metrics(self, addr: str) -> None:
+        from prometheus_client.registry import CollectorRegistry
+
+        assert self.iface is not None
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.metrics)
+        registry.register(self.iface.metrics_collector(lambda: {k: s.label for k, s in self.statuses.items()}))
+        self._metrics_server = MetricsServer(registry, addr)
+        await self._metrics_server.start()
 
     def _iface_closed(self, fut: asyncio.Future[str]) -> None:
         if not self._stop.is_set():
@@ -271,10 +257,13 @@ class Agent:
     async def _loop(self) -> None:
         interval = self.options.reconcile_interval
         while not self._stop.is_set():
+            started, ok = time.monotonic(), False
             try:
                 await self.reconcile_once()
+                ok = True
             except Exception:  # keep the mesh running; the next pass retries
                 log.exception("reconcile failed")
+            self.metrics.reconciled(time.monotonic() - started, ok)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             if self._stop.is_set():
@@ -318,6 +307,8 @@ class Agent:
                 log.exception("status pass failed")
 
     async def _shutdown(self) -> None:
+        if self._metrics_server is not None:
+            await self._metrics_server.close()
         for client in self.clients:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(delete=False), 10.0)
@@ -402,6 +393,7 @@ class Agent:
             except Exception as exc:
                 log.error("routing apply failed: %s", exc)
         self._log_status_changes(result.statuses)
+        self.metrics.observe_statuses(self.statuses, result.statuses)
         self.statuses = dict(result.statuses)
         if self.config.kubespan.harvest_extra_endpoints:
             observed_eps = observed_endpoints_by_node(result.harvested)
@@ -460,12 +452,10 @@ def _open_uapi(path: str) -> socket.socket:
     return open_uapi_socket(base[: -len(".sock")], directory)
 
 
-def configure_logging(level: str) -> None:
-    """Our loggers at ``level`` on stdout; libraries (pyroute2, grpc) stay at warnings."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)  # one record per flush: containers and journald read it live
-    for name in ("kubespan", "wgpy"):
-        logging.getLogger(name).setLevel(getattr(logging, level.upper(), logging.INFO))
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Our loggers at ``level`` on stdout, as text or JSON lines (``kubespan.logfmt``); libraries stay at
+    warnings.  One record per flush: containers and journald read it live."""
+    logfmt.setup(level, fmt, sys.stdout)
 
 
 async def _run(options: AgentOptions) -> int:

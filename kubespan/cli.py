@@ -13,8 +13,10 @@ Contract:
   ``kubespan.discovery.service.main(argv) -> int`` (imported lazily).
 - ``kubespan agent [--config FILE] [--state-dir DIR] [--api-socket PATH]
   [--uapi-socket PATH|none] [--reconcile-interval SECONDS] [--mac MAC]
-  [--log-level LEVEL] [--no-nftables]`` runs the agent in the foreground
-  (``kubespan.agent``), logs to stdout, exits 0 after cleanup on SIGTERM.
+  [--log-level LEVEL] [--log-format text|json] [--metrics-addr HOST:PORT]
+  [--no-nftables]`` runs the agent in the foreground (``kubespan.agent``),
+  logs to stdout (``kubespan.logfmt``), serves Prometheus metrics when asked
+  (``kubespan.metrics``), exits 0 after cleanup on SIGTERM.
   Without ``--config`` the config YAML itself comes from ``$KUBESPAN_CONFIG``.
 - ``kubespan leave [--api-socket PATH] [--config FILE] [--state-dir DIR]``
   deletes this node's affiliate and its identity (``kubespan.leave``): through
@@ -91,6 +93,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _metrics_addr(text: str) -> str:
+    from wgpy import parse_metrics_addr as parse_addr
+
+    try:
+        parse_addr(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _add_agent(commands: Any) -> None:
     agent = commands.add_parser("agent", help="run the KubeSpan agent in the foreground")
     agent.add_argument("--config", metavar="FILE", required=ENV_CONFIG not in os.environ,
@@ -108,6 +120,10 @@ def _add_agent(commands: Any) -> None:
     agent.add_argument("--no-nftables", action="store_true",
                        help="route with 'not fwmark 0x20' and per-prefix routes instead of nftables marks")
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    agent.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="text lines, or one JSON object per line (time, level, logger, msg)")
+    agent.add_argument("--metrics-addr", type=_metrics_addr, default=None, metavar="HOST:PORT",
+                       help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
 
 
 def _output_format(text: str) -> Any:
@@ -156,14 +172,14 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     from . import agent as agent_module
     from .get import socket_path
 
-    agent_module.configure_logging(args.log_level)
+    agent_module.configure_logging(args.log_level, args.log_format)
     uapi = None if args.uapi_socket.lower() == "none" else args.uapi_socket
     text = None if args.config else os.environ[ENV_CONFIG]  # containers pass the config in the environment
     options = agent_module.AgentOptions(
         config_path=args.config or f"${ENV_CONFIG}", config_text=text, state_dir=args.state_dir,
         api_socket=socket_path(args.api_socket),
         uapi_socket=uapi, reconcile_interval=args.reconcile_interval, mac=args.mac,
-        use_nftables=False if args.no_nftables else None,
+        use_nftables=False if args.no_nftables else None, metrics_addr=args.metrics_addr,
     )
     return agent_module.run_agent(options)
 

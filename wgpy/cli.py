@@ -12,7 +12,12 @@ held by another process, or whose UAPI socket is live, is refused "in use"
 (exit 1).  ``LOG_LEVEL`` is verbose|debug|error|silent (default error).  The
 foreground process runs until SIGINT/SIGTERM, until its TUN is deleted, or
 until its UAPI socket file is removed, then removes the socket and exits 0.
-SIGUSR1 logs the drop counters (at the verbose level).
+SIGUSR1 logs the drop counters (at the verbose level).  At ``verbose`` each
+peer's handshake and session events are logged as wireguard-go words them
+(``wgpy.io.eventlog``).  ``WGPY_METRICS_ADDR=HOST:PORT`` (or ``:PORT``) serves
+Prometheus metrics at ``/metrics`` (``wgpy.io.metrics``); a malformed value
+is refused before anything is created (exit 1), an address that cannot be
+bound fails the start.
 No protocol logic here: it wires ``wgpy.interface.Interface`` to the fds.
 """
 
@@ -45,6 +50,7 @@ ENV_UAPI_FD = "WG_UAPI_FD"
 ENV_FOREGROUND = "WG_PROCESS_FOREGROUND"
 ENV_READY_FD = "WGPY_READY_FD"
 ENV_READY_TIMEOUT = "WGPY_READY_TIMEOUT"
+ENV_METRICS_ADDR = "WGPY_METRICS_ADDR"
 READY_TIMEOUT = 30.0
 LEVELS = {"verbose": logging.INFO, "debug": logging.DEBUG, "error": logging.ERROR, "silent": logging.CRITICAL + 10}
 
@@ -72,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     level_name = os.environ.get("LOG_LEVEL", "")
     logging.basicConfig(level=LEVELS.get(level_name, logging.ERROR), stream=sys.stderr,
                         format=f"%(levelname)s: ({name}) %(asctime)s %(message)s")
+    metrics_addr = os.environ.get(ENV_METRICS_ADDR) or None
+    if metrics_addr is not None:
+        from .io.metrics_http import parse_addr  # imported late: the CLI's --version stays light
+
+        try:
+            parse_addr(metrics_addr)
+        except ValueError as exc:
+            log.error("%s: %s", ENV_METRICS_ADDR, exc)
+            return 1
     try:
         tun = _open_tun(name)
     except (OSError, ValueError) as exc:
@@ -189,7 +204,8 @@ async def _serve(tun: TunDevice, uapi: socket.socket, ready_fd: int | None) -> i
     from .interface import Interface  # imported late: the CLI's --version stays light
 
     try:
-        iface = await Interface.create(tun.name, tun=tun, uapi=uapi)
+        iface = await Interface.create(tun.name, tun=tun, uapi=uapi,
+                                       metrics_addr=os.environ.get(ENV_METRICS_ADDR) or None)
     except OSError as exc:
         log.error("Failed to start device: %s", exc)
         tun.close()

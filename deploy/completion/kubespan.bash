@@ -14,7 +14,7 @@ _kubespan() {
             '|leave') path='leave' ;;
             '|discovery-service') path='discovery-service' ;;
             'gen|config') path='gen config' ;;
-            'agent|--api-socket'|'agent|--config'|'agent|--log-level'|'agent|--mac'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--addr'|'discovery-service|--certificate-path'|'discovery-service|--debug-addr'|'discovery-service|--etcd-cacert'|'discovery-service|--etcd-cert'|'discovery-service|--etcd-endpoints'|'discovery-service|--etcd-key'|'discovery-service|--etcd-password-file'|'discovery-service|--etcd-prefix'|'discovery-service|--etcd-timeout'|'discovery-service|--etcd-user'|'discovery-service|--gc-interval'|'discovery-service|--key-path'|'discovery-service|--landing-addr'|'discovery-service|--listen'|'discovery-service|--metrics-addr'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--redirect-endpoint'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'discovery-service|-addr'|'discovery-service|-certificate-path'|'discovery-service|-debug-addr'|'discovery-service|-gc-interval'|'discovery-service|-key-path'|'discovery-service|-landing-addr'|'discovery-service|-metrics-addr'|'discovery-service|-redirect-endpoint'|'discovery-service|-snapshot-interval'|'discovery-service|-snapshot-path'|'gen config|--discovery-endpoint'|'gen config|--from-config'|'gen config|--output'|'gen config|--with-secrets'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o'|'leave|--api-socket'|'leave|--config'|'leave|--state-dir') skip=1 ;;
+            'agent|--api-socket'|'agent|--config'|'agent|--log-format'|'agent|--log-level'|'agent|--mac'|'agent|--metrics-addr'|'agent|--reconcile-interval'|'agent|--state-dir'|'agent|--uapi-socket'|'discovery-service|--addr'|'discovery-service|--certificate-path'|'discovery-service|--debug-addr'|'discovery-service|--etcd-cacert'|'discovery-service|--etcd-cert'|'discovery-service|--etcd-endpoints'|'discovery-service|--etcd-key'|'discovery-service|--etcd-password-file'|'discovery-service|--etcd-prefix'|'discovery-service|--etcd-timeout'|'discovery-service|--etcd-user'|'discovery-service|--gc-interval'|'discovery-service|--key-path'|'discovery-service|--landing-addr'|'discovery-service|--listen'|'discovery-service|--log-format'|'discovery-service|--metrics-addr'|'discovery-service|--rate-burst'|'discovery-service|--rate-limit'|'discovery-service|--redirect'|'discovery-service|--redirect-endpoint'|'discovery-service|--snapshot-interval'|'discovery-service|--snapshot-path'|'discovery-service|--tls-cert'|'discovery-service|--tls-key'|'discovery-service|--watch-buffer'|'discovery-service|-addr'|'discovery-service|-certificate-path'|'discovery-service|-debug-addr'|'discovery-service|-gc-interval'|'discovery-service|-key-path'|'discovery-service|-landing-addr'|'discovery-service|-metrics-addr'|'discovery-service|-redirect-endpoint'|'discovery-service|-snapshot-interval'|'discovery-service|-snapshot-path'|'gen config|--discovery-endpoint'|'gen config|--from-config'|'gen config|--output'|'gen config|--with-secrets'|'gen config|-o'|'get|--api-socket'|'get|--output'|'get|-o'|'leave|--api-socket'|'leave|--config'|'leave|--state-dir') skip=1 ;;
         esac
     done
     case "$path|$prev" in
@@ -29,6 +29,8 @@ _kubespan() {
         'agent|--reconcile-interval') COMPREPLY=(); return ;;
         'agent|--mac') COMPREPLY=(); return ;;
         'agent|--log-level') COMPREPLY=($(compgen -W 'debug info warning error' -- "$cur")); return ;;
+        'agent|--log-format') COMPREPLY=($(compgen -W 'text json' -- "$cur")); return ;;
+        'agent|--metrics-addr') COMPREPLY=(); return ;;
         'get|-o'|'get|--output') COMPREPLY=($(compgen -W 'table yaml json jsonpath=' -- "$cur")); return ;;
         'get|--api-socket') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
         'leave|--api-socket') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -37,8 +39,9 @@ _kubespan() {
         'discovery-service|-addr'|'discovery-service|--addr'|'discovery-service|--listen') COMPREPLY=(); return ;;
         'discovery-service|-certificate-path'|'discovery-service|--certificate-path'|'discovery-service|--tls-cert') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
         'discovery-service|-key-path'|'discovery-service|--key-path'|'discovery-service|--tls-key') compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        'discovery-service|-landing-addr'|'discovery-service|--landing-addr') COMPREPLY=(); return ;;
         'discovery-service|-metrics-addr'|'discovery-service|--metrics-addr') COMPREPLY=(); return ;;
+        'discovery-service|--log-format') COMPREPLY=($(compgen -W 'text json' -- "$cur")); return ;;
+        'discovery-service|-landing-addr'|'discovery-service|--landing-addr') COMPREPLY=(); return ;;
         'discovery-service|-debug-addr'|'discovery-service|--debug-addr') COMPREPLY=(); return ;;
         'discovery-service|-gc-interval'|'discovery-service|--gc-interval') COMPREPLY=(); return ;;
         'discovery-service|-redirect-endpoint'|'discovery-service|--redirect-endpoint'|'discovery-service|--redirect') COMPREPLY=(); return ;;
@@ -60,10 +63,10 @@ _kubespan() {
         '') opts='-h --help' words='gen agent get leave discovery-service' ;;
         'gen') opts='-h --help' words='config' ;;
         'gen config') opts='-h --help --with-kubespan --discovery-endpoint --legacy --from-config --with-secrets -o --output --force' words='' ;;
-        'agent') opts='-h --help --config --state-dir --api-socket --uapi-socket --reconcile-interval --mac --no-nftables --log-level' words='' ;;
+        'agent') opts='-h --help --config --state-dir --api-socket --uapi-socket --reconcile-interval --mac --no-nftables --log-level --log-format --metrics-addr' words='' ;;
         'get') opts='-h --help -o --output -w --watch --api-socket' words='kubespanidentities kubespanpeerspecs peerspecs peerspec kubespanpeerstatuses peerstatuses peerstatus kubespanendpoints endpoints endpoint affiliates members identities nodeidentities nodeidentity' ;;
         'leave') opts='-h --help --api-socket --config --state-dir' words='' ;;
-        'discovery-service') opts='-h --help -addr --addr --listen -certificate-path --certificate-path --tls-cert -key-path --key-path --tls-key -landing-addr --landing-addr -metrics-addr --metrics-addr -debug-addr --debug-addr -debug --debug --no-debug -gc-interval --gc-interval -redirect-endpoint --redirect-endpoint --redirect -snapshots-enabled --snapshots-enabled --no-snapshots-enabled --no-snapshots -snapshot-path --snapshot-path -snapshot-interval --snapshot-interval -trust-x-real-ip --trust-x-real-ip --no-trust-x-real-ip -trust-first-x-forwarded-for --trust-first-x-forwarded-for --no-trust-first-x-forwarded-for --trust-proxy-headers --rate-limit --rate-burst --watch-buffer --etcd-endpoints --etcd-prefix --etcd-cacert --etcd-cert --etcd-key --etcd-user --etcd-password-file --etcd-timeout' words='' ;;
+        'discovery-service') opts='-h --help -addr --addr --listen -certificate-path --certificate-path --tls-cert -key-path --key-path --tls-key -metrics-addr --metrics-addr --log-format -landing-addr --landing-addr -debug-addr --debug-addr -debug --debug --no-debug -gc-interval --gc-interval -redirect-endpoint --redirect-endpoint --redirect -snapshots-enabled --snapshots-enabled --no-snapshots-enabled --no-snapshots -snapshot-path --snapshot-path -snapshot-interval --snapshot-interval -trust-x-real-ip --trust-x-real-ip --no-trust-x-real-ip -trust-first-x-forwarded-for --trust-first-x-forwarded-for --no-trust-first-x-forwarded-for --trust-proxy-headers --rate-limit --rate-burst --watch-buffer --etcd-endpoints --etcd-prefix --etcd-cacert --etcd-cert --etcd-key --etcd-user --etcd-password-file --etcd-timeout' words='' ;;
         *) opts='' words='' ;;
     esac
     if [[ $cur == -* ]]; then values=$opts; else values=$words; fi

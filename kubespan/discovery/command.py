@@ -8,9 +8,11 @@ cmd/discovery-service/main.go) with its meaning and default, spelled as Go's
 
     -addr ADDR                     gRPC listen address (":3000", all interfaces)
     -certificate-path / -key-path  TLS (both or neither)
-    -landing-addr, -metrics-addr,  accepted, nothing is served there: this service
-    -debug-addr                    has no landing page, metrics or pprof endpoint
+    -metrics-addr ADDR             Prometheus metrics at /metrics (":2122"; "" turns them off)
+    -landing-addr, -debug-addr     accepted, nothing is served there: this service
+                                   has no landing page or pprof endpoint
     -debug                         debug logging (also MODE=dev, as upstream)
+    --log-format text|json         one JSON object per line with json (kubespan.logfmt)
     -gc-interval DURATION          1m
     -redirect-endpoint HOST:PORT   answer every Hello with this redirect
     -snapshots-enabled BOOL        true
@@ -37,8 +39,8 @@ keeps the state in etcd so that any number of replicas serve one state;
 
 Bad arguments: argparse's usage message on stderr, exit 2.  Everything the
 service logs, errors included, goes to stderr with its level
-(``2026-01-01 00:00:00,000 ERROR kubespan.discovery: ...``); a failure to
-start exits 1.
+(``2026-01-01 00:00:00,000 ERROR kubespan.discovery: ...``, or JSON); a
+failure to start (the gRPC or the metrics address in use) exits 1.
 """
 
 from __future__ import annotations
@@ -52,11 +54,14 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from prometheus_client.registry import CollectorRegistry
+
+from kubespan import logfmt
 from kubespan.discovery import limits
 from kubespan.discovery.etcd import DEFAULT_TIMEOUT, EtcdConfig, endpoints_arg
 from kubespan.discovery.etcdstate import DEFAULT_PREFIX
 from kubespan.discovery.service import DEFAULT_SNAPSHOT_PATH, ServiceConfig, serve
-from wgpy import notify_ready
+from wgpy import MetricsServer, notify_ready, parse_metrics_addr
 
 log = logging.getLogger("kubespan.discovery")
 
@@ -97,6 +102,16 @@ def listen_address(value: str) -> str:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected [HOST]:PORT, got {value[:60]!r}")
     return f"[::]:{port}" if host == "" else value
+
+
+def _metrics_addr(text: str) -> str:
+    if text == "":
+        return text
+    try:
+        parse_metrics_addr(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -151,14 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
                "by default. Here both are OFF unless -trust-x-real-ip / -trust-first-x-forwarded-for\n"
                "(or --trust-proxy-headers) is given: otherwise any client could claim another address and\n"
                "escape the per-IP rate limit. Turn them on only behind a proxy that sets these headers.\n"
-               "-landing-addr, -metrics-addr and -debug-addr are accepted for compatibility and do nothing:\n"
-               "this service serves no landing page, Prometheus metrics or pprof endpoint.")
+               "-landing-addr and -debug-addr are accepted for compatibility and do nothing:\n"
+               "this service serves no landing page or pprof endpoint.")
     _flag(p, "addr", "--listen", dest="listen", type=listen_address, default=UPSTREAM_DEFAULTS["addr"],
           metavar="ADDR", help="gRPC listen address (default :3000, every interface)")
     _flag(p, "certificate-path", "--tls-cert", dest="tls_cert", metavar="PATH", help="TLS certificate (PEM)")
     _flag(p, "key-path", "--tls-key", dest="tls_key", metavar="PATH", help="TLS private key (PEM)")
-    for name, what in (("landing-addr", "landing page"), ("metrics-addr", "Prometheus metrics"),
-                       ("debug-addr", "pprof/trace/expvar")):
+    _flag(p, "metrics-addr", type=_metrics_addr, default=UPSTREAM_DEFAULTS["metrics-addr"], metavar="ADDR",
+          help="Prometheus metrics at http://ADDR/metrics (default :2122; empty to disable)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="text lines, or one JSON object per line (time, level, logger, msg)")
+    for name, what in (("landing-addr", "landing page"), ("debug-addr", "pprof/trace/expvar")):
         _flag(p, name, default=None, metavar="ADDR",
               help=f"accepted, does nothing: no {what} here (upstream default {UPSTREAM_DEFAULTS[name]})")
     p.add_argument("-debug", "--debug", action=argparse.BooleanOptionalAction, default=False,
@@ -269,34 +287,38 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
     )
 
 
-def configure_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("kubespan").setLevel(logging.DEBUG if debug else logging.INFO)
+def configure_logging(debug: bool, fmt: str = "text") -> None:
+    logfmt.setup("debug" if debug else "info", fmt, sys.stderr)
 
 
-async def _run(config: ServiceConfig) -> None:
+async def _run(config: ServiceConfig, metrics_addr: str = "") -> None:
     server = await serve(config)
+    metrics: MetricsServer | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     notify_ready(f"listening on port {server.port}")  # systemd Type=notify
     try:
+        if metrics_addr:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(server.metrics)
+            metrics = MetricsServer(registry, metrics_addr)
+            await metrics.start()
+        notify_ready(f"listening on port {server.port}")  # systemd Type=notify
         await stop.wait()
     finally:
         log.info("shutting down")
+        if metrics is not None:
+            await metrics.close()
         await server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kubespan discovery-service ARGS``."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    configure_logging(args.debug or os.environ.get("MODE") == "dev")
-    for flag in ("landing_addr", "metrics_addr", "debug_addr"):
+    configure_logging(args.debug or os.environ.get("MODE") == "dev", args.log_format)
+    for flag in ("landing_addr", "debug_addr"):
         if getattr(args, flag):
             log.info("-%s %s: not served (no such endpoint in this service)", flag.replace("_", "-"),
                      getattr(args, flag))
@@ -309,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         if config.etcd is not None:
             log.info("state in etcd at %s (prefix %s); snapshots off", ",".join(config.etcd.endpoints),
                      config.etcd_prefix)
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, args.metrics_addr))
     except (OSError, ValueError) as exc:
         log.error("service failed: %s", exc)
         return 1

@@ -21,6 +21,9 @@ rate-limit refusals → RESOURCE_EXHAUSTED, a Watch subscriber that overflowed
 its buffer → ABORTED "lost update" (the client re-watches), ``EtcdError``
 and a Watch stream whose replica lost etcd → UNAVAILABLE.
 
+Every RPC and GC run is counted in ``DiscoveryServer.metrics``
+(``kubespan.discovery.metrics``, upstream's names).
+
 Concurrency: every handler runs on the server's event loop; the store is
 touched only there.  Snapshot file writes run in a worker thread on bytes
 encoded in the loop.
@@ -53,6 +56,7 @@ from kubespan.discovery.errors import (
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.ratelimit import RateLimiter
 from kubespan.discovery.state import AffiliateView, Notification, State
+from kubespan.discovery.metrics import ServiceMetrics
 from kubespan.discovery.store import MemoryStore, Store
 
 log = logging.getLogger("kubespan.discovery.service")
@@ -256,11 +260,14 @@ class DiscoveryServer:
     """A running service: ``port``, ``store``, ``state`` (the in-memory state or
     the etcd mirror), ``await stop()``."""
 
-    def __init__(self, config: ServiceConfig, store: Store, state: State, server: grpc.aio.Server, port: int):
+    def __init__(self, config: ServiceConfig, store: Store, state: State, server: grpc.aio.Server, port: int,
+                 metrics: ServiceMetrics | None = None):
         self.config = config
         self.store = store
         self.state = state
         self.etcd: EtcdState | None = store if isinstance(store, EtcdState) else None
+        self.metrics = metrics if metrics is not None else ServiceMetrics(state)
+        """Upstream's state and gRPC metrics (kubespan.discovery.metrics), for a registry to serve."""
         self.port = port
         self._server = server
         self._tasks: list[asyncio.Task[None]] = []
@@ -281,6 +288,8 @@ class DiscoveryServer:
             except EtcdError as exc:
                 log.warning("gc: %s", exc)
                 continue
+            else:
+                self.metrics.gc(result)
             finally:
                 if service.limiter is not None:
                     service.limiter.prune(self.config.clock())
@@ -351,6 +360,7 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
         state = state if state is not None else _load_state(config)
         store = MemoryStore(state, config.clock)
     service = ClusterService(store, config)
+    metrics = ServiceMetrics(state)
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
@@ -364,7 +374,7 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_REQUESTS),
         ]
     )
-    server.add_generic_rpc_handlers((rpc.generic_handler(service),))
+    server.add_generic_rpc_handlers((rpc.generic_handler(metrics.wrap(service)),))
     if config.tls_cert or config.tls_key:
         if not (config.tls_cert and config.tls_key):
             raise ValueError("--tls-cert and --tls-key go together")
@@ -382,7 +392,7 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
-    running = DiscoveryServer(config, store, state, server, port)
+    running = DiscoveryServer(config, store, state, server, port, metrics)
     running._start_timers(service)
     log.info("discovery service listening on %s (port %d)", config.listen, port)
     return running

@@ -258,6 +258,7 @@ class State:
         return {
             "clusters": len(self._clusters),
             "affiliates": sum(len(c.affiliates) for c in self._clusters.values()),
+            "endpoints": sum(len(a.endpoints) for c in self._clusters.values() for a in c.affiliates.values()),
             "subscriptions": sum(len(c.subscriptions) for c in self._clusters.values()),
         }
 

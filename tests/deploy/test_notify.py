@@ -118,7 +118,8 @@ def test_agent_notifies_once_its_interface_and_api_serve(tmp_path: Path) -> None
 
 def test_discovery_service_notifies_once_it_listens(tmp_path: Path) -> None:
     with notify_socket() as sock:  # abstract, on this host's loopback only
-        proc = popen([PYTHON, "-m", "kubespan", "discovery-service", "--listen", "127.0.0.1:0", "--no-snapshots"],
+        proc = popen([PYTHON, "-m", "kubespan", "discovery-service", "--listen", "127.0.0.1:0", "--no-snapshots",
+                      "--metrics-addr="],
                      tmp_path / "service.log", env(NOTIFY_SOCKET=sock.name))
         try:
             fields, pid = sock.receive(proc)

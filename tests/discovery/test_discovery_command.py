@@ -38,6 +38,8 @@ class Service:
     def __init__(self, tmp: Path, *argv: str) -> None:
         self.log = tmp / f"service-{time.monotonic_ns()}.log"
         self.f = open(self.log, "wb")
+        if not any("metrics-addr" in a for a in argv):  # upstream's default :2122 is the host's: stay off it
+            argv = (*argv, "-metrics-addr=")
         self.proc = subprocess.Popen([sys.executable, "-m", "kubespan", "discovery-service", *argv],
                                      stdout=subprocess.PIPE, stderr=self.f)
 
@@ -101,7 +103,7 @@ def test_upstream_command_line_serves_clients_and_snapshots(tmp_path: Path) -> N
     port = free_port()
     snap = tmp_path / "state" / "state.binpb"
     # a Deployment written for upstream: single dashes, '=' and space forms, Go durations, empty addrs
-    argv = ["-addr", f"127.0.0.1:{port}", "-landing-addr=", "-metrics-addr", ":2122", "--debug",
+    argv = ["-addr", f"127.0.0.1:{port}", "-landing-addr=", "-metrics-addr", "127.0.0.1:0", "--debug",
             "-gc-interval=1m", "-snapshots-enabled=true", f"-snapshot-path={snap}", "-snapshot-interval", "10m0s",
             "-redirect-endpoint="]
     service = Service(tmp_path, *argv)
@@ -113,7 +115,7 @@ def test_upstream_command_line_serves_clients_and_snapshots(tmp_path: Path) -> N
     log = service.text()
     assert code == 0, log
     assert stdout == ""  # everything goes to stderr, with its level
-    assert " INFO kubespan.discovery" in log and "metrics-addr :2122: not served" in log
+    assert " INFO kubespan.discovery" in log and " INFO wgpy.metrics: serving metrics on 127.0.0.1:" in log
     assert "Traceback" not in log
     assert snap.exists()  # the final snapshot on SIGTERM
 

@@ -66,7 +66,7 @@ def test_bad_etcd_flags_are_a_usage_error(argv: list[str]) -> None:
 
 def test_user_without_a_password_fails_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBESPAN_ETCD_PASSWORD", raising=False)
-    proc = subprocess.run([sys.executable, "-m", "kubespan", "discovery-service", "--addr", "127.0.0.1:0",
+    proc = subprocess.run([sys.executable, "-m", "kubespan", "discovery-service", "--addr", "127.0.0.1:0", "-metrics-addr=",
                            "--etcd-endpoints", "127.0.0.1:1", "--etcd-user", "u"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
@@ -106,7 +106,7 @@ def test_two_replica_processes_join_clients_split_across_them(
         log = tmp_path / f"replica{i}.log"
         with open(log, "wb") as f:
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "kubespan", "discovery-service", "-addr", f"127.0.0.1:{port}",
+                [sys.executable, "-m", "kubespan", "discovery-service", "-addr", f"127.0.0.1:{port}", "-metrics-addr=",
                  "--etcd-endpoints", ",".join(etcd1.endpoints), "--etcd-prefix", "/ha-test/", "-debug"],
                 stdout=subprocess.DEVNULL, stderr=f))
         wait_listening(procs[-1], port, log)

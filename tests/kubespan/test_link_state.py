@@ -1,4 +1,4 @@
-"""agent.read_addresses on real links (root): addresses of a link that is down are marked so, and
+"""addresses.read_addresses on real links (root): addresses of a link that is down are marked so, and
 local_addresses leaves them out (Talos network/node_address.go announces only links that are up).
 
 A fresh network namespace with two veth pairs (a link kind, so not "physical": an up or unknown operational
@@ -21,7 +21,7 @@ from lab.netns import Netns
 pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
-PROBE = ("import json; from kubespan.agent import read_addresses; from kubespan.affiliates import local_addresses; "
+PROBE = ("import json; from kubespan.addresses import read_addresses; from kubespan.affiliates import local_addresses; "
          "a = read_addresses(); print(json.dumps([[str(x.ip), x.link, x.link_up] for x in a] + "
          "[[str(ip) for ip in local_addresses(a)]]))")
 

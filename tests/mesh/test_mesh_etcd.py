@@ -56,7 +56,7 @@ def start_etcd(lab: Lab, host: str) -> str:
 def start_replica(lab: Lab, name: str, host: str, port: int, etcd: str) -> Proc:
     proc = lab.spawn(lab.internet, name, [
         PYTHON, "-m", "kubespan", "discovery-service", "-addr", f"{host}:{port}", "--etcd-endpoints", etcd,
-        "-gc-interval", "5s"])
+        "-gc-interval", "5s", "-metrics-addr="])  # two replicas in one namespace: no shared :2122
     wait_listening(lab, proc, host, port)
     return proc
 
