@@ -84,6 +84,8 @@ class Result:
     discovery_cpu_pct: float | None = None
     discovery_rss_kib: int | None = None
     discovery_cpu_forming_s: float | None = None
+    up_timeline: list[tuple[float, int]] = field(default_factory=list)
+    """(seconds after every agent answered, ordered pairs up) per poll round."""
     idle_window_s: float = 0.0
     loadavg_before: str = ""
     loadavg_after: str = ""
@@ -139,8 +141,9 @@ def check_agents(nodes: list[Node]) -> None:
             raise LabError(f"agent {node.name} is not running: {tail}")
 
 
-def wait_all(nodes: list[Node], done: Any, timeout: float, what: str) -> float:
-    """Poll ``done(node)`` for the nodes not done yet until all are, at most ``timeout`` s; the time."""
+def wait_all(nodes: list[Node], done: Any, timeout: float, what: str, on_round: Any = None) -> float:
+    """Poll ``done(node)`` for the nodes not done yet until all are, at most ``timeout`` s; the time.
+    ``on_round(seconds)`` after every round."""
     start = time.monotonic()
     pending = list(nodes)
     last_report = start
@@ -148,6 +151,8 @@ def wait_all(nodes: list[Node], done: Any, timeout: float, what: str) -> float:
         check_agents(nodes)
         pending = [n for n in pending if not done(n)]
         now = time.monotonic()
+        if on_round is not None:
+            on_round(now - start)
         if not pending:
             break
         if now - start > timeout:
@@ -234,11 +239,17 @@ def measure(n: int, args: argparse.Namespace, workdir: Path) -> Result:
             say(f"   every agent answers {res.answer_s:.1f} s after the first spawn")
             names = {node.name for node in nodes}
 
+            up_count: dict[str, int] = {}
+
             def all_up(node: Node) -> bool:
                 states = peer_states(node)
-                return all(states.get(other) == "up" for other in names - {node.name})
+                up_count[node.name] = sum(1 for other in names - {node.name} if states.get(other) == "up")
+                return up_count[node.name] == n - 1
 
-            wait_all(nodes, all_up, args.up_timeout, "nodes see every peer up")
+            def record(seconds: float) -> None:
+                res.up_timeline.append((round(seconds, 2), sum(up_count.values())))
+
+            wait_all(nodes, all_up, args.up_timeout, "nodes see every peer up", record)
             t_up = time.monotonic()
             res.up_from_spawn_s, res.up_from_answer_s = t_up - t_spawn, t_up - t_answer
             res.discovery_cpu_forming_s = cpu_seconds(dpid) - d_cpu0
