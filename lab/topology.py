@@ -341,8 +341,10 @@ class Topology:
         self.nats.append(nat)
         return nat
 
-    def add_node(self, name: str, *, nat: NatRouter | None = None) -> Node:
-        """A node namespace attached to the internet router, or to ``nat``'s LAN."""
+    def add_node(self, name: str, *, nat: NatRouter | None = None, count_pairs: bool = True) -> Node:
+        """A node namespace attached to the internet router, or to ``nat``'s LAN.  ``count_pairs=False``
+        adds no ``clear A>B`` counters for it (one nft rule per ordered pair: a 50-node lab would add 2,450
+        of them one by one; ``bench/scale.py`` does without)."""
         ns = self._new_ns(name)
         mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
         if nat is None:
@@ -361,7 +363,7 @@ class Topology:
         home = self.workdir / name
         home.mkdir(exist_ok=True)
         node = Node(name, ns, k, addr, public, mac, nat, home=home)
-        for other in self.nodes:
+        for other in self.nodes if count_pairs else ():
             self._count_pair(node, other)
             self._count_pair(other, node)
         self.nodes.append(node)
