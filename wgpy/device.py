@@ -34,6 +34,7 @@ from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
 from .constants import (
     DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, KEEPALIVE_TIMEOUT, MAX_PEERS, MAX_TIMER_HANDSHAKES, MESSAGE_TRANSPORT,
+    REKEY_TIMEOUT,
     TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
 )
 from .cookie import CookieChecker
@@ -439,7 +440,13 @@ class Device:
         """Carry out one expired timer (wireguard.md §6; wireguard-go's ``expired*`` handlers)."""
         timers = peer.timers
         if timer is Timer.RETRANSMIT_HANDSHAKE:
-            if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
+            if now - peer.last_sent_handshake < REKEY_TIMEOUT:
+                # A response went out since our initiation (the peer's initiation crossed ours), so the
+                # rate limit holds this retry back: wireguard-go loses it and waits for the next keepalive
+                # or data; we defer it one more period (from now, not from the response, so a peer whose
+                # retry went out meets us not initiating).  Not counted as an attempt.
+                timers.timers_handshake_initiated(now, self.rng)
+            elif timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
                 self.note(Event.HANDSHAKE_GIVE_UP, peer)
                 timers.give_up(now)
                 peer.flush_staged()
