@@ -148,6 +148,9 @@ class DataPlane(Generic[K]):
     def _set_mtu(self, mtu: int) -> None:
         raise NotImplementedError
 
+    def _set_mac1_key(self, key: bytes | None) -> None:
+        raise NotImplementedError
+
     def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
                       is_initiator: bool, created: float, peer: Peer, pid: int) -> K:
         raise NotImplementedError
@@ -186,6 +189,12 @@ class DataPlane(Generic[K]):
         if mtu != self._mtu:
             self._mtu = mtu
             self._set_mtu(mtu)
+
+    def set_mac1_key(self, key: bytes | None) -> None:
+        """Check mac1 of handshake messages with ``key`` (HASH(LABEL_MAC1 || our public key))
+        before they become slow items; None (no private key): every initiation and response is
+        an ``invalid-mac1`` drop, as in the engine."""
+        self._set_mac1_key(key)
 
     def sync_peer(self, peer: Peer) -> None:
         """Mirror one configured peer's fast-path state after the engine touched it."""
@@ -270,6 +279,9 @@ class NativeDataPlane(DataPlane[_native.NativeKeypair]):
 
     def _set_mtu(self, mtu: int) -> None:
         self.ctx.set_mtu(mtu)
+
+    def _set_mac1_key(self, key: bytes | None) -> None:
+        self.ctx.set_mac1_key(key)
 
     def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
                       is_initiator: bool, created: float, peer: Peer, pid: int) -> _native.NativeKeypair:

@@ -13,12 +13,14 @@ Sans-IO; not thread-safe.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import ipaddress
 from typing import Any, Iterable
 
 from .allowedips import AllowedIPs, destination, source
 from .config import Endpoint
-from .constants import MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE
+from .crypto import mac
+from .constants import MESSAGE_COOKIE_REPLY, MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE
 from .dataplane import Addr, BatchResult, DataPlane, SlowItem, endpoint_to_addr
 from .errors import DropReason
 from .keypair import Keypair
@@ -61,6 +63,7 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         self.peers: dict[int, _PurePeer] = {}
         self.routes: AllowedIPs[_PurePeer] = AllowedIPs()
         self.index: dict[int, _PureKeypair] = {}
+        self.mac1_key: bytes | None = None
 
     def _peer_add(self, pid: int) -> None:
         self.peers.setdefault(pid, _PurePeer(pid))
@@ -99,6 +102,9 @@ class PureDataPlane(DataPlane[_PureKeypair]):
 
     def _set_mtu(self, mtu: int) -> None:
         self.mtu = mtu
+
+    def _set_mac1_key(self, key: bytes | None) -> None:
+        self.mac1_key = key
 
     def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
                       is_initiator: bool, created: float, peer: Peer, pid: int) -> _PureKeypair:
@@ -152,6 +158,10 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         """Twin of ``wgdp_decrypt_batch``: per datagram the inner packet, or None."""
         return [self._decrypt_one(bytes(d), src, now, res) for d, src in datagrams]
 
+    def _mac1_ok(self, msg: bytes) -> bool:
+        """Twin of ``wgdp_mac1_ok``."""
+        return self.mac1_key is not None and hmac.compare_digest(mac(self.mac1_key, msg[:-32]), msg[-32:-16])
+
     def _decrypt_one(self, msg: bytes, src: Endpoint, now: float, res: BatchResult) -> bytes | None:
         n = len(msg)
         if n < 4:
@@ -163,6 +173,8 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         if msg[0] != MESSAGE_TRANSPORT:
             if n != HANDSHAKE_SIZES[msg[0]]:
                 res.drops[DropReason.MALFORMED] += 1
+            elif msg[0] != MESSAGE_COOKIE_REPLY and not self._mac1_ok(msg):
+                res.drops[DropReason.INVALID_MAC1] += 1
             else:
                 res.slow.append(SlowItem(msg, 0, 0, src))
             return None

@@ -31,7 +31,7 @@ from ..keypair import Keypair
 
 __all__ = [
     "available", "load_error", "Context", "NativeKeypair", "ReplayWindow", "Result", "Addr",
-    "DROP_REASONS", "IO_DROPS", "MAILBOX_SLOTS", "MAILBOX_BYTES", "padded_length", "tso_split", "gro_coalesce",
+    "DROP_REASONS", "IO_DROPS", "MAILBOX_SLOTS", "MAILBOX_BYTES", "padded_length", "tso_split", "gro_coalesce", "mac16",
     "checksum",
 ]
 
@@ -136,6 +136,16 @@ def gro_coalesce(packets: list[bytes]) -> list[bytes]:
     if k < 0:
         raise NativeError("gro_coalesce output overflow")
     return [bytes(ffi.buffer(out + offs[i], olens[i])) for i in range(k)]
+
+
+def mac16(key: bytes, data: bytes) -> bytes:
+    """Keyed BLAKE2s-128 in C (``wgdp_mac16``; twin: ``wgpy.crypto.mac``)."""
+    _require()
+    if len(key) != 32:
+        raise ValueError("key must be 32 bytes")
+    out = ffi.new("uint8_t[16]")
+    lib.wgdp_mac16(key, data, len(data), out)
+    return bytes(out)
 
 
 def checksum(data: bytes, initial: int = 0) -> int:
@@ -289,6 +299,12 @@ class Context:
 
     def set_mtu(self, mtu: int) -> None:
         lib.wgdp_set_mtu(self._ctx, mtu)
+
+    def set_mac1_key(self, key: bytes | None) -> None:
+        """The key mac1 of handshake messages to us is checked with (None: drop them all)."""
+        if key is not None and len(key) != 32:
+            raise ValueError("mac1 key must be 32 bytes")
+        lib.wgdp_set_mac1_key(self._ctx, ffi.NULL if key is None else key)
 
     def stop(self, on: bool = True) -> None:
         lib.wgdp_stop(self._ctx, int(on))

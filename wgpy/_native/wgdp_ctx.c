@@ -374,6 +374,8 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
         static const uint32_t sizes[4] = {0, 148, 92, 64};
         if (len != sizes[msg[0]])
             res->drops[WGDP_DROP_MALFORMED]++;
+        else if (msg[0] != 3 && !wgdp_mac1_ok(ctx, msg, len))  /* cookie replies carry no mac1 */
+            res->drops[WGDP_DROP_INVALID_MAC1]++;
         else
             push_slow(res, msg, len, 0, 0, src);
         return 0;

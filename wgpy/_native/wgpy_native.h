@@ -37,7 +37,9 @@
 #define WGDP_DROP_SLOW_OVERFLOW 12
 #define WGDP_DROP_TUN_DOWN 13
 #define WGDP_DROP_TUN_QUEUE_FULL 14
-#define WGDP_DROP_COUNT 15
+#define WGDP_DROP_INVALID_MAC1 15
+#define WGDP_DROP_HANDSHAKE_QUEUE_FULL 16
+#define WGDP_DROP_COUNT 17
 
 /* mailbox capacity per direction: slow items and their bytes (a drain's wgdp_result needs as much) */
 #define WGDP_MAILBOX_SLOTS 2048
@@ -82,7 +84,7 @@ typedef struct {
     uint8_t *slow_buf;
     uint32_t slow_buf_cap;
     uint32_t slow_buf_used;
-    uint64_t drops[15];      /* by WGDP_DROP_* code */
+    uint64_t drops[17];      /* by WGDP_DROP_* code */
     uint64_t packets;        /* packets moved by the fast path */
     int err;                 /* I/O: errno of a fatal TUN error, else 0 */
 } wgdp_result;
@@ -131,6 +133,11 @@ void wgdp_peer_disable_fast_tx(wgdp *ctx, uint32_t peer_id);
 int wgdp_set_routes(wgdp *ctx, uint32_t n, const uint8_t *families, const uint8_t *lens,
                     const uint8_t *addrs, const uint32_t *peer_ids);
 int64_t wgdp_route_lookup(wgdp *ctx, const uint8_t *addr, uint32_t len);
+
+/* mac1 of handshake messages, checked before they become slow items (twin: wgpy.cookie):
+ * key = HASH("mac1----" || our public key), NULL: no key (every initiation/response is dropped) */
+void wgdp_set_mac1_key(wgdp *ctx, const uint8_t *key);
+void wgdp_mac16(const uint8_t *key, const uint8_t *msg, size_t len, uint8_t *out);
 
 /* batches over caller buffers (twins: wgpy.dataplane_twin.PureDataPlane.encrypt_batch / decrypt_batch) */
 void wgdp_result_reset(wgdp_result *res);
