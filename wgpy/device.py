@@ -15,11 +15,19 @@ lives in ``wgpy.send`` / ``wgpy.receive``.
 ``next_deadline()`` tells the caller when to call ``handle_timeout`` next.
 Remote input never raises: it is dropped and counted in ``drops``.
 
-Handshake messages (types 1–3) wait in a bounded queue and at most
-``HANDSHAKE_BUDGET`` of them are processed per call, so transport data keeps
-flowing during a flood; a long queue puts the device under load
-(wireguard.md §4) and cookie replies engage.  Follows wireguard.md §3–§8 and
-wireguard-go's send/receive/timers semantics.
+Handshake messages (types 1–3) have their mac1 checked on arrival (a bad
+one is an ``invalid-mac1`` drop and never queued; with a data plane the plane
+has checked it already) and then wait in a bounded queue, kept apart from
+transport data, which is handled at once.  Each call works through the queue
+for at most ``HANDSHAKE_TIME_BUDGET`` seconds of the injected ``clock`` (the
+shell gives ``time.monotonic``; without a clock a call processes what was
+queued when it began), so transport data keeps flowing during a flood.  A
+queue of ``UNDER_LOAD_QUEUE_LEN`` or more, or one that overflowed (here or in
+the data plane's handshake ring), puts the device under load for
+``UNDER_LOAD_AFTER_TIME`` (wireguard.md §4): mac2 is then required, cookie
+replies go out (at most ``RATELIMIT_PACKETS_PER_SECOND`` per source, the
+kernel's bucket) and valid mac2 goes through the per-source rate limiter.
+Follows wireguard.md §3–§8 and wireguard-go's send/receive/timers semantics.
 """
 
 from __future__ import annotations
@@ -33,10 +41,11 @@ from .actions import Action, SendDatagram, Unreachable, WriteTun
 from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
 from .constants import (
-    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, KEEPALIVE_TIMEOUT, MAX_PEERS, MAX_TIMER_HANDSHAKES, MESSAGE_TRANSPORT,
+    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, KEEPALIVE_TIMEOUT, MAX_PEERS, MAX_TIMER_HANDSHAKES, MESSAGE_COOKIE_REPLY,
+    MESSAGE_TRANSPORT,
     TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
 )
-from .cookie import CookieChecker
+from .cookie import CookieChecker, mac1_key
 from .errors import ConfigError, DropReason
 from .handshake import StaticIdentity
 from .indextable import IndexTable
@@ -53,10 +62,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wgpy.device")
 
-HANDSHAKE_BUDGET = 16
-"""Handshake messages processed per call; the rest wait in the queue."""
+HANDSHAKE_TIME_BUDGET = 0.004
+"""Seconds of handshake work per call (per loop turn); the rest wait in the queue."""
 
-__all__ = ["Device", "Action", "SendDatagram", "WriteTun", "Unreachable", "HANDSHAKE_BUDGET"]
+__all__ = ["Device", "Action", "SendDatagram", "WriteTun", "Unreachable", "HANDSHAKE_TIME_BUDGET"]
 
 
 class Device:
@@ -69,8 +78,11 @@ class Device:
         wall_clock: Callable[[], float],
         mtu: int = DEFAULT_MTU,
         dataplane: DataPlane[Any] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.rng = rng
+        self.clock = clock
+        """Monotonic seconds, read only to bound the handshake work of one call (None: by queue length)."""
         self.dataplane = dataplane
         """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path."""
         self.wall_clock = wall_clock
@@ -83,6 +95,8 @@ class Device:
         self.identity: StaticIdentity | None = None
         self.checker = CookieChecker(None)
         self.ratelimiter = RateLimiter()
+        self.cookie_ratelimiter = RateLimiter()
+        """Cookie replies per source under load (the same bucket as valid mac2 messages)."""
         self.allowed: AllowedIPs[Peer] = AllowedIPs()
         self.indices: IndexTable[Peer | Keypair] = IndexTable()
         self._peers: dict[PublicKey, Peer] = {}
@@ -155,6 +169,8 @@ class Device:
             self._remove_peer(self._peers[identity.public])
         self.identity = identity
         self.checker.set_public(identity.public if identity else None)
+        if self.dataplane is not None:
+            self.dataplane.set_mac1_key(mac1_key(identity.public) if identity else None)
         for peer in self._peers.values():
             self._release_handshake_index(peer)
             peer.handshake.set_local(identity)
@@ -281,8 +297,11 @@ class Device:
             elif mtype in HANDSHAKE_SIZES:
                 if n != HANDSHAKE_SIZES[mtype]:
                     self.drops[DropReason.MALFORMED] += 1
+                elif mtype != MESSAGE_COOKIE_REPLY and not self.checker.check_mac1(data):
+                    self.drops[DropReason.INVALID_MAC1] += 1
                 elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
                     self.drops[DropReason.HANDSHAKE_QUEUE_FULL] += 1
+                    self._under_load_until = now + UNDER_LOAD_AFTER_TIME
                 else:
                     self._hs_queue.append((bytes(data), src))
             else:
@@ -344,6 +363,8 @@ class Device:
         for (``receive.after_receive``), then the datagrams it handed back go the slow way."""
         self._last_now = now
         out: list[Action] = []
+        if result.drops.get(DropReason.HANDSHAKE_QUEUE_FULL):  # the plane's handshake ring overflowed
+            self._under_load_until = now + UNDER_LOAD_AFTER_TIME
         for ev, peer in self._batch_peers(result):
             if ev.endpoint is not None and ev.endpoint != peer.endpoint:
                 peer.endpoint = ev.endpoint
@@ -378,14 +399,22 @@ class Device:
     def handshake_queue_length(self) -> int:
         return len(self._hs_queue)
 
-    def _process_handshakes(self, now: float, out: list[Action], budget: int = HANDSHAKE_BUDGET) -> None:
-        while self._hs_queue and budget > 0:
-            budget -= 1
+    def _process_handshakes(self, now: float, out: list[Action]) -> None:
+        """Work through the queue for HANDSHAKE_TIME_BUDGET of ``clock`` (at least one message),
+        or without a clock through what was queued at the start."""
+        queue = self._hs_queue
+        clock = self.clock
+        left = len(queue)
+        end = clock() + HANDSHAKE_TIME_BUDGET if clock is not None else 0.0
+        while queue:
             under_load = self.under_load(now)
-            data, src = self._hs_queue.popleft()
+            data, src = queue.popleft()
             peer = receive.receive_handshake(self, data, src, now, under_load, out)
             if peer is not None:
                 self._schedule(peer)
+            left -= 1
+            if (clock() >= end) if clock is not None else left <= 0:
+                break
 
     # ------------------------------------------------------------------ timers
     def _schedule(self, peer: Peer) -> None:
