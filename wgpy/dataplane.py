@@ -151,6 +151,9 @@ class DataPlane(Generic[K]):
     def _set_mac1_key(self, key: bytes | None) -> None:
         raise NotImplementedError
 
+    def _set_under_load(self, until: float) -> None:
+        raise NotImplementedError
+
     def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
                       is_initiator: bool, created: float, peer: Peer, pid: int) -> K:
         raise NotImplementedError
@@ -195,6 +198,12 @@ class DataPlane(Generic[K]):
         before they become slow items; None (no private key): every initiation and response is
         an ``invalid-mac1`` drop, as in the engine."""
         self._set_mac1_key(key)
+
+    def set_under_load(self, until: float) -> None:
+        """The engine is under load until ``until``: from now the plane also limits handshake messages
+        per source (20/s, burst 5) before handing them on, as it does when its own handshake ring fills;
+        what it refuses is a ``rate-limited`` drop."""
+        self._set_under_load(until)
 
     def sync_peer(self, peer: Peer) -> None:
         """Mirror one configured peer's fast-path state after the engine touched it."""
@@ -282,6 +291,9 @@ class NativeDataPlane(DataPlane[_native.NativeKeypair]):
 
     def _set_mac1_key(self, key: bytes | None) -> None:
         self.ctx.set_mac1_key(key)
+
+    def _set_under_load(self, until: float) -> None:
+        self.ctx.set_under_load(until)
 
     def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
                       is_initiator: bool, created: float, peer: Peer, pid: int) -> _native.NativeKeypair:

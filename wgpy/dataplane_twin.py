@@ -26,6 +26,7 @@ from .errors import DropReason
 from .keypair import Keypair
 from .messages import HANDSHAKE_SIZES, transport_header
 from .peer import Peer
+from .ratelimiter import RateLimiter
 from .receive import inner_packet
 
 
@@ -64,6 +65,8 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         self.routes: AllowedIPs[_PurePeer] = AllowedIPs()
         self.index: dict[int, _PureKeypair] = {}
         self.mac1_key: bytes | None = None
+        self.under_load_until = -1.0
+        self.gate = RateLimiter()
 
     def _peer_add(self, pid: int) -> None:
         self.peers.setdefault(pid, _PurePeer(pid))
@@ -105,6 +108,9 @@ class PureDataPlane(DataPlane[_PureKeypair]):
 
     def _set_mac1_key(self, key: bytes | None) -> None:
         self.mac1_key = key
+
+    def _set_under_load(self, until: float) -> None:
+        self.under_load_until = max(self.under_load_until, until)
 
     def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
                       is_initiator: bool, created: float, peer: Peer, pid: int) -> _PureKeypair:
@@ -175,6 +181,8 @@ class PureDataPlane(DataPlane[_PureKeypair]):
                 res.drops[DropReason.MALFORMED] += 1
             elif msg[0] != MESSAGE_COOKIE_REPLY and not self._mac1_ok(msg):
                 res.drops[DropReason.INVALID_MAC1] += 1
+            elif msg[0] != MESSAGE_COOKIE_REPLY and self.under_load_until > now and not self.gate.allow(src[0], now):
+                res.drops[DropReason.RATE_LIMITED] += 1
             else:
                 res.slow.append(SlowItem(msg, 0, 0, src))
             return None

@@ -27,6 +27,9 @@ the data plane's handshake ring), puts the device under load for
 ``UNDER_LOAD_AFTER_TIME`` (wireguard.md §4): mac2 is then required, cookie
 replies go out (at most ``RATELIMIT_PACKETS_PER_SECOND`` per source, the
 kernel's bucket) and valid mac2 goes through the per-source rate limiter.
+Under load, initiations and responses are also admitted to the queue at most
+at that rate per source (``gate``; with a data plane the plane does it,
+before its ring), so a flood from a few addresses cannot crowd out a peer.
 Follows wireguard.md §3–§8 and wireguard-go's send/receive/timers semantics.
 """
 
@@ -97,6 +100,8 @@ class Device:
         self.ratelimiter = RateLimiter()
         self.cookie_ratelimiter = RateLimiter()
         """Cookie replies per source under load (the same bucket as valid mac2 messages)."""
+        self.gate = RateLimiter()
+        """Without a data plane: handshake messages per source admitted to the queue under load."""
         self.allowed: AllowedIPs[Peer] = AllowedIPs()
         self.indices: IndexTable[Peer | Keypair] = IndexTable()
         self._peers: dict[PublicKey, Peer] = {}
@@ -299,6 +304,9 @@ class Device:
                     self.drops[DropReason.MALFORMED] += 1
                 elif mtype != MESSAGE_COOKIE_REPLY and not self.checker.check_mac1(data):
                     self.drops[DropReason.INVALID_MAC1] += 1
+                elif (mtype != MESSAGE_COOKIE_REPLY and self.dataplane is None and self._under_load_until > now
+                      and not self.gate.allow(src[0], now)):
+                    self.drops[DropReason.RATE_LIMITED] += 1  # a plane has this gate before its ring
                 elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
                     self.drops[DropReason.HANDSHAKE_QUEUE_FULL] += 1
                     self._under_load_until = now + UNDER_LOAD_AFTER_TIME
@@ -363,8 +371,8 @@ class Device:
         for (``receive.after_receive``), then the datagrams it handed back go the slow way."""
         self._last_now = now
         out: list[Action] = []
-        if result.drops.get(DropReason.HANDSHAKE_QUEUE_FULL):  # the plane's handshake ring overflowed
-            self._under_load_until = now + UNDER_LOAD_AFTER_TIME
+        if result.drops.get(DropReason.HANDSHAKE_QUEUE_FULL) or result.drops.get(DropReason.RATE_LIMITED):
+            self._under_load_until = now + UNDER_LOAD_AFTER_TIME  # the plane's handshake ring filled up
         for ev, peer in self._batch_peers(result):
             if ev.endpoint is not None and ev.endpoint != peer.endpoint:
                 peer.endpoint = ev.endpoint
@@ -390,8 +398,13 @@ class Device:
 
     # ------------------------------------------------------------------ handshakes
     def under_load(self, now: float) -> bool:
+        """The queue holds UNDER_LOAD_QUEUE_LEN or more, or did (or overflowed) within UNDER_LOAD_AFTER_TIME;
+        the data plane, if any, is told, so it limits handshake messages per source before its ring."""
         if len(self._hs_queue) >= UNDER_LOAD_QUEUE_LEN:
-            self._under_load_until = now + UNDER_LOAD_AFTER_TIME
+            until = now + UNDER_LOAD_AFTER_TIME
+            if self.dataplane is not None and until - self._under_load_until > 0.05:
+                self.dataplane.set_under_load(until)
+            self._under_load_until = until
             return True
         return self._under_load_until > now
 

@@ -306,6 +306,11 @@ class Context:
             raise ValueError("mac1 key must be 32 bytes")
         lib.wgdp_set_mac1_key(self._ctx, ffi.NULL if key is None else key)
 
+    def set_under_load(self, until: float) -> None:
+        """Under load until ``until`` (monotonic seconds; only ever extended): the handshake gate then
+        limits initiations and responses per source before the handshake ring."""
+        lib.wgdp_set_under_load(self._ctx, until)
+
     def stop(self, on: bool = True) -> None:
         lib.wgdp_stop(self._ctx, int(on))
 

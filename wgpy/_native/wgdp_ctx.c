@@ -21,7 +21,8 @@ wgdp *wgdp_new(void)
     atomic_init(&ctx->gso, 0);
     atomic_init(&ctx->gro, 0);
     atomic_init(&ctx->tun_vnet, 0);
-    if (wgdp_mbox_init(ctx) < 0) {
+    if (wgdp_mbox_init(ctx) < 0 || wgdp_gate_init(ctx) < 0) {
+        wgdp_mbox_free(ctx);
         pthread_rwlock_destroy(&ctx->lock);
         free(ctx);
         return NULL;
@@ -51,6 +52,7 @@ void wgdp_free(wgdp *ctx)
     wgdp_route_table_free(ctx->routes);
     wgdp_io_free(ctx);
     wgdp_mbox_free(ctx);
+    wgdp_gate_free(ctx);
     pthread_rwlock_destroy(&ctx->lock);
     free(ctx);
 }
@@ -376,6 +378,8 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
             res->drops[WGDP_DROP_MALFORMED]++;
         else if (msg[0] != 3 && !wgdp_mac1_ok(ctx, msg, len))  /* cookie replies carry no mac1 */
             res->drops[WGDP_DROP_INVALID_MAC1]++;
+        else if (msg[0] != 3 && !wgdp_gate_allow(ctx, src, now))
+            res->drops[WGDP_DROP_RATE_LIMITED]++;
         else
             push_slow(res, msg, len, 0, 0, src);
         return 0;

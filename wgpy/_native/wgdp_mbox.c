@@ -151,6 +151,8 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
             dir->drops[i] += res->drops[i];
             content = 1;
         }
+    if (d == DIR_RX && (m->dir[DIR_HS].n_slow >= MBOX_HS_SLOTS / 8 || dir->drops[WGDP_DROP_HANDSHAKE_QUEUE_FULL]))
+        wgdp_gate_loaded(ctx, now);  /* under load: the gate limits each source from now on */
     if (content && m->pending_since == 0)
         m->pending_since = now;
     maybe_signal(m, now, flush_ms);

@@ -39,7 +39,8 @@
 #define WGDP_DROP_TUN_QUEUE_FULL 14
 #define WGDP_DROP_INVALID_MAC1 15
 #define WGDP_DROP_HANDSHAKE_QUEUE_FULL 16
-#define WGDP_DROP_COUNT 17
+#define WGDP_DROP_RATE_LIMITED 17
+#define WGDP_DROP_COUNT 18
 
 /* mailbox capacity per direction: slow items and their bytes (a drain's wgdp_result needs as much) */
 #define WGDP_MAILBOX_SLOTS 2048
@@ -84,7 +85,7 @@ typedef struct {
     uint8_t *slow_buf;
     uint32_t slow_buf_cap;
     uint32_t slow_buf_used;
-    uint64_t drops[17];      /* by WGDP_DROP_* code */
+    uint64_t drops[18];      /* by WGDP_DROP_* code */
     uint64_t packets;        /* packets moved by the fast path */
     int err;                 /* I/O: errno of a fatal TUN error, else 0 */
 } wgdp_result;
@@ -138,6 +139,9 @@ int64_t wgdp_route_lookup(wgdp *ctx, const uint8_t *addr, uint32_t len);
  * key = HASH("mac1----" || our public key), NULL: no key (every initiation/response is dropped) */
 void wgdp_set_mac1_key(wgdp *ctx, const uint8_t *key);
 void wgdp_mac16(const uint8_t *key, const uint8_t *msg, size_t len, uint8_t *out);
+/* under load until `until` (monotonic seconds; only ever extended): initiations and responses then pass a
+ * per-source token bucket before the handshake ring (20/s, burst 5); the ring filling up also sets it */
+void wgdp_set_under_load(wgdp *ctx, double until);
 
 /* batches over caller buffers (twins: wgpy.dataplane_twin.PureDataPlane.encrypt_batch / decrypt_batch) */
 void wgdp_result_reset(wgdp_result *res);

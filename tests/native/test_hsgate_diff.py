@@ -1,9 +1,11 @@
-"""mac1 in C before the mailbox vs the Python twin (wireguard.md §4).
+"""The handshake gate in C before the mailbox vs the Python twin (wireguard.md §4).
 
 ``wgdp_mac16`` (the C BLAKE2s-128 MAC) against ``wgpy.crypto.mac`` for any
-key and message length, and ``wgdp_decrypt_batch`` against
+key and message length; ``wgdp_decrypt_batch`` against
 ``PureDataPlane.decrypt_batch`` for handshake messages with good, bad and
-missing mac1 keys: the same slow items and the same ``invalid-mac1`` drops.
+missing mac1 keys (the same slow items and ``invalid-mac1`` drops), and
+under load for random sequences of sources and times (the same per-source
+``rate-limited`` decisions).
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ def test_mac16_matches_python(key: bytes, data: bytes) -> None:
     assert _native.mac16(key, data) == mac(key, data)
 
 
-def _decrypt(plane: NativeDataPlane, batch: list[tuple[bytes, Endpoint]]) -> BatchResult:
+def _decrypt(plane: NativeDataPlane, batch: list[tuple[bytes, Endpoint]], now: float = 0.0) -> BatchResult:
     items = [(d, endpoint_to_addr(src) or (0, bytes(16), 0)) for d, src in batch]
     raw = _native.Result(len(items) + 1, len(items) + 1, sum(len(d) for d, _ in items) + 1)
-    plane.ctx.decrypt_batch(items, 0.0, raw)
+    plane.ctx.decrypt_batch(items, now, raw)
     res = BatchResult()
     convert_result(raw, res)
     return res
@@ -64,3 +66,38 @@ def test_handshake_slow_items_identical(seed: bytes, keying: str) -> None:
     good = 2 if keying == "own" else 0
     assert len(rn.slow) == good + 1  # the cookie reply carries no mac1: always handed on
     assert rn.drops[DropReason.INVALID_MAC1] == 4 - 1 - good
+
+
+@settings(max_examples=40)
+@given(st.lists(st.tuples(st.sampled_from(["192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::2:1",
+                                           "2001:db8:0:1::1"]),
+                          st.integers(0, 400), st.sampled_from([1, 2, 3])), max_size=60))
+def test_under_load_gate_identical(steps: list[tuple[str, int, int]]) -> None:
+    """Sources (IPv6 by /64), times in ms since 100 s; the plane is under load from 100 s to 100.3 s."""
+    ours = PrivateKey.generate(os.urandom)
+    pure, native = PureDataPlane(), NativeDataPlane()
+    for plane in (pure, native):
+        plane.set_mac1_key(mac1_key(ours.public_key()))
+        plane.set_under_load(100.3)
+    init, resp, _, cookie = _messages(ours, b"s")
+    now = 100.0
+    for host, dt_ms, mtype in sorted(steps, key=lambda s: s[1]):
+        now = 100.0 + dt_ms / 1000
+        batch = [({1: init, 2: resp, 3: cookie}[mtype], (host, 1000))]
+        rp, rn = BatchResult(), _decrypt(native, batch, now)
+        pure.decrypt_batch(batch, now, rp)
+        assert (rp.slow, +rp.drops) == (rn.slow, +rn.drops), (host, now, mtype)
+
+
+def test_gate_limits_a_flooding_source_and_lets_another_in() -> None:
+    ours = PrivateKey.generate(os.urandom)
+    native = NativeDataPlane()
+    native.set_mac1_key(mac1_key(ours.public_key()))
+    init = _messages(ours, b"f")[0]
+    flood = [(init, ("198.51.100.1", 1000 + i)) for i in range(100)]
+    assert len(_decrypt(native, flood, 50.0).slow) == 100  # not under load: all handed on
+    native.set_under_load(51.0)
+    res = _decrypt(native, flood + [(init, ("192.0.2.9", 51820))], 50.0)
+    assert res.drops[DropReason.RATE_LIMITED] == 100 - 5  # burst 5 per source
+    assert [s.src for s in res.slow][-1] == ("192.0.2.9", 51820)
+    assert len(_decrypt(native, flood, 52.0).slow) == 100  # load over
