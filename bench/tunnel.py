@@ -2,7 +2,8 @@
 
 Contract: ``Underlay`` creates namespaces ``wgb-<rand>-a``/``-b`` with a veth
 pair carrying 10.201.0.0/24 (addresses exist only inside them).  ``Tunnel``
-starts one daemon per side (``wggo`` = wireguard-go, ``wgpy``,
+starts one daemon per side (``wggo`` = Debian's wireguard-go, ``wggo-new`` =
+the modern one in ../shared/reference (or ``$WGGO_NEW``), ``wgpy``,
 ``wgpy-pure`` = wgpy with ``WGPY_NATIVE=0``, or ``wgpy-nooff`` = native wgpy
 with TUN virtio-net offload and UDP GSO/GRO switched off), configures them with
 ``wg setconf`` (tunnel 10.202.0.0/24, MTU 1420), waits for a handshake and
@@ -26,14 +27,20 @@ TUNNEL = ("10.202.0.1", "10.202.0.2")
 MTU = 1420
 PORTS = (51001, 51002)
 
-KINDS = ("wggo", "wgpy", "wgpy-pure", "wgpy-nooff")
-LABEL = {"wggo": "wggo", "wgpy": "wgpy", "wgpy-pure": "wgpy[pure]", "wgpy-nooff": "wgpy[no-offload]"}
+KINDS = ("wggo", "wggo-new", "wgpy", "wgpy-pure", "wgpy-nooff")
+LABEL = {"wggo": "wggo", "wggo-new": "wggo[0.0.20250522]", "wgpy": "wgpy", "wgpy-pure": "wgpy[pure]",
+         "wgpy-nooff": "wgpy[no-offload]"}
+WGGO_NEW = Path(os.environ.get("WGGO_NEW", str(REPO.parent / "shared" / "reference" / "wireguard-go-0.0.20250522"
+                                               / "wireguard-go")))
+"""The modern wireguard-go (kind ``wggo-new``; ``wggo`` is Debian's)."""
 NO_OFFLOAD = {"WGPY_TUN_OFFLOAD": "0", "WGPY_UDP_GSO": "0", "WGPY_UDP_GRO": "0"}
 
 
 def daemon_argv(kind: str, ifname: str) -> list[str]:
     if kind == "wggo":
         return ["wireguard-go", "-f", ifname]
+    if kind == "wggo-new":
+        return [str(WGGO_NEW), "-f", ifname]
     return [PYTHON, "-m", "wgpy", "-f", ifname]
 
 
