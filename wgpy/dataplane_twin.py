@@ -20,7 +20,8 @@ from typing import Any, Iterable
 from .allowedips import AllowedIPs, destination, source
 from .config import Endpoint
 from .crypto import mac
-from .constants import MESSAGE_COOKIE_REPLY, MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE
+from .constants import (MESSAGE_COOKIE_REPLY, MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE,
+                        UNDER_LOAD_AFTER_TIME)
 from .dataplane import Addr, BatchResult, DataPlane, SlowItem, endpoint_to_addr
 from .errors import DropReason
 from .keypair import Keypair
@@ -183,6 +184,7 @@ class PureDataPlane(DataPlane[_PureKeypair]):
                 res.drops[DropReason.INVALID_MAC1] += 1
             elif msg[0] != MESSAGE_COOKIE_REPLY and self.under_load_until > now and not self.gate.allow(src[0], now):
                 res.drops[DropReason.RATE_LIMITED] += 1
+                self.under_load_until = now + UNDER_LOAD_AFTER_TIME  # refusing is load
             else:
                 res.slow.append(SlowItem(msg, 0, 0, src))
             return None

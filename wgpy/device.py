@@ -307,6 +307,7 @@ class Device:
                 elif (mtype != MESSAGE_COOKIE_REPLY and self.dataplane is None and self._under_load_until > now
                       and not self.gate.allow(src[0], now)):
                     self.drops[DropReason.RATE_LIMITED] += 1  # a plane has this gate before its ring
+                    self._under_load_until = now + UNDER_LOAD_AFTER_TIME  # refusing is load
                 elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
                     self.drops[DropReason.HANDSHAKE_QUEUE_FULL] += 1
                     self._under_load_until = now + UNDER_LOAD_AFTER_TIME

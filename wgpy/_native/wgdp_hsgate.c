@@ -9,7 +9,7 @@
  *    bucket, 20/s with a burst of 5, per IPv4 address and IPv6 /64 (the kernel's ratelimiter.c
  *    figures): a flood from a few addresses then fills the ring with at most that much, and a
  *    legitimate peer's messages (its first, answered by a cookie, and the next, with mac2) get
- *    in.  The table is fixed (GATE_SLOTS, a colliding source takes the slot over).
+ *    in.  A refusal extends the load by a second, so the state lasts while the flood does.  The table is fixed (GATE_SLOTS, a colliding source takes the slot over).
  * Twins: wgpy.cookie.CookieChecker.check_mac1, wgpy.ratelimiter.RateLimiter, and
  * PureDataPlane._decrypt_one (tests/native/test_hsgate_diff.py). */
 #include "wgdp_internal.h"
@@ -205,10 +205,12 @@ int wgdp_gate_allow(struct wgdp *ctx, const wgdp_addr *src, double now)
     }
     if (e->tokens > GATE_MAX)
         e->tokens = GATE_MAX;
-    if (e->tokens >= GATE_COST)
+    if (e->tokens >= GATE_COST) {
         e->tokens -= GATE_COST;
-    else
+    } else {
         ok = 0;
+        g->under_load_until = now + GATE_UNDER_LOAD_AFTER;  /* refusing is load: it lasts while the flood does */
+    }
 out:
     pthread_mutex_unlock(&g->lock);
     return ok;
