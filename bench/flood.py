@@ -7,7 +7,9 @@ For each kind a tunnel X→X (bench/tunnel.py: namespaces A and B, iperf3 TCP,
 junk flood (type-1 datagrams with random bodies, no key needed) and during a
 valid-mac1 flood (initiations with a mac1 valid for B's key, from 16
 addresses on A's veth), both from bench/flooder.c in namespace A at B's port,
-paced at ``--rate``.  It prints, per kind, the Mbit/s and the share of the
+paced at ``--rate``; and, as a control, during the junk flood sent to a port
+in B nobody listens on (the share the machine loses to the flood whatever
+the daemon does).  It prints, per kind, the Mbit/s and the share of the
 quiet figure kept under each flood (the ratio the issue's goal is about:
 wgpy ≥ 80% under both), with the rate each flood reached; ``--json`` writes
 everything.  Everything it creates is removed at exit.
@@ -34,11 +36,14 @@ from bench.tunnel import LABEL, PORTS, UNDER, Tunnel, Underlay  # noqa: E402
 from wgpy.keys import PublicKey  # noqa: E402
 
 SOURCES = [f"10.201.0.{100 + i}" for i in range(16)]
+CONTROL_PORT = 9
+"""The control flood's port in B: no socket there, so no daemon sees it (the kernel's ICMP errors are rate
+limited); what throughput it costs is the machine's share (the flooder, the veth, the kernel), not the daemon's."""
 
 
 def _flooded(tun: Tunnel, binary: Path, duration: float, rate: int, messages: Path | None,
-             sources: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
-    flood = Flood(binary, tun.under.a.argv([]), UNDER[1], PORTS[1], duration + 20, messages, sources, rate)
+             sources: list[str], port: int = PORTS[1]) -> tuple[dict[str, Any], dict[str, float]]:
+    flood = Flood(binary, tun.under.a.argv([]), UNDER[1], port, duration + 20, messages, sources, rate)
     common._procs.append(flood.proc)
     try:
         time.sleep(1.0)  # the flood is on (under load, for the valid-mac1 one)
@@ -58,10 +63,11 @@ def measure(under: Underlay, kind: str, binary: Path, duration: float, rate: int
         public = PublicKey.from_base64(tun.b.ns.run("wg", "show", tun.b.ifname, "public-key").stdout.strip())
         valid = valid_mac1_messages(under.logdir / f"valid-{kind}.bin", public)
         quiet = traffic.tcp(tun, 1, duration)
+        ctrl, ctrl_flood = _flooded(tun, binary, duration, rate, None, [], port=CONTROL_PORT)
         junk, junk_flood = _flooded(tun, binary, duration, rate, None, [])
         mac1, mac1_flood = _flooded(tun, binary, duration, rate, valid, SOURCES)
-        return {"quiet_bps": quiet["bps"], "junk_bps": junk["bps"], "mac1_bps": mac1["bps"],
-                "junk_flood": junk_flood, "mac1_flood": mac1_flood, "alive": tun.alive()}
+        return {"quiet_bps": quiet["bps"], "ctrl_bps": ctrl["bps"], "junk_bps": junk["bps"], "mac1_bps": mac1["bps"],
+                "ctrl_flood": ctrl_flood, "junk_flood": junk_flood, "mac1_flood": mac1_flood, "alive": tun.alive()}
     finally:
         srv.stop()
         tun.stop()
@@ -91,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         common.cleanup()
     print(f"TCP 1 stream X→X, {args.duration:g} s per run, median of {args.rounds} round(s); "
           f"floods into B's port, paced at {args.rate}/s")
-    print(f"{'kind':<22}{'quiet Mbit/s':>13}{'junk Mbit/s':>13}{'kept':>7}{'mac1 Mbit/s':>13}{'kept':>7}"
-          f"{'junk flood/s':>14}{'mac1 flood/s':>14}")
+    print(f"{'kind':<22}{'quiet Mbit/s':>13}{'control':>9}{'kept':>6}{'junk':>7}{'kept':>6}{'mac1':>7}{'kept':>6}"
+          f"{'control/s':>11}{'junk/s':>9}{'mac1/s':>9}")
     summary: dict[str, dict[str, float]] = {}
     for kind, rounds in results.items():
         def med(key: str) -> float:
@@ -100,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
 
         def med_rate(key: str) -> float:
             return statistics.median(r[key]["rate"] for r in rounds)
-        quiet, junk, mac1 = med("quiet_bps"), med("junk_bps"), med("mac1_bps")
-        summary[kind] = {"quiet_bps": quiet, "junk_kept": junk / quiet, "mac1_kept": mac1 / quiet}
-        print(f"{LABEL.get(kind, kind):<22}{quiet / 1e6:>13.0f}{junk / 1e6:>13.0f}{junk / quiet:>7.0%}"
-              f"{mac1 / 1e6:>13.0f}{mac1 / quiet:>7.0%}{med_rate('junk_flood'):>14.0f}{med_rate('mac1_flood'):>14.0f}")
+        quiet, ctrl, junk, mac1 = med("quiet_bps"), med("ctrl_bps"), med("junk_bps"), med("mac1_bps")
+        summary[kind] = {"quiet_bps": quiet, "ctrl_kept": ctrl / quiet, "junk_kept": junk / quiet,
+                         "mac1_kept": mac1 / quiet}
+        print(f"{LABEL.get(kind, kind):<22}{quiet / 1e6:>13.0f}{ctrl / 1e6:>9.0f}{ctrl / quiet:>6.0%}"
+              f"{junk / 1e6:>7.0f}{junk / quiet:>6.0%}{mac1 / 1e6:>7.0f}{mac1 / quiet:>6.0%}"
+              f"{med_rate('ctrl_flood'):>11.0f}{med_rate('junk_flood'):>9.0f}{med_rate('mac1_flood'):>9.0f}")
+    print("Mbit/s; kept = share of the quiet figure; control = the junk flood sent to a port nobody listens on")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "summary": summary}, indent=1))
     return 0
