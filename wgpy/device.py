@@ -84,11 +84,11 @@ class Device:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.rng = rng
-        self.clock = clock
-        """Monotonic seconds, read only to bound the handshake work of one call (None: by queue length)."""
         self.dataplane = dataplane
         """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path."""
         self.wall_clock = wall_clock
+        self.clock = clock
+        """Monotonic seconds, read only to bound the handshake work of one call (None: by queue length)."""
         self._mtu = 0
         self.mtu = mtu
         self.listen_port = 0
