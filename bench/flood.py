@@ -1,6 +1,6 @@
 """Throughput kept under handshake floods: wgpy next to Debian's and the modern wireguard-go.
 
-Usage: ``sudo python -m bench.flood [--kinds wgpy,wggo,wggo-new] [--duration 6] [--rounds 1] [--rate 150000]``
+Usage: ``sudo python -m bench.flood [--kinds wgpy,wggo,wggo-modern] [--duration 6] [--rounds 1] [--rate 150000]``
 
 For each kind a tunnel X→X (bench/tunnel.py: namespaces A and B, iperf3 TCP,
 1 stream, client in A, server in B) is measured three times: quiet, during a
@@ -75,7 +75,7 @@ def measure(under: Underlay, kind: str, binary: Path, duration: float, rate: int
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kinds", default="wgpy,wggo,wggo-new")
+    ap.add_argument("--kinds", default="wgpy,wggo,wggo-modern")
     ap.add_argument("--duration", type=float, default=6.0, help="seconds per iperf3 run")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--rate", type=int, default=RATE, help="flood datagrams per second")
