@@ -15,21 +15,16 @@ lives in ``wgpy.send`` / ``wgpy.receive``.
 ``next_deadline()`` tells the caller when to call ``handle_timeout`` next.
 Remote input never raises: it is dropped and counted in ``drops``.
 
-Handshake messages (types 1–3) have their mac1 checked on arrival (a bad
-one is an ``invalid-mac1`` drop and never queued; with a data plane the plane
-has checked it already) and then wait in a bounded queue, kept apart from
-transport data, which is handled at once.  Each call works through the queue
-for at most ``HANDSHAKE_TIME_BUDGET`` seconds of the injected ``clock`` (the
-shell gives ``time.monotonic``; without a clock a call processes what was
-queued when it began), so transport data keeps flowing during a flood.  A
-queue of ``UNDER_LOAD_QUEUE_LEN`` or more, or one that overflowed (here or in
-the data plane's handshake ring), puts the device under load for
-``UNDER_LOAD_AFTER_TIME`` (wireguard.md §4): mac2 is then required, cookie
-replies go out (at most ``RATELIMIT_PACKETS_PER_SECOND`` per source, the
-kernel's bucket) and valid mac2 goes through the per-source rate limiter.
-Under load, initiations and responses are also admitted to the queue at most
-at that rate per source (``gate``; with a data plane the plane does it,
-before its ring), so a flood from a few addresses cannot crowd out a peer.
+Handshake messages (types 1–3) have mac1 checked on arrival (else an
+``invalid-mac1`` drop, never queued; a data plane checks it before its ring)
+and wait in a bounded queue apart from transport data, which is handled at
+once.  Each call drains the queue for ``HANDSHAKE_TIME_BUDGET`` of the
+injected ``clock`` (without one: what was queued when it began).  A queue of
+``UNDER_LOAD_QUEUE_LEN`` or more, or an overflow here or in the plane, means
+under load for ``UNDER_LOAD_AFTER_TIME`` (wireguard.md §4): mac2 required,
+cookie replies and valid mac2 limited per source (the kernel's bucket), and
+messages admitted to the queue at that rate per source (``gate``; the plane
+does it before its ring), so a flood from a few addresses cannot crowd out a peer.
 Follows wireguard.md §3–§8 and wireguard-go's send/receive/timers semantics.
 """
 
@@ -88,8 +83,7 @@ class Device:
         self.dataplane = dataplane
         """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path."""
         self.wall_clock = wall_clock
-        self.clock = clock
-        """Monotonic seconds, read only to bound the handshake work of one call (None: by queue length)."""
+        self.clock = clock  # monotonic seconds, read only to bound one call's handshake work
         self._mtu = 0
         self.mtu = mtu
         self.listen_port = 0
@@ -103,10 +97,8 @@ class Device:
         self.identity: StaticIdentity | None = None
         self.checker = CookieChecker(None)
         self.ratelimiter = RateLimiter()
-        self.cookie_ratelimiter = RateLimiter()
-        """Cookie replies per source under load (the same bucket as valid mac2 messages)."""
-        self.gate = RateLimiter()
-        """Without a data plane: handshake messages per source admitted to the queue under load."""
+        self.cookie_ratelimiter = RateLimiter()  # cookie replies per source, under load
+        self.gate = RateLimiter()  # without a plane: messages per source admitted to the queue, under load
         self.allowed: AllowedIPs[Peer] = AllowedIPs()
         self.indices: IndexTable[Peer | Keypair] = IndexTable()
         self._peers: dict[PublicKey, Peer] = {}
@@ -312,19 +304,7 @@ class Device:
                 if peer is not None:
                     touched[peer] = None
             elif mtype in HANDSHAKE_SIZES:
-                if n != HANDSHAKE_SIZES[mtype]:
-                    self.drops[DropReason.MALFORMED] += 1
-                elif mtype != MESSAGE_COOKIE_REPLY and not self.checker.check_mac1(data):
-                    self.drops[DropReason.INVALID_MAC1] += 1
-                elif (mtype != MESSAGE_COOKIE_REPLY and self.dataplane is None and self._under_load_until > now
-                      and not self.gate.allow(src[0], now)):
-                    self.drops[DropReason.RATE_LIMITED] += 1  # a plane has this gate before its ring
-                    self._under_load_until = now + UNDER_LOAD_AFTER_TIME  # refusing is load
-                elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
-                    self.drops[DropReason.HANDSHAKE_QUEUE_FULL] += 1
-                    self._under_load_until = now + UNDER_LOAD_AFTER_TIME
-                else:
-                    self._hs_queue.append((bytes(data), src))
+                self._queue_handshake(data, src, now)
             else:
                 self.drops[DropReason.UNKNOWN_TYPE] += 1
         for peer in touched:
@@ -412,9 +392,26 @@ class Device:
                 yield ev, peer
 
     # ------------------------------------------------------------------ handshakes
+    def _queue_handshake(self, data: bytes, src: Endpoint, now: float) -> None:
+        """Size, mac1 and (without a plane, under load) the per-source gate before the queue."""
+        mtype, drop = data[0], None
+        if len(data) != HANDSHAKE_SIZES[mtype]:
+            drop = DropReason.MALFORMED
+        elif mtype != MESSAGE_COOKIE_REPLY and not self.checker.check_mac1(data):
+            drop = DropReason.INVALID_MAC1
+        elif (mtype != MESSAGE_COOKIE_REPLY and self.dataplane is None and self._under_load_until > now
+              and not self.gate.allow(src[0], now)):
+            drop = DropReason.RATE_LIMITED  # a plane has this gate before its ring; refusing is load
+        elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
+            drop = DropReason.HANDSHAKE_QUEUE_FULL
+        if drop is None:
+            return self._hs_queue.append((bytes(data), src))
+        self.drops[drop] += 1
+        if drop in (DropReason.RATE_LIMITED, DropReason.HANDSHAKE_QUEUE_FULL):
+            self._under_load_until = now + UNDER_LOAD_AFTER_TIME
+
     def under_load(self, now: float) -> bool:
-        """The queue holds UNDER_LOAD_QUEUE_LEN or more, or did (or overflowed) within UNDER_LOAD_AFTER_TIME;
-        the data plane, if any, is told, so it limits handshake messages per source before its ring."""
+        """The queue holds UNDER_LOAD_QUEUE_LEN or did within UNDER_LOAD_AFTER_TIME (the plane is told)."""
         if len(self._hs_queue) >= UNDER_LOAD_QUEUE_LEN:
             until = now + UNDER_LOAD_AFTER_TIME
             if self.dataplane is not None and until - self._under_load_until > 0.05:
@@ -428,14 +425,11 @@ class Device:
         return len(self._hs_queue)
 
     def _process_handshakes(self, now: float, out: list[Action]) -> None:
-        """Work through the queue for HANDSHAKE_TIME_BUDGET of ``clock`` (at least one message),
-        or without a clock through what was queued at the start."""
-        queue = self._hs_queue
-        clock = self.clock
-        left = len(queue)
+        """Drain the queue for HANDSHAKE_TIME_BUDGET of ``clock`` (without one: what was queued at the start)."""
+        queue, clock, left = self._hs_queue, self.clock, len(self._hs_queue)
         end = clock() + HANDSHAKE_TIME_BUDGET if clock is not None else 0.0
         while queue:
-            under_load = self.under_load(now)
+            under_load = self.under_load(now)  # the queue still counts this message
             data, src = queue.popleft()
             peer = receive.receive_handshake(self, data, src, now, under_load, out)
             if peer is not None:
