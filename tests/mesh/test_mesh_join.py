@@ -41,5 +41,5 @@ def test_a_config_generated_from_an_existing_one_joins_its_cluster(lab: Lab) -> 
 
 
 def address(lab: Lab, node: Node) -> str:
-    (identity,) = lab.get(node, "identities")
+    (identity,) = lab.get(node, "kubespanidentities")
     return str(identity["spec"]["address"]).split("/")[0]

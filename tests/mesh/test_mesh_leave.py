@@ -20,7 +20,7 @@ STATE_FILES = ["kubespan-identity.yaml", "node-identity.yaml"]
 
 
 def _key(lab: Lab, node) -> str:  # type: ignore[no-untyped-def]
-    (ks,) = lab.get(node, "identities")
+    (ks,) = lab.get(node, "kubespanidentities")
     return str(ks["spec"]["publicKey"])
 
 
