@@ -156,7 +156,7 @@ class Device:
         self.identity = identity
         self.checker.set_public(identity.public if identity else None)
         for peer in self._peers.values():
-            self._release_handshake_index(peer)
+            self.release_handshake_index(peer)
             peer.handshake.set_local(identity)
             for kp in (peer.keypairs.current, peer.keypairs.next):
                 if kp is not None:
@@ -200,8 +200,10 @@ class Device:
         self.allowed.remove_by_value(peer)
         self._peers.pop(peer.public_key, None)
 
-    def _release_handshake_index(self, peer: Peer) -> None:
-        idx = peer.handshake.local_index
+    def release_handshake_index(self, peer: Peer, index: int | None = None) -> None:
+        """Release the index of the peer's handshake in progress (``index``: one its handshake
+        held before, e.g. before ``accept_initiation`` replaced it); a keypair's is left alone."""
+        idx = peer.handshake.local_index if index is None else index
         if idx and self.indices.get(idx) is peer:
             self.indices.remove(idx)
 
@@ -249,7 +251,7 @@ class Device:
     def forget_sessions(self, peer: Peer) -> None:
         """Zero the peer's keypairs and handshake and drop its staged packets
         (wireguard-go's ``ZeroAndFlushAll``); timers are left as they are."""
-        self._release_handshake_index(peer)
+        self.release_handshake_index(peer)
         self.release_keypairs(peer.keypairs.clear())
         peer.handshake.clear()
         peer.flush_staged()
