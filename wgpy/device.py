@@ -365,7 +365,7 @@ class Device:
         if plane is None:
             return
         for ev in result.events:
-            peer = plane.peer_by_id(ev.peer_id)
+            peer = plane.peer_for(ev.peer_id, ev.generation)  # None: published for a removed peer
             if peer is not None and ev.messages:
                 yield ev, peer
 
