@@ -71,8 +71,7 @@ class Device:
         dataplane: DataPlane[Any] | None = None,
     ) -> None:
         self.rng = rng
-        self.dataplane = dataplane
-        """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path."""
+        self._dataplane = dataplane
         self.wall_clock = wall_clock
         self._mtu = 0
         self.mtu = mtu
@@ -93,6 +92,12 @@ class Device:
         self._last_now = 0.0
 
     # ------------------------------------------------------------------ config
+    @property
+    def dataplane(self) -> DataPlane[Any] | None:
+        """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path.
+        Fixed at construction: the device has pushed its state into it since."""
+        return self._dataplane
+
     @property
     def mtu(self) -> int:
         """The TUN MTU transport messages are padded for (the data plane follows it)."""
