@@ -23,16 +23,22 @@ Faults, all in the router's forward path (this kernel has no netem):
   allowed IP), the side changes its private key, then the old peer is removed.  Each is a
   fresh handshake; on wgpy's side every other one is a peer removed and added under traffic.
   The sessions also rekey by themselves every 120 s (REKEY_AFTER_TIME);
-- one roaming move: at ``--move-at`` of the run, wireguard-go's side changes its underlay
-  address (10.201.2.2 -> 10.201.2.12, the old one deleted); wgpy must follow it from the
-  next authenticated datagram.
+- one roaming move: at ``--move-at`` of the run, side A (wgpy) changes its underlay address
+  (10.201.1.1 -> 10.201.1.11, the old one deleted, the route restored); wgpy must send from
+  the new address and wireguard-go follow it from the next authenticated datagram.
+  ``--move b`` moves wireguard-go's side instead (10.201.2.2 -> .12), for wgpy to follow:
+  Debian's wireguard-go 0.0.20220316 then keeps sending from the deleted address ("network is
+  unreachable": its sticky source is only replaced by a datagram to its new address), so
+  nothing reaches A until a key rotation gives A the new endpoint -- a stall of wireguard-go's
+  making, the same with ``--kind-a wggo``.
 
 Reported: per stream the bytes sent and delivered and whether the SHA-256 of what arrived
 matches what was sent, the longest stall (longest gap between two reads at the receiver;
 the five longest with their time next to the event log), the handshakes (completions seen
 via ``wg show latest-handshakes``, polled every second, and initiations/responses counted on
-the router), wgpy's endpoint for the peer after the move, the fault counters, and the RSS of
-both daemons when traffic starts and at the end.
+the router), the follower's endpoint for the mover at the end, the fault counters, and the
+RSS of both daemons when traffic starts and at the end.  ``--kind-a wggo`` runs the same
+soak with wireguard-go on both sides, as the baseline.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from bench import common  # noqa: E402
 from bench.common import PYTHON, Netns, gen_private, proc_rss, rand_suffix, run, wait_for  # noqa: E402
 from bench.tunnel import KINDS, LABEL, MTU, Daemon, start_daemon  # noqa: E402
 
-A_ADDR, B_ADDR, B_MOVED = "10.201.1.1", "10.201.2.2", "10.201.2.12"
+A_ADDR, B_ADDR, A_MOVED, B_MOVED = "10.201.1.1", "10.201.2.2", "10.201.1.11", "10.201.2.12"
 R_A, R_B = "10.201.1.254", "10.201.2.254"
 TUNNEL = ("10.202.0.1", "10.202.0.2")
 PORTS = (51001, 51002)
@@ -97,7 +103,7 @@ class Lab:
         self.r.run("nft", "-f", "-", input=self._ruleset(loss, reorder))
         self.daemons: list[Daemon] = []
         self.keys = [gen_private(), gen_private()]
-        self.b_addr = B_ADDR
+        self.a_addr, self.b_addr = A_ADDR, B_ADDR
         self.kind_a = kind_a
 
     def _slow_class(self, dev: str) -> None:
@@ -189,21 +195,29 @@ class Lab:
         key_file = self.logdir / f"key-{side}-{time.monotonic_ns()}"
         key_file.write_text(new[0] + "\n")
         key_file.chmod(0o600)
-        endpoint = f"{A_ADDR}:{PORTS[0]}" if side == 0 else f"{self.b_addr}:{PORTS[1]}"
+        endpoint = f"{self.a_addr}:{PORTS[0]}" if side == 0 else f"{self.b_addr}:{PORTS[1]}"
         other.ns.run("wg", "set", other.ifname, "peer", new[1], "allowed-ips", f"{TUNNEL[side]}/32",
                      "endpoint", endpoint)
         me.ns.run("wg", "set", me.ifname, "private-key", str(key_file))
         other.ns.run("wg", "set", other.ifname, "peer", old_pub, "remove")
         self.keys[side] = new
 
-    def move_b(self) -> None:
-        self.b.run("ip", "addr", "add", f"{B_MOVED}/24", "dev", self.vb)
-        self.b.run("ip", "addr", "del", f"{B_ADDR}/24", "dev", self.vb)
-        self.b.run("ip", "route", "replace", "10.201.1.0/24", "via", R_B)  # it went with the old address
-        self.b_addr = B_MOVED
+    def move(self, side: str) -> tuple[str, str]:
+        """Side ``a`` or ``b`` changes its underlay address (the old one deleted); returns (old, new)."""
+        ns, dev, old, new, far, gw = ((self.a, self.va, A_ADDR, A_MOVED, "10.201.2.0/24", R_A) if side == "a"
+                                      else (self.b, self.vb, B_ADDR, B_MOVED, "10.201.1.0/24", R_B))
+        ns.run("ip", "addr", "add", f"{new}/24", "dev", dev)
+        ns.run("ip", "addr", "del", f"{old}/24", "dev", dev)
+        ns.run("ip", "route", "replace", far, "via", gw)  # the route went with the old address
+        if side == "a":
+            self.a_addr = new
+        else:
+            self.b_addr = new
+        return old, new
 
-    def wgpy_endpoint(self) -> str:
-        d = self.daemons[0]
+    def endpoint_of(self, side: int) -> str:
+        """The endpoint daemon ``side`` (0 = A, 1 = B) has for its peer."""
+        d = self.daemons[side]
         fields = d.ns.run("wg", "show", d.ifname, "endpoints", check=False).stdout.split()
         return fields[-1] if fields else "?"
 
@@ -243,10 +257,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 handshakes[i] += 1
         last_hs = hs
         if not moved and t >= args.move_at * seconds:
-            lab.move_b()
+            old, new = lab.move(args.move)
             moved = True
-            events.append((t, f"wireguard-go's underlay address {B_ADDR} -> {B_MOVED}"))
-            log(f"t={t:.0f}s: moved wireguard-go's side to {B_MOVED}")
+            events.append((t, f"{args.move.upper()}'s underlay address {old} -> {new}"))
+            log(f"t={t:.0f}s: moved {args.move.upper()} to {new}")
         if t >= next_rotation:
             side = rotations % 2
             lab.rotate(side)
@@ -259,7 +273,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             log(f"t={t:.0f}s: alive, handshakes seen A={handshakes[0]} B={handshakes[1]}")
     alive_at_end = lab.alive()
     rss_end = [proc_rss(d.pid) if d.alive() else 0 for d in lab.daemons]
-    endpoint = lab.wgpy_endpoint() if alive_at_end else "?"
+    follower = 1 if args.move == "a" else 0
+    endpoint = lab.endpoint_of(follower) if alive_at_end else "?"
     log("time is up; waiting for the streams to finish")
     for p in procs:
         try:
@@ -276,7 +291,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "kind_a": args.kind_a, "minutes": args.minutes, "loss": args.loss, "reorder": args.reorder, "t0": t0,
         "streams": results, "handshakes_seen": handshakes, "events": events, "rotations": rotations,
         "counters": lab.counters(), "slow": lab.slow_stats(), "rss_start": rss_start, "rss_end": rss_end,
-        "alive": alive_at_end, "dead": "" if alive_at_end else lab.dead(), "wgpy_endpoint": endpoint,
+        "alive": alive_at_end, "dead": "" if alive_at_end else lab.dead(), "move": args.move, "follower_endpoint": endpoint,
     }
 
 
@@ -318,8 +333,10 @@ def report(res: dict[str, Any]) -> str:
     for name, st in res["slow"].items():
         lines.append(f"- slow class {name}: sent {st['packets']}, dropped when full {st['drops']}, "
                      f"overlimits (waited) {st['overlimits']}")
-    lines.append(f"- {a}'s endpoint for wireguard-go at the end: {res['wgpy_endpoint']} "
-                 f"(moved to {B_MOVED}:{PORTS[1]})")
+    moved_to = f"{A_MOVED}:{PORTS[0]}" if res["move"] == "a" else f"{B_MOVED}:{PORTS[1]}"
+    follower = "wireguard-go (B)" if res["move"] == "a" else f"{a} (A)"
+    lines.append(f"- {follower}'s endpoint for its peer at the end: {res['follower_endpoint']} "
+                 f"(the mover's new address: {moved_to})")
     names = (a, "wireguard-go")
     lines.append("- RSS: " + "; ".join(
         f"{names[i]} {res['rss_start'][i] / 2**20:.1f} MiB at start, {res['rss_end'][i] / 2**20:.1f} MiB at end"
@@ -335,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reorder", type=int, default=5, help="percent of the rest sent the slow way (default 5)")
     ap.add_argument("--rekey-every", type=float, default=60.0,
                     help="seconds between forced key rotations, 0 = none (default 60)")
+    ap.add_argument("--move", choices=("a", "b"), default="a",
+                    help="the side that changes its underlay address (default a, wgpy's; see the module doc)")
     ap.add_argument("--move-at", type=float, default=0.5, help="fraction of the run at which to move (default 0.5)")
     ap.add_argument("--kind-a", choices=KINDS, default="wgpy",
                     help="side A's daemon (default wgpy; wggo gives the wireguard-go <-> wireguard-go baseline)")
