@@ -243,7 +243,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     rss_start = [proc_rss(d.pid) for d in lab.daemons]
     events: list[tuple[float, str]] = []
     handshakes = [0, 0]
-    last_hs = lab.latest_handshakes()
+    last_hs = [0, 0]  # the first handshake counts too
     moved = False
     next_rotation = args.rekey_every if args.rekey_every > 0 else float("inf")
     rotations = 0
@@ -350,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=10.0, help="length of the run (default 10)")
     ap.add_argument("--loss", type=int, default=5, help="percent of datagrams dropped, each way (default 5)")
     ap.add_argument("--reorder", type=int, default=5, help="percent of the rest sent the slow way (default 5)")
-    ap.add_argument("--rekey-every", type=float, default=60.0,
-                    help="seconds between forced key rotations, 0 = none (default 60)")
+    ap.add_argument("--rekey-every", type=float, default=150.0,
+                    help="seconds between forced key rotations, 0 = none (default 150: longer than "
+                         "REKEY_AFTER_TIME, so the sessions also rekey by themselves in between)")
     ap.add_argument("--move", choices=("a", "b"), default="a",
                     help="the side that changes its underlay address (default a, wgpy's; see the module doc)")
     ap.add_argument("--move-at", type=float, default=0.5, help="fraction of the run at which to move (default 0.5)")
