@@ -4,6 +4,11 @@ Everything else about the package is in ``pyproject.toml``.  The native build
 is optional: when it fails (no compiler, no OpenSSL headers) installation
 still succeeds with a warning and wgpy uses its pure-Python data plane.
 ``WGPY_NATIVE_BUILD=0`` skips the build.
+
+The native module is built for the stable ABI (cffi compiles with
+``Py_LIMITED_API``, so the file is ``_wgpy_native.abi3.so``) and the wheel is
+tagged to match: ``cp311-abi3-<platform>``, one wheel for CPython 3.11 and
+later.
 """
 
 from __future__ import annotations
@@ -38,5 +43,6 @@ class OptionalBuildExt(build_ext):
 kwargs: dict[str, object] = {"cmdclass": {"build_ext": OptionalBuildExt}}
 if os.environ.get("WGPY_NATIVE_BUILD", "1") != "0":
     kwargs["cffi_modules"] = ["wgpy/_native/_build.py:ffibuilder"]
+    kwargs["options"] = {"bdist_wheel": {"py_limited_api": "cp311"}}
 
 setup(**kwargs)  # type: ignore[arg-type]

@@ -5,6 +5,8 @@ servers, UAPI socket files) is registered here and removed by ``cleanup()``,
 which runs from ``try/finally`` in ``run.py``, from ``atexit`` and from the
 SIGINT/SIGTERM handlers.  Only processes started here are ever signalled, by
 pid.  Every command runs with a timeout.  Nothing here sends traffic.
+Commands, namespaces and process stops are ``lab.netns``'s; this module adds
+the bench's registry of what to clean up.
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from lab import netns as _netns  # noqa: E402
+from lab.netns import run, stop_process  # noqa: E402
+
+__all__ = ["Netns", "run"]  # and the helpers below
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
 SOCK_DIR = Path("/var/run/wireguard")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -38,34 +47,20 @@ def rand_suffix(n: int = 3) -> str:
     return secrets.token_hex(n)
 
 
-def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, input=input, env=env)
-    if check and res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stdout}{res.stderr}".strip())
-    return res
-
-
-class Netns:
-    """A network namespace created (and later deleted) by the bench."""
+class Netns(_netns.Netns):
+    """A network namespace created (and later deleted by ``cleanup()``) by the bench; its processes are
+    registered for cleanup too.  ``run`` failures raise ``lab.netns.CommandError`` (a RuntimeError)."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
+        super().__init__(name)
         run(["ip", "netns", "add", name])
         _namespaces.append(name)
         self.run("ip", "link", "set", "lo", "up")
 
-    def argv(self, cmd: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *cmd]
-
-    def run(self, *cmd: str, check: bool = True, timeout: float = 30, input: str | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return run(self.argv(cmd), check=check, timeout=timeout, input=input, env=env)
-
-    def popen(self, cmd: Sequence[str], **kw: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(self.argv(cmd), **kw)  # type: ignore[call-overload]
+    def popen(self, cmd: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
+        proc = super().popen(cmd, **kw)
         _procs.append(proc)
-        return proc  # type: ignore[no-any-return]
+        return proc
 
 
 def register_sock(path: Path) -> None:
@@ -79,18 +74,7 @@ def register_tmpdir(path: Path) -> None:
 
 def stop_proc(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL, one process the bench started (by its pid)."""
-    if proc.poll() is None:
-        try:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        except ProcessLookupError:
-            pass
+    stop_process(proc, timeout)
     if proc in _procs:
         _procs.remove(proc)
 

@@ -1,6 +1,14 @@
 """Load benchmark of the discovery service (not part of the test suite).
 
     .venv/bin/python bench/discovery_load.py [--clusters 1000 --affiliates 10 ...]
+    .venv/bin/python bench/discovery_load.py --modes memory,etcd --replicas 2   # the default
+
+Modes, measured one after the other in the same run: ``memory`` (one service
+process, in-memory state) and ``etcd`` (a local single-member etcd, Debian's
+etcd-server, in a temporary data dir, and ``--replicas`` service processes on
+it).  In etcd mode every update goes through replica 0 and the watcher
+processes are spread over all replicas, so the "cross" columns are the
+update→watch latency from one replica to another through etcd.
 
 Starts `kubespan discovery-service` as a subprocess on 127.0.0.1 (no
 snapshots, no rate limit), registers clusters × affiliates, opens one Watch
@@ -23,11 +31,13 @@ import os
 import random
 import signal
 import socket
-import statistics
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
 from multiprocessing.connection import Connection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -218,66 +228,155 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-def collect(ctls: list[Connection]) -> tuple[list[float], int, int]:
+def collect(ctls: list[Connection], cross: list[bool]) -> tuple[list[float], list[float], int, int]:
+    """(all latencies, those of watchers on another replica than the updater, deliveries, errors)."""
     lat: list[float] = []
+    lat_cross: list[float] = []
     deliveries = errors = 0
     for c in ctls:
         c.send("report")
-    for c in ctls:
+    for c, other in zip(ctls, cross):
         _, values, stats = c.recv()
         lat += values
+        if other:
+            lat_cross += values
         deliveries += stats["deliveries"]
         errors += stats["errors"]
-    return lat, deliveries, errors
+    return lat, lat_cross, deliveries, errors
+
+
+def start_service(port: int, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", os.environ.get("BENCH_SERVER_PRELUDE", "") + "import sys; from kubespan.discovery.service import main; sys.exit(main(sys.argv[1:]))",
+         "--listen", f"127.0.0.1:{port}", "--no-snapshots", "--rate-limit", "0", "-metrics-addr=", *extra],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def start_etcd(stack: ExitStack) -> str:
+    """A single-member etcd on loopback in a temporary data dir; returns its client URL."""
+    etcd = shutil.which("etcd")
+    if etcd is None:
+        raise SystemExit("etcd mode needs etcd (apt-get install --no-install-recommends etcd-server)")
+    data = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-etcd-"))
+    client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [etcd, "--name", "bench", "--data-dir", data, "--listen-client-urls", client, "--advertise-client-urls", client,
+         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"bench={peer}",
+         "--logger", "zap", "--log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    stack.callback(_stop, proc)
+    return client
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+async def wait_serving(port: int) -> None:
+    """Until List answers (bounded: 60 s)."""
+    deadline = time.monotonic() + 60
+    chan = channel(port)
+    try:
+        while True:
+            try:
+                await ClusterStub(chan).List(pb.ListRequest(cluster_id="probe"), timeout=2)
+                return
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await chan.close(None)
 
 
 async def run(args: argparse.Namespace) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-c", os.environ.get("BENCH_SERVER_PRELUDE", "") + "import sys; from kubespan.discovery.service import main; sys.exit(main(sys.argv[1:]))",
-         "--listen", f"127.0.0.1:{port}", "--no-snapshots", "--rate-limit", "0"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    rows: list[tuple[str, ...]] = []
+    for mode in args.modes:
+        with ExitStack() as stack:
+            await measure(mode, args, stack, rows)
+    header = ("mode", "phase", "updates/s", "deliveries/s", "p50 ms", "p99 ms", "max ms", "cross p50 ms",
+              "cross p99 ms", "delivered/expected", "errors", "server CPU ms/update", "load1")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print()
+    print(f"clusters={args.clusters} affiliates/cluster={args.affiliates} watch streams={args.clusters * args.affiliates} "
+          f"watch procs={args.watch_procs}x{args.watch_conns} conns, phase={args.duration:.0f}s, "
+          f"etcd replicas={args.replicas} (CPU: all replicas, etcd not counted)")
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+async def measure(mode: str, args: argparse.Namespace, stack: ExitStack, rows: list[tuple[str, ...]]) -> None:
+    ports = [free_port() for _ in range(args.replicas if mode == "etcd" else 1)]
+    servers: list[subprocess.Popen[bytes]] = []
+    extra: tuple[str, ...] = ()
+    if mode == "etcd":
+        extra = ("--etcd-endpoints", start_etcd(stack), "--etcd-prefix", "/bench/")
+    for port in ports:
+        servers.append(start_service(port, *extra))
+        stack.callback(_stop, servers[-1])
+    port = ports[0]
     procs: list[mp.process.BaseProcess] = []
     ctls: list[Connection] = []
-    rows: list[tuple[str, ...]] = []
+    cross: list[bool] = []
     try:
-        time.sleep(1.0)
+        for p in ports:
+            await wait_serving(p)
         chans = [channel(port) for _ in range(args.updater_conns)]
         stubs = [ClusterStub(c) for c in chans]
         t0 = time.monotonic()
         await register(stubs, args.clusters, args.affiliates)
-        print(f"registered {args.clusters * args.affiliates} affiliates in {time.monotonic() - t0:.1f}s", flush=True)
+        print(f"[{mode}] registered {args.clusters * args.affiliates} affiliates in {time.monotonic() - t0:.1f}s", flush=True)
         ctx = mp.get_context("spawn")
         all_clusters = list(range(args.clusters))
         t0 = time.monotonic()
         for w in range(args.watch_procs):
             parent, child = ctx.Pipe()
+            replica = w % len(ports)
             p = ctx.Process(target=watcher_main, daemon=True,
-                            args=(port, all_clusters[w :: args.watch_procs], args.affiliates, args.watch_conns, child))
+                            args=(ports[replica], all_clusters[w :: args.watch_procs], args.affiliates,
+                                  args.watch_conns, child))
             p.start()
             procs.append(p)
             ctls.append(parent)
+            cross.append(replica != 0)
         streams = sum(c.recv()[1] for c in ctls)
-        print(f"{streams} watch streams open in {time.monotonic() - t0:.1f}s", flush=True)
-        collect(ctls)  # drop setup noise
+        print(f"[{mode}] {streams} watch streams open on {len(ports)} replica(s) in {time.monotonic() - t0:.1f}s",
+              flush=True)
+        collect(ctls, cross)  # drop setup noise
+
+        def cpu_all() -> float:
+            return sum(proc_cpu(s.pid) for s in servers)
+
         def row(name: str, sent: int, elapsed: float, err: int, cpu: float) -> None:
-            lat, deliveries, werr = collect(ctls)
-            rows.append((name, f"{sent / elapsed:.0f}", f"{deliveries / elapsed:.0f}",
+            lat, lat_cross, deliveries, werr = collect(ctls, cross)
+            na = "-"
+            rows.append((mode, name, f"{sent / elapsed:.0f}", f"{deliveries / elapsed:.0f}",
                          f"{pct(lat, 50) * 1e3:.1f}", f"{pct(lat, 99) * 1e3:.1f}", f"{max(lat, default=0) * 1e3:.1f}",
+                         f"{pct(lat_cross, 50) * 1e3:.1f}" if lat_cross else na,
+                         f"{pct(lat_cross, 99) * 1e3:.1f}" if lat_cross else na,
                          f"{deliveries}/{sent * args.affiliates}", str(err + werr),
                          f"{cpu / max(sent, 1) * 1e3:.2f}", f"{os.getloadavg()[0]:.1f}"))
             print(" | ".join(rows[-1]), flush=True)
 
         for rate in args.rates:
-            cpu0 = proc_cpu(server.pid)
+            cpu0 = cpu_all()
             sent, elapsed, err = await open_loop(stubs, args.clusters, args.affiliates, rate, args.duration)
             await asyncio.sleep(1.0)  # let deliveries drain
-            row(f"open {rate:.0f}/s", sent, elapsed, err, proc_cpu(server.pid) - cpu0)
-        cpu0 = proc_cpu(server.pid)
+            row(f"open {rate:.0f}/s", sent, elapsed, err, cpu_all() - cpu0)
+        cpu0 = cpu_all()
         sent, elapsed, err = await closed_loop(stubs, args.clusters, args.affiliates, args.concurrency, args.duration)
         await asyncio.sleep(1.0)
-        row(f"closed x{args.concurrency}", sent, elapsed, err, proc_cpu(server.pid) - cpu0)
+        row(f"closed x{args.concurrency}", sent, elapsed, err, cpu_all() - cpu0)
         for c in chans:
             await c.close(None)
     finally:
@@ -290,21 +389,6 @@ async def run(args: argparse.Namespace) -> None:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    header = ("phase", "updates/s", "deliveries/s", "p50 ms", "p99 ms", "max ms", "delivered/expected", "errors",
-              "server CPU ms/update", "load1")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print()
-    print(f"clusters={args.clusters} affiliates/cluster={args.affiliates} watch streams={args.clusters * args.affiliates} "
-          f"watch procs={args.watch_procs}x{args.watch_conns} conns, phase={args.duration:.0f}s")
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-+-".join("-" * w for w in widths))
-    for r in rows:
-        print(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
 
 
 def main() -> None:
@@ -317,6 +401,9 @@ def main() -> None:
     p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100.0, 300.0, 600.0])
     p.add_argument("--concurrency", type=int, default=64, help="closed-loop saturation phase")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    p.add_argument("--modes", type=lambda s: [m for m in s.split(",") if m], default=["memory", "etcd"],
+                   help="memory,etcd (default both, in this order)")
+    p.add_argument("--replicas", type=int, default=2, help="service replicas in etcd mode")
     asyncio.run(run(p.parse_args()))
 
 

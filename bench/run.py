@@ -5,10 +5,12 @@ Contract: ``sudo /work/main/.venv/bin/python bench/run.py [--quick] [options]``
 tunnel daemons inside them, and removes everything on exit, error or signal).
 Measures, in one run: iperf3 TCP (1 and 4 streams) and UDP throughput, tunnel
 CPU seconds per GB (both daemons, /proc/<pid>/stat) and ping RTT (avg, p99)
-for each tunnel pairing; handshake responses per CPU-second of an in-process
+for each tunnel pairing (against Debian's and upstream's modern wireguard-go),
+the same over the bare veth (the ceiling), and the AEAD floor (CPU s/GB of
+ChaCha20-Poly1305 alone, one core, once per round); handshake responses per CPU-second of an in-process
 wgpy responder; RSS per idle configured peer (wgpy and wireguard-go daemons,
 and an in-process wgpy Device), each in a fresh process.  Prints a Markdown
-table with absolute figures and ratios to wireguard-go; ``--json`` keeps the
+table with absolute figures and ratios to both wireguard-go builds; ``--json`` keeps the
 raw figures.  Not part of the test suite; asserts nothing.
 """
 
@@ -33,10 +35,10 @@ if __package__ in (None, ""):
 from bench import common, report, traffic  # noqa: E402
 from bench.handshake_daemon import daemon_handshake_rate  # noqa: E402
 from bench.peer_memory import daemon_rss_per_peer  # noqa: E402
-from bench.tunnel import KINDS, Tunnel, Underlay, start_daemon  # noqa: E402
+from bench.tunnel import KINDS, RAW, RawPath, Tunnel, Underlay, start_daemon  # noqa: E402
 
-DEFAULT_PAIRS = ["wggo:wggo", "wgpy:wggo", "wggo:wgpy", "wgpy:wgpy", "wgpy-nooff:wgpy-nooff", "wgpy-pure:wggo",
-                 "wgpy-pure:wgpy-pure"]
+DEFAULT_PAIRS = ["wggo:wggo", "wggo-modern:wggo-modern", "wgpy:wggo-modern", "wggo-modern:wgpy", "wgpy:wgpy",
+                 "wgpy:wggo", "wggo:wgpy", "wgpy-nooff:wgpy-nooff", "wgpy-pure:wggo", "wgpy-pure:wgpy-pure", RAW]
 TESTS = ["tcp1", "tcp4", "udp", "ping", "handshakes", "memory"]
 
 
@@ -107,15 +109,20 @@ def _guard(fn: Callable[[], dict[str, Any]], what: str) -> dict[str, Any]:
 
 
 def _short(r: dict[str, Any]) -> str:
-    keys = ("bps", "cpu_per_gb", "lost_percent", "avg", "p99", "per_cpu_s", "per_wall_s", "responses", "per_peer")
+    keys = ("bps", "cpu_per_gb", "lost_percent", "avg", "p99", "per_cpu_s", "per_wall_s", "responses", "per_peer",
+            "floor_s_per_gb", "evp_pkt_floor_s_per_gb")
     return ", ".join(f"{k}={r[k]:.4g}" for k in keys if isinstance(r.get(k), (int, float)))
 
 
 def run_pair(under: Underlay, pair: str, tests: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    kind_a, kind_b = pair.split(":")
     log(f"tunnel {pair}: starting")
+    tun: Tunnel | RawPath
     try:
-        tun = Tunnel(under, kind_a, kind_b)
+        if pair == RAW:
+            tun = RawPath(under)
+        else:
+            kind_a, kind_b = pair.split(":")
+            tun = Tunnel(under, kind_a, kind_b)
     except Exception as exc:
         log(f"tunnel {pair}: FAILED to come up: {exc}")
         return {"error": f"tunnel setup failed: {str(exc)[:300]}"}
@@ -171,6 +178,17 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def run_aead(seconds: float) -> dict[str, Any]:
+    """The AEAD floor, in its own process (one thread, so one core)."""
+    res = subprocess.run([common.PYTHON, str(common.REPO / "bench" / "aead.py"), str(seconds)],
+                         capture_output=True, text=True, timeout=120, cwd=str(common.REPO),
+                         env=dict(os.environ, PYTHONPATH=str(common.REPO)))
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"rc {res.returncode}")
+    r: dict[str, Any] = json.loads(res.stdout)
+    return r
+
+
 def run_handshakes(n: int) -> dict[str, Any]:
     res = subprocess.run([common.PYTHON, str(common.REPO / "bench" / "handshakes.py"), str(n)],
                          capture_output=True, text=True, timeout=600, cwd=str(common.REPO),
@@ -221,7 +239,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, help="seconds per iperf3 run (default 6, --quick 3)")
     ap.add_argument("--pairs", default=",".join(DEFAULT_PAIRS),
                     help="comma list of A:B tunnel pairings, A and B in " + "|".join(KINDS)
-                    + f"\n(default {','.join(DEFAULT_PAIRS)})")
+                    + f",\nor {RAW} (no tunnel: the bare veth underlay)\n(default {','.join(DEFAULT_PAIRS)})")
     ap.add_argument("--only", default=",".join(TESTS), help=f"comma list of tests (default all: {','.join(TESTS)})")
     ap.add_argument("--skip", default="", help="comma list of tests to leave out")
     ap.add_argument("--rounds", type=int, help="rounds over all pairs, median reported (default 3, --quick 1)")
@@ -243,6 +261,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             ap.error(f"unknown test {t!r}")
     args.pair_list = [p for p in args.pairs.split(",") if p]
     for p in args.pair_list:
+        if p == RAW:
+            continue
         parts = p.split(":")
         if len(parts) != 2 or any(k not in KINDS for k in parts):
             ap.error(f"bad pair {p!r}")
@@ -265,11 +285,16 @@ def main(argv: list[str] | None = None) -> int:
             under = Underlay()
         if tunnel_tests and under is not None:
             raw: dict[str, list[dict[str, Any]]] = {p: [] for p in args.pair_list}
+            aead: list[dict[str, Any]] = []
             for rnd in range(args.rounds):
                 log(f"round {rnd + 1}/{args.rounds}")
                 for pair in args.pair_list:
                     raw[pair].append(run_pair(under, pair, tunnel_tests, args))
+                if any(t in tunnel_tests for t in ("tcp1", "tcp4")):
+                    aead.append({"aead": _guard(lambda: run_aead(1.0), "AEAD floor")})
             res["pairs"] = {p: aggregate(raw[p]) for p in args.pair_list}
+            if aead:
+                res["aead"] = aggregate(aead).get("aead")
         if "handshakes" in args.tests:
             res["handshakes"] = _guard(lambda: run_handshakes(args.handshakes), "handshakes in-process")
             if under is not None:

@@ -6,6 +6,8 @@ returns a plain dict (figures in bits/s, seconds, bytes) or raises
 ``RuntimeError`` with the reason.  CPU is read from /proc/<pid>/stat
 (utime+stime, all threads) of both tunnel daemons around the iperf3 run, and
 reported as CPU seconds per GB (10^9 bytes) received by the iperf3 server.
+A ``RawPath`` (no tunnel, no daemons) is measured the same way, to B's
+underlay address; its daemon CPU figures are NaN.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ import time
 from typing import Any
 
 from .common import proc_cpu, stop_proc, system_busy, wait_for
-from .tunnel import TUNNEL, Tunnel
+from .tunnel import RawPath, Tunnel
+
+Path_ = Tunnel | RawPath
 
 IPERF_PORT = 5201
 UDP_LEN = 1360  # fits the 1420 tunnel MTU with IPv4 + UDP headers
 
 
 class IperfServer:
-    def __init__(self, tun: Tunnel) -> None:
+    def __init__(self, tun: Path_) -> None:
         ns = tun.under.b
-        self.proc = ns.popen(["iperf3", "-s", "-B", TUNNEL[1], "-p", str(IPERF_PORT)],
+        self.proc = ns.popen(["iperf3", "-s", "-B", tun.dst, "-p", str(IPERF_PORT)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         ready = wait_for(lambda: self._listening(tun) or self.proc.poll() is not None, 10, 0.1)
         if not ready or self.proc.poll() is not None:
@@ -35,7 +39,7 @@ class IperfServer:
             raise RuntimeError("iperf3 server did not start")
 
     @staticmethod
-    def _listening(tun: Tunnel) -> bool:
+    def _listening(tun: Path_) -> bool:
         res = tun.under.b.run("ss", "-ltnH", f"sport = :{IPERF_PORT}", check=False, timeout=5)
         return bool(res.stdout.strip())
 
@@ -43,7 +47,7 @@ class IperfServer:
         stop_proc(self.proc)
 
 
-def _iperf(tun: Tunnel, args: list[str], duration: float, attempts: int = 6) -> dict[str, Any]:
+def _iperf(tun: Path_, args: list[str], duration: float, attempts: int = 6) -> dict[str, Any]:
     """Run one iperf3 client, again after a pause while the server still finishes the previous test."""
     for attempt in range(attempts):
         try:
@@ -55,11 +59,11 @@ def _iperf(tun: Tunnel, args: list[str], duration: float, attempts: int = 6) -> 
     raise AssertionError("unreachable")
 
 
-def _iperf_once(tun: Tunnel, args: list[str], duration: float) -> dict[str, Any]:
+def _iperf_once(tun: Path_, args: list[str], duration: float) -> dict[str, Any]:
     """Run one iperf3 client; returns its JSON and the daemons' CPU seconds spent meanwhile."""
     if not tun.alive():
         raise RuntimeError(f"a tunnel daemon died before the measurement: {tun.dead()}")
-    cmd = ["iperf3", "-c", TUNNEL[1], "-p", str(IPERF_PORT), "-J", "-t", str(duration),
+    cmd = ["iperf3", "-c", tun.dst, "-p", str(IPERF_PORT), "-J", "-t", str(duration),
            "--connect-timeout", "5000", *args]
     cpu0 = [proc_cpu(d.pid) for d in tun.daemons]
     busy0 = system_busy()
@@ -85,27 +89,30 @@ def _iperf_once(tun: Tunnel, args: list[str], duration: float) -> dict[str, Any]
     return {"json": data, "cpu": cpu, "wall": wall, "iperf_cpu": iperf_cpu, "other_cores": other}
 
 
-def tcp(tun: Tunnel, streams: int, duration: float) -> dict[str, Any]:
+def _per_gb(cpu_s: float, nbytes: int) -> float:
+    return cpu_s / (nbytes / 1e9) if nbytes else math.inf
+
+
+def tcp(tun: Path_, streams: int, duration: float) -> dict[str, Any]:
     r = _iperf(tun, ["-P", str(streams)], duration)
     end = r["json"]["end"]
     received = end["sum_received"]
     nbytes = int(received["bytes"])
     bps = float(received["bits_per_second"])
-    cpu = sum(r["cpu"])
     return {
         "bps": bps,
         "bytes": nbytes,
         "cpu_s": r["cpu"],
-        "cpu_per_gb": cpu / (nbytes / 1e9) if nbytes else math.inf,
-        "cpu_a_per_gb": r["cpu"][0] / (nbytes / 1e9) if nbytes else math.inf,
-        "cpu_b_per_gb": r["cpu"][1] / (nbytes / 1e9) if nbytes else math.inf,
+        "cpu_per_gb": _per_gb(sum(r["cpu"]) if r["cpu"] else math.nan, nbytes),
+        "cpu_a_per_gb": _per_gb(r["cpu"][0] if r["cpu"] else math.nan, nbytes),
+        "cpu_b_per_gb": _per_gb(r["cpu"][1] if r["cpu"] else math.nan, nbytes),
         "retransmits": end.get("sum_sent", {}).get("retransmits"),
         "iperf_cpu_s": r["iperf_cpu"],
         "other_cores": r["other_cores"],
     }
 
 
-def udp(tun: Tunnel, duration: float) -> dict[str, Any]:
+def udp(tun: Path_, duration: float) -> dict[str, Any]:
     r = _iperf(tun, ["-u", "-b", "0", "-l", str(UDP_LEN)], duration)
     end = r["json"]["end"]
     s = end["sum"]
@@ -117,14 +124,13 @@ def udp(tun: Tunnel, duration: float) -> dict[str, Any]:
     else:
         nbytes = int(s["bytes"] * (1 - s.get("lost_percent", 0.0) / 100))
         bps = nbytes * 8 / float(s["seconds"])
-    cpu = sum(r["cpu"])
     return {
         "bps": bps,
         "bytes": nbytes,
         "sent_bps": float(sent["bits_per_second"]) if sent else float(s["bits_per_second"]),
         "lost_percent": float(s.get("lost_percent", math.nan)),
         "cpu_s": r["cpu"],
-        "cpu_per_gb": cpu / (nbytes / 1e9) if nbytes else math.inf,
+        "cpu_per_gb": _per_gb(sum(r["cpu"]) if r["cpu"] else math.nan, nbytes),
         "iperf_cpu_s": r["iperf_cpu"],
         "other_cores": r["other_cores"],
     }
@@ -133,9 +139,9 @@ def udp(tun: Tunnel, duration: float) -> dict[str, Any]:
 _TIME = re.compile(r"time=([0-9.]+) ms")
 
 
-def ping(tun: Tunnel, count: int, interval: float) -> dict[str, Any]:
+def ping(tun: Path_, count: int, interval: float) -> dict[str, Any]:
     """ICMP echo A→B through the tunnel, one in flight at a time; avg, p50 and p99 RTT in seconds."""
-    return ping_addr(tun.under.a, TUNNEL[1], count, interval)
+    return ping_addr(tun.under.a, tun.dst, count, interval)
 
 
 def ping_addr(ns: Any, addr: str, count: int, interval: float) -> dict[str, Any]:

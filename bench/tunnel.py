@@ -2,12 +2,14 @@
 
 Contract: ``Underlay`` creates namespaces ``wgb-<rand>-a``/``-b`` with a veth
 pair carrying 10.201.0.0/24 (addresses exist only inside them).  ``Tunnel``
-starts one daemon per side (``wggo`` = wireguard-go, ``wgpy``,
+starts one daemon per side (``wggo`` = Debian's wireguard-go, ``wggo-modern`` =
+upstream wireguard-go 0.0.20250522 with batching and offloads, ``wgpy``,
 ``wgpy-pure`` = wgpy with ``WGPY_NATIVE=0``, or ``wgpy-nooff`` = native wgpy
 with TUN virtio-net offload and UDP GSO/GRO switched off), configures them with
 ``wg setconf`` (tunnel 10.202.0.0/24, MTU 1420), waits for a handshake and
-stops them again.  Interface names carry a random suffix.  No traffic leaves
-the namespaces.
+stops them again.  ``RawPath`` is the same interface without any tunnel:
+traffic goes straight over the veth underlay (the ceiling).  Interface names
+carry a random suffix.  No traffic leaves the namespaces.
 """
 
 from __future__ import annotations
@@ -26,14 +28,22 @@ TUNNEL = ("10.202.0.1", "10.202.0.2")
 MTU = 1420
 PORTS = (51001, 51002)
 
-KINDS = ("wggo", "wgpy", "wgpy-pure", "wgpy-nooff")
-LABEL = {"wggo": "wggo", "wgpy": "wgpy", "wgpy-pure": "wgpy[pure]", "wgpy-nooff": "wgpy[no-offload]"}
+MODERN_WGGO = Path(os.environ.get("WGPY_BENCH_WGGO_MODERN",
+                                  "/work/shared/reference/wireguard-go-0.0.20250522/wireguard-go"))
+RAW = "veth"  # the pseudo-pairing "veth" (no tunnel: iperf3/ping over the underlay)
+KINDS = ("wggo", "wggo-modern", "wgpy", "wgpy-pure", "wgpy-nooff")
+LABEL = {"wggo": "wggo", "wggo-modern": "wggo[modern]", "wgpy": "wgpy", "wgpy-pure": "wgpy[pure]",
+         "wgpy-nooff": "wgpy[no-offload]"}
 NO_OFFLOAD = {"WGPY_TUN_OFFLOAD": "0", "WGPY_UDP_GSO": "0", "WGPY_UDP_GRO": "0"}
 
 
 def daemon_argv(kind: str, ifname: str) -> list[str]:
     if kind == "wggo":
         return ["wireguard-go", "-f", ifname]
+    if kind == "wggo-modern":
+        if not os.access(MODERN_WGGO, os.X_OK):
+            raise RuntimeError(f"no modern wireguard-go at {MODERN_WGGO} (set WGPY_BENCH_WGGO_MODERN)")
+        return [str(MODERN_WGGO), "-f", ifname]
     return [PYTHON, "-m", "wgpy", "-f", ifname]
 
 
@@ -120,8 +130,30 @@ class Underlay:
         return f"wgb{self.tag}{self.counter}{side}"[:15]
 
 
+class RawPath:
+    """No tunnel at all: A reaches B's underlay address over the veth pair (the ceiling row)."""
+
+    dst = UNDER[1]
+    kinds = (RAW, RAW)
+
+    def __init__(self, under: Underlay) -> None:
+        self.under = under
+        self.daemons: list[Daemon] = []
+
+    def alive(self) -> bool:
+        return True
+
+    def dead(self) -> str:
+        return ""
+
+    def stop(self) -> None:
+        pass
+
+
 class Tunnel:
     """A configured, handshaken tunnel: side A (iperf3 client) and side B (server)."""
+
+    dst = TUNNEL[1]
 
     def __init__(self, under: Underlay, kind_a: str, kind_b: str) -> None:
         self.under = under

@@ -1,7 +1,7 @@
-"""``python -m kubespan``: the command line (see ``kubespan.cli``)."""
+"""``python -m kubespan``: the command line (see ``kubespan.cli``), behind the extra check of ``kubespan.entry``."""
 
 import sys
 
-from .cli import main
+from .entry import main
 
 sys.exit(main())

@@ -4,16 +4,24 @@ Contract (kubespan.md §2 "Local affiliate", "Raw affiliates", "Merge",
 "Members"; Talos ``cluster/local_affiliate.go``, ``affiliate_merge.go``,
 ``member.go``):
 
-- ``local_addresses`` keeps the *routed* node IPs: no link/host scope,
-  loopback, multicast or link-local address, no SideroLink ULA, nothing inside
-  the pod CIDRs; the node's own KubeSpan ULA stays in.
+- ``local_addresses`` keeps the *routed* node IPs: only addresses of links
+  that are up (Talos ``network/node_address.go``: operational state up or
+  unknown, and a carrier on physical links), no link/host scope, loopback,
+  multicast or link-local address, no SideroLink ULA, nothing inside the
+  Kubernetes networks (``NodeConfig.kubernetes_networks``: pod and service
+  subnets, this node's pod CIDRs; Talos ``k8s/address_filter.go``
+  ``NodeAddressFilterNoK8s``); the node's own KubeSpan ULA stays in.
 - ``local_endpoints``: the current node IPs (same exclusions, sorted IPv4
   first), minus the own KubeSpan IP; the discovery-reported public IP appended
   if new; then the endpoint filters; port 51820; then
   ``extraAnnouncedEndpoints``, skipping duplicates.
-- ``local_affiliate`` builds the ``Affiliate`` we publish; ``kubespan`` is set
-  when the identity exists (``additionalAddresses`` = pod CIDRs with
-  ``advertiseKubernetesNetworks``; ``excludeAdvertisedNetworks`` from config).
+- ``local_affiliate`` builds the ``Affiliate`` we publish (Talos
+  ``cluster/local_affiliate.go``); ``kubespan`` is set when the identity
+  exists (``additionalAddresses`` = pod CIDRs with
+  ``advertiseKubernetesNetworks``; ``excludeAdvertisedNetworks`` from config);
+  ``controlPlane`` = ``ControlPlane{port: localAPIServerPort}`` for
+  ``controlplane`` and ``init`` machines (Talos ``machine.Type.IsControlPlane``),
+  absent otherwise.
 - ``raw_affiliates`` keys discovery results as ``service/<nodeId>``; with
   several services the later one in config order wins (Talos: last writer).
 - ``merge`` groups raw affiliates by node ID in raw-ID order: union-append the
@@ -39,13 +47,14 @@ from .identity import ULA_PURPOSE_SIDEROLINK, Identity, is_ula
 from .peers import SpecInput
 
 __all__ = [
-    "KUBESPAN_PORT", "AffiliateSpec", "Member", "NodeAddress", "from_remote", "local_addresses", "local_affiliate",
-    "local_endpoints", "members", "merge", "raw_affiliates",
+    "KUBESPAN_PORT", "AffiliateSpec", "Member", "NodeAddress", "from_remote", "link_is_up", "local_addresses",
+    "local_affiliate", "local_endpoints", "members", "merge", "raw_affiliates",
 ]
 
 KUBESPAN_PORT = 51820
 T = TypeVar("T")
 OS_NAME = "kubespan-py"
+CONTROL_PLANE_TYPES = ("controlplane", "init")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,16 @@ class NodeAddress:
     link: str = ""
     scope: str = "global"
     """``global``, ``site``, ``link`` or ``host`` (rtnetlink scope)."""
+    link_up: bool = True
+    """The link is up (see ``link_is_up``); addresses of links that are down are not announced."""
+
+
+def link_is_up(operstate: str, carrier: bool, physical: bool) -> bool:
+    """Talos' "link up" test: operational state up or unknown; a physical link also needs a carrier.
+
+    ``physical``: an ethernet link without a link kind (not a veth, bridge, tun...).
+    """
+    return operstate in ("UP", "UNKNOWN") and (carrier or not physical)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,22 +120,22 @@ class Member:
 # --- local affiliate ---------------------------------------------------------------------
 
 
-def _usable(addr: NodeAddress, pod_cidrs: Sequence[IPNetwork]) -> bool:
+def _usable(addr: NodeAddress, excluded: Sequence[IPNetwork]) -> bool:
     ip = addr.ip
-    if addr.scope in ("link", "host") or ip.is_loopback or ip.is_multicast or ip.is_link_local:
+    if not addr.link_up or addr.scope in ("link", "host") or ip.is_loopback or ip.is_multicast or ip.is_link_local:
         return False
     if ip.is_unspecified or is_ula(ip, ULA_PURPOSE_SIDEROLINK):
         return False
-    return not any(ip in net for net in pod_cidrs)
+    return not any(ip in net for net in excluded)
 
 
 def _sort_key(ip: IPAddress) -> tuple[int, bytes]:
     return ip.version, ip.packed
 
 
-def local_addresses(addresses: Iterable[NodeAddress], pod_cidrs: Sequence[IPNetwork] = ()) -> tuple[IPAddress, ...]:
-    """The routed node IPs this node announces (sorted, unique)."""
-    ips = {a.ip for a in addresses if _usable(a, pod_cidrs)}
+def local_addresses(addresses: Iterable[NodeAddress], excluded: Sequence[IPNetwork] = ()) -> tuple[IPAddress, ...]:
+    """The routed node IPs this node announces (sorted, unique); ``excluded``: the Kubernetes networks."""
+    ips = {a.ip for a in addresses if _usable(a, excluded)}
     return tuple(sorted(ips, key=_sort_key))
 
 
@@ -127,7 +146,7 @@ def local_endpoints(
     public_ip: IPAddress | None,
 ) -> tuple[Endpoint, ...]:
     """The KubeSpan endpoints this node announces, in Talos order."""
-    ips = [ip for ip in local_addresses(addresses, config.pod_cidrs) if ip != kubespan_ip]
+    ips = [ip for ip in local_addresses(addresses, config.kubernetes_networks) if ip != kubespan_ip]
     if public_ip is not None and public_ip not in ips:
         ips.append(public_ip)
     ips = list(filter_ips(ips, config.kubespan.endpoint_filters))
@@ -152,9 +171,10 @@ def local_affiliate(
     additional: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
     if ks.advertise_kubernetes_networks:
         additional = tuple(ipaddress.ip_interface(str(net)) for net in config.pod_cidrs)
+    control_plane = ControlPlane(config.api_server_port) if machine_type in CONTROL_PLANE_TYPES else None
     return Affiliate(
         node_id=identity.node_id,
-        addresses=local_addresses(addresses, config.pod_cidrs),
+        addresses=local_addresses(addresses, config.kubernetes_networks),
         hostname=hostname,
         nodename=nodename,
         machine_type=machine_type,
@@ -165,6 +185,7 @@ def local_affiliate(
             additional_addresses=additional,
             exclude_advertised_networks=tuple(ipaddress.ip_interface(str(n)) for n in ks.exclude_advertised_networks),
         ),
+        control_plane=control_plane,
     )
 
 

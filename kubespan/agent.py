@@ -5,14 +5,31 @@ loads the config and identity, creates the wgpy interface ``kubespan``
 in-process (port 51820, fwmark 0x20, MTU from config, optional UAPI socket),
 starts one ``DiscoveryClient`` per discovery endpoint, serves the resource
 API, then reconciles every ``reconcile_interval`` seconds (30 s by default) and
-at once when something changes (a discovery update, an address change on the
-host).  Each pass: read addresses (netlink) and WireGuard peers, publish the
-local affiliate, merge remote affiliates, call the pure
+at once when something changes (a discovery update, an address or link change
+on the host).  Between reconciles a status pass runs every ``STATUS_TICK``
+(1 s): WireGuard's peer stats (last handshake) and the clock against the last
+peer specs (``controller.peer_pass``; no netlink read, no discovery), so peer
+states follow handshakes and endpoint timeouts as they happen; only when a
+status really changed (``peers.status_changed``: state, endpoint rotation,
+roaming) does it apply the WireGuard and routing changes and publish the
+statuses.  wgpy exposes no handshake event, hence the poll; the full
+reconcile stays the backstop.  Each reconcile: read addresses (``kubespan.addresses``, netlink) and
+WireGuard peers, publish the local affiliate, merge remote affiliates, call the pure
 ``controller.reconcile``, apply the peer diff to wgpy and the routing spec to
 the kernel, send harvested endpoints (``harvestExtraEndpoints``), publish the
 resources.  Logs say what changed and why; they never contain keys other than
-public keys.  SIGTERM/SIGINT: AffiliateDelete, routes/rules/nft removed, TUN
-closed, sockets removed, exit 0.  Single event loop; not thread-safe.
+public keys.  SIGTERM/SIGINT: routes/rules/nft removed, TUN closed, sockets
+removed, exit 0; the affiliate stays in discovery until its TTL, as a
+rebooting Talos node's does (stopping is not leaving; ``kubespan.leave``).
+A ``leave`` request on the API socket: AffiliateDelete on every service, the
+identity files removed (only if every delete succeeded), then the same stop.
+A config that does not parse exits 1 before anything is touched; so does a
+second agent for the same state dir or for the ``kubespan`` interface of the
+same network namespace (``kubespan.lock``), and the "KubeSpan disabled"
+cleanup of leftover state runs only under those locks.
+With ``metrics_addr`` the agent serves Prometheus metrics (``kubespan.metrics``
+plus its interface's ``wgpy.io.metrics``) from the start, before it reports
+ready.  Single event loop; not thread-safe.
 """
 
 from __future__ import annotations
@@ -28,22 +45,30 @@ import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from wgpy import DeviceUpdate, Interface, PeerUpdate, PresharedKey, PublicKey, UapiInUse, open_uapi_socket
+from wgpy import (
+    DeviceUpdate, Interface, MetricsServer, PeerUpdate, PresharedKey, PublicKey, UapiInUse, notify_ready,
+    open_uapi_socket,
+)
 
-from . import specs
-from .affiliates import AffiliateSpec, NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
+from . import logfmt, specs
+from .affiliates import AffiliateSpec, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
 from .api import DEFAULT_API_SOCKET, ApiServer
-from .config import NodeConfig, load_config
+from .config import NodeConfig, load_config, parse_config
 from .controller import (
-    FWMARK_WIREGUARD, LINK_NAME, LISTEN_PORT, Desired, DesiredPeer, PeerChange, diff_peers,
-    observed_endpoints_by_node, reconcile,
+    FWMARK_WIREGUARD, LINK_NAME, LISTEN_PORT, Desired, DesiredPeer, PeerChange, PeerPass, RoutingSpec, diff_peers,
+    next_statuses, observed_endpoints_by_node, peer_pass, reconcile,
 )
 from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .discovery.protocol import Endpoint
 from .errors import KubespanError
+from .addresses import read_addresses
 from .identity import Identity, load_identity, parse_mac
-from .peers import ObservedPeer, PeerStatus
+from .leave import remove_state
+from .lock import LOCK_DIR, AgentLock
+from .metrics import AgentMetrics
+from .peers import ObservedPeer, PeerSpec, PeerStatus, status_changed
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
     NODE_IDENTITIES, RESOURCE_ID_LOCAL, ResourceStore,
@@ -56,9 +81,10 @@ DEFAULT_STATE_DIR = "/var/lib/kubespan"
 DEFAULT_UAPI_SOCKET = "/var/run/wireguard/kubespan.sock"
 DEFAULT_RECONCILE_INTERVAL = 30.0
 DEBOUNCE = 0.2
+STATUS_TICK = 1.0
+RTMGRP_LINK = 0x1  # link up/down changes which addresses are announced
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
-_SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,26 +96,9 @@ class AgentOptions:
     reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
     mac: str | None = None
     use_nftables: bool | None = None
-
-
-def read_addresses() -> list[NodeAddress]:
-    """Every address on this host's links (netlink dump)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        names = {link["index"]: link.get("ifname") or "" for link in ipr.get_links()}
-        out: list[NodeAddress] = []
-        for msg in ipr.get_addr():
-            text = msg.get("local") or msg.get("address")
-            if not text:
-                continue
-            try:
-                ip = ipaddress.ip_address(text.split("%", 1)[0])
-            except ValueError:
-                continue
-            out.append(NodeAddress(ip=ip, prefixlen=int(msg["prefixlen"]), link=names.get(msg["index"], ""),
-                                   scope=_SCOPES.get(int(msg["scope"]), "global")))
-    return out
+    config_text: str | None = None  # the config itself (from $KUBESPAN_CONFIG), instead of config_path
+    metrics_addr: str | None = None  # HOST:PORT for /metrics, or None
+    lock_dir: str = LOCK_DIR
 
 
 def _observed(iface: Interface) -> dict[str, ObservedPeer]:
@@ -130,11 +139,16 @@ class Agent:
         self.routing = routing or KernelRouting(use_nftables=options.use_nftables)
         # also the published hostname: namespaces share the UTS name; the configured one is more useful
         self.nodename = config.node_name or socket.gethostname()
-        self.store = ResourceStore()
+        self.store = ResourceStore(clock=time.time)
         # the identities never change while we run: published once, not on every pass
         self.store.publish(KUBESPAN_IDENTITIES, {RESOURCE_ID_LOCAL: specs.identity_spec(identity)})
         self.store.publish(NODE_IDENTITIES, {RESOURCE_ID_LOCAL: specs.node_identity_spec(identity.node_id)})
         self.statuses: dict[str, PeerStatus] = {}
+        self._specs: tuple[PeerSpec, ...] | None = None
+        """The peer specs of the last reconcile (what the status pass works on)."""
+        self._routed: RoutingSpec | None = None
+        self._pass_lock = asyncio.Lock()
+        """One pass at a time: a reconcile and a status pass never interleave across their awaits."""
         self.iface: Interface | None = None
         self.clients: list[DiscoveryClient] = []
         self.api: ApiServer | None = None
@@ -142,7 +156,11 @@ class Agent:
         self._stop = asyncio.Event()
         self._warned: set[str] = set()
         self._netlink: socket.socket | None = None
+        self._left: asyncio.Future[dict[str, Any]] | None = None
+        """Set by a ``leave`` request; resolved by ``_shutdown`` once the affiliate is deleted."""
         self.exit_code = 0
+        self.metrics = AgentMetrics(lambda: self.statuses, lambda: self.clients)
+        self._metrics_server: MetricsServer | None = None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -150,10 +168,17 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig.name)
+        ticker: asyncio.Task[None] | None = None
         try:
             await self._start()
+            notify_ready(f"serving {self.options.api_socket}")  # systemd Type=notify
+            ticker = asyncio.create_task(self._status_loop(), name="kubespan status pass")
             await self._loop()
         finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
             await self._shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -177,7 +202,7 @@ class Agent:
         self.iface.configure(DeviceUpdate(fwmark=FWMARK_WIREGUARD))
         log.info("created interface %s (port %d, fwmark 0x%x, mtu %d, public key %s, address %s)", LINK_NAME,
                  LISTEN_PORT, FWMARK_WIREGUARD, ks.mtu, self.identity.public_key.to_base64(), self.identity.address)
-        self.api = ApiServer(self.options.api_socket, self.store, self.nodename)
+        self.api = ApiServer(self.options.api_socket, self.store, self.nodename, on_leave=self._on_leave)
         await self.api.start()
         log.info("serving the resource API on %s", self.options.api_socket)
         self._watch_addresses()
@@ -190,9 +215,21 @@ class Agent:
             self.clients.append(client)
             await client.start()
             log.info("discovery service %s (%s)", ep.name, ep.address)
+        if self.options.metrics_addr is not None:
+            await self._serve_metrics(self.options.metrics_addr)
         closed = self.iface.runner.closed
         if closed is not None:
             closed.add_done_callback(self._iface_closed)
+
+    async def _serve_metrics(self, addr: str) -> None:
+        from prometheus_client.registry import CollectorRegistry
+
+        assert self.iface is not None
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.metrics)
+        registry.register(self.iface.metrics_collector(lambda: {k: s.label for k, s in self.statuses.items()}))
+        self._metrics_server = MetricsServer(registry, addr)
+        await self._metrics_server.start()
 
     def _iface_closed(self, fut: asyncio.Future[str]) -> None:
         if not self._stop.is_set():
@@ -203,7 +240,7 @@ class Agent:
     def _watch_addresses(self) -> None:
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
-            sock.bind((0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+            sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
         except OSError as exc:
             log.warning("cannot watch address changes (%s); relying on the periodic reconcile", exc)
             return
@@ -220,10 +257,13 @@ class Agent:
     async def _loop(self) -> None:
         interval = self.options.reconcile_interval
         while not self._stop.is_set():
+            started, ok = time.monotonic(), False
             try:
                 await self.reconcile_once()
+                ok = True
             except Exception:  # keep the mesh running; the next pass retries
                 log.exception("reconcile failed")
+            self.metrics.reconciled(time.monotonic() - started, ok)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             if self._stop.is_set():
@@ -231,10 +271,56 @@ class Agent:
             self._wake.clear()
             await asyncio.sleep(DEBOUNCE)
 
+    async def _on_leave(self) -> dict[str, Any]:
+        """The API's ``leave`` request: stop, and let ``_shutdown`` delete the affiliate first."""
+        if self._left is None:
+            log.info("leave requested: deleting affiliate %s and the identity, then stopping", self.identity.node_id)
+            self._left = asyncio.get_running_loop().create_future()
+            self.stop("leave request")
+        return await asyncio.shield(self._left)
+
+    async def _leave_discovery(self) -> dict[str, Any]:
+        failed = []
+        for client in self.clients:
+            try:
+                ok = await asyncio.wait_for(client.delete_affiliate(), 10.0)
+            except (asyncio.TimeoutError, OSError):
+                ok = False
+            if not ok:
+                failed.append(client.current_endpoint.target)
+        if failed:
+            log.error("affiliate %s not deleted from %s; identity kept", self.identity.node_id, ", ".join(failed))
+            return {"left": self.identity.node_id, "failed": failed, "removed": []}
+        removed = remove_state(self.options.state_dir)
+        log.info("left the cluster: affiliate %s deleted, removed %s", self.identity.node_id, ", ".join(removed))
+        return {"left": self.identity.node_id, "failed": [], "removed": removed}
+
+    async def _status_loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), STATUS_TICK)
+            if self._stop.is_set():
+                return
+            try:
+                await self.refresh_statuses()
+            except Exception:  # the next tick (or reconcile) retries
+                log.exception("status pass failed")
+
     async def _shutdown(self) -> None:
+        if self._metrics_server is not None:
+            await self._metrics_server.close()
         for client in self.clients:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(delete=True), 10.0)
+                await asyncio.wait_for(client.close(delete=False), 10.0)
+        if self._left is not None:
+            try:
+                result = await self._leave_discovery()
+            except Exception as exc:  # the waiting ``kubespan leave`` must get an answer
+                result = {"error": f"leave failed: {exc}"}
+            self._left.set_result(result)
+        elif self.clients:
+            log.info("affiliate %s stays in discovery until its TTL ('kubespan leave' leaves the cluster)",
+                     self.identity.node_id)
         if self._netlink is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._netlink.fileno())
@@ -251,6 +337,10 @@ class Agent:
 
     async def reconcile_once(self) -> Desired:
         """One pass; netlink calls run in a worker thread (pyroute2's sync API owns its own loop)."""
+        async with self._pass_lock:
+            return await self._reconcile()
+
+    async def _reconcile(self) -> Desired:
         assert self.iface is not None
         addresses = await asyncio.to_thread(read_addresses)
         public_ip = next((c.client_ip for c in self.clients if c.client_ip is not None), None)
@@ -269,20 +359,46 @@ class Agent:
         observed = _observed(self.iface)
         desired = reconcile(self.config, self.identity, local, merged, observed, self.statuses, time.time())
         self._log_warnings(desired.warnings)
-        self._apply_peers(desired, observed)
-        try:
-            for change in await asyncio.to_thread(self.routing.apply, desired.routing):
-                log.info("routing: %s", change)
-        except Exception as exc:
-            log.error("routing apply failed: %s", exc)
-        self._log_status_changes(desired.statuses)
-        self.statuses = dict(desired.statuses)
-        if self.config.kubespan.harvest_extra_endpoints:
-            observed_eps = observed_endpoints_by_node(desired.harvested)
-            for client in self.clients:
-                client.set_observed_endpoints(observed_eps)
+        self._specs = desired.peer_specs
+        await self._apply(PeerPass(desired.statuses, desired.peers, desired.routing, desired.harvested), observed,
+                          always_route=True)
         self._publish(desired, local, merged)
         return desired
+
+    async def refresh_statuses(self) -> bool:
+        """The status pass (see the module contract); whether anything changed."""
+        async with self._pass_lock:
+            if self._specs is None or self.iface is None:
+                return False
+            observed = _observed(self.iface)
+            now = time.time()
+            new = next_statuses(self._specs, observed, self.statuses, now)
+            if not any(status_changed(self.statuses.get(key), status) for key, status in new.items()):
+                return False
+            result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now)
+            await self._apply(result, observed, always_route=False)
+            self.store.publish(KUBESPAN_PEER_STATUSES,
+                               {k: specs.peer_status_spec(s) for k, s in result.statuses.items()})
+            self.store.publish(KUBESPAN_ENDPOINTS, {h.public_key: specs.endpoint_spec(h) for h in result.harvested})
+            return True
+
+    async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], always_route: bool) -> None:
+        """WireGuard peers, then routing (a status pass: only when the routed set changed), then statuses."""
+        self._apply_peers(result.peers, observed)
+        if always_route or result.routing != self._routed:
+            try:
+                for change in await asyncio.to_thread(self.routing.apply, result.routing):
+                    log.info("routing: %s", change)
+                self._routed = result.routing
+            except Exception as exc:
+                log.error("routing apply failed: %s", exc)
+        self._log_status_changes(result.statuses)
+        self.metrics.observe_statuses(self.statuses, result.statuses)
+        self.statuses = dict(result.statuses)
+        if self.config.kubespan.harvest_extra_endpoints:
+            observed_eps = observed_endpoints_by_node(result.harvested)
+            for client in self.clients:
+                client.set_observed_endpoints(observed_eps)
 
     def _log_warnings(self, warnings: Sequence[str]) -> None:
         for warning in warnings:
@@ -290,13 +406,13 @@ class Agent:
                 log.warning("%s", warning)
         self._warned = set(warnings)
 
-    def _apply_peers(self, desired: Desired, observed: dict[str, ObservedPeer]) -> None:
+    def _apply_peers(self, peers: Sequence[DesiredPeer], observed: dict[str, ObservedPeer]) -> None:
         assert self.iface is not None
-        changes = diff_peers(desired.peers, observed)
+        changes = diff_peers(peers, observed)
         if not changes:
             return
         labels = {key: status.label for key, status in self.statuses.items()}
-        labels.update({p.public_key: p.label for p in desired.peers})
+        labels.update({p.public_key: p.label for p in peers})
         self.iface.configure(DeviceUpdate(peers=[_peer_update(c) for c in changes]))
         for change in changes:
             log.info("peer %s (%s) %s: %s", labels.get(change.public_key, "?"), change.public_key, change.action,
@@ -336,27 +452,29 @@ def _open_uapi(path: str) -> socket.socket:
     return open_uapi_socket(base[: -len(".sock")], directory)
 
 
-def configure_logging(level: str) -> None:
-    """Our loggers at ``level``; libraries (pyroute2, grpc) stay at warnings."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("kubespan", "wgpy"):
-        logging.getLogger(name).setLevel(getattr(logging, level.upper(), logging.INFO))
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Our loggers at ``level`` on stdout, as text or JSON lines (``kubespan.logfmt``); libraries stay at
+    warnings.  One record per flush: containers and journald read it live."""
+    logfmt.setup(level, fmt, sys.stdout)
 
 
 async def _run(options: AgentOptions) -> int:
-    config = load_config(options.config_path)
-    if not config.kubespan.enabled:
-        log.warning("KubeSpan is disabled in %s; removing any KubeSpan routing state and exiting",
-                    options.config_path)
-        await asyncio.to_thread(KernelRouting(use_nftables=options.use_nftables).cleanup)
-        return 0
-    if config.identity is None:
-        raise KubespanError("the config has no cluster identity")
-    mac = parse_mac(options.mac) if options.mac else None
-    identity = load_identity(options.state_dir, config.identity.cluster_id, mac=mac)
-    log.info("node ID %s, KubeSpan address %s", identity.node_id, identity.address)
-    agent = Agent(options, config, identity)
-    return await agent.run()
+    # a bad config stops here, before anything is touched
+    config = load_config(options.config_path) if options.config_text is None else parse_config(options.config_text)
+    enabled = config.kubespan.enabled
+    with AgentLock.acquire(options.state_dir, LINK_NAME, create_state_dir=enabled, lock_dir=options.lock_dir):
+        if not enabled:  # leftover state of a dead agent: no live agent holds the lock, so it is not one's
+            log.warning("KubeSpan is disabled in %s; removing any KubeSpan routing state and exiting",
+                        options.config_path)
+            await asyncio.to_thread(KernelRouting(use_nftables=options.use_nftables).cleanup)
+            return 0
+        if config.identity is None:
+            raise KubespanError("the config has no cluster identity")
+        mac = parse_mac(options.mac) if options.mac else None
+        identity = load_identity(options.state_dir, config.identity.cluster_id, mac=mac)
+        log.info("node ID %s, KubeSpan address %s", identity.node_id, identity.address)
+        agent = Agent(options, config, identity)
+        return await agent.run()
 
 
 def run_agent(options: AgentOptions) -> int:

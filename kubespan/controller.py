@@ -6,6 +6,13 @@ observed, statuses, now)`` returns a ``Desired`` — peer specs, the next peer
 statuses, the WireGuard peers (PSK = cluster secret, keepalive 25 s, allowed
 IPs replaced, endpoint only when the re-push rule says so), the routing spec
 (link address /64, MTU, routed set), the harvested endpoints and warnings.
+``reconcile`` is two steps: the peer specs from the affiliates
+(``build_peer_specs``), then ``peer_pass(config, identity, specs, observed,
+statuses, now)``, which needs only WireGuard's state and the clock; the agent
+runs ``peer_pass`` alone every second between reconciles so that statuses
+(and the routing of up/down peers) follow handshakes and endpoint timeouts
+as they happen (``next_statuses`` is its cheap first half: the agent goes on
+only when ``peers.status_changed`` says a status really changed).
 ``diff_peers(desired, observed)`` turns the desired peers into the minimal
 WireGuard changes, each with the reasons it is needed.  The agent applies
 them; nothing here does I/O or reads a clock: the same inputs always give the
@@ -34,8 +41,8 @@ from .peers import (
 
 __all__ = [
     "FWMARK_FORCE", "FWMARK_MASK", "FWMARK_WIREGUARD", "KEEPALIVE", "LINK_NAME", "LISTEN_PORT", "ROUTE_TABLE",
-    "RULE_PRIORITY", "Desired", "DesiredPeer", "HarvestedEndpoint", "PeerChange", "RoutingSpec", "diff_peers",
-    "reconcile", "routed_set",
+    "RULE_PRIORITY", "Desired", "DesiredPeer", "HarvestedEndpoint", "PeerChange", "PeerPass", "RoutingSpec",
+    "diff_peers", "next_statuses", "peer_pass", "reconcile", "routed_set",
 ]
 
 LINK_NAME = "kubespan"
@@ -80,6 +87,16 @@ class RoutingSpec:
     link: str = LINK_NAME
     table: int = ROUTE_TABLE
     priority: int = RULE_PRIORITY
+
+
+@dataclass(frozen=True, slots=True)
+class PeerPass:
+    """What one pass over known peer specs decided (``peer_pass``)."""
+
+    statuses: Mapping[str, PeerStatus]
+    peers: tuple[DesiredPeer, ...]
+    routing: RoutingSpec
+    harvested: tuple[HarvestedEndpoint, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,30 +151,49 @@ def reconcile(
     local_id = local.node_id if local is not None else identity.node_id
     inputs = {nid: aff.spec_input() for nid, aff in affiliates.items()}
     specs, warnings = build_peer_specs(local_id, identity.public_key.to_base64(), inputs)
-    next_statuses: dict[str, PeerStatus] = {}
-    peers: list[DesiredPeer] = []
-    psk = config.identity.cluster_secret
-    for spec in specs:
-        seen = observed.get(spec.public_key)
-        status = step_status(statuses.get(spec.public_key), spec, seen, now)
-        next_statuses[spec.public_key] = status
-        peers.append(DesiredPeer(
-            public_key=spec.public_key, preshared_key=psk, endpoint=endpoint_to_push(status, seen),
-            allowed_ips=spec.allowed_ips, label=spec.label,
-        ))
-    routing = RoutingSpec(
-        address=ipaddress.IPv6Interface((identity.address, identity.subnet.prefixlen)),
-        mtu=config.kubespan.mtu,
-        routed=routed_set(specs, next_statuses, config.kubespan.force_routing, identity.subnet),
-    )
-    harvested = _harvest(specs, next_statuses) if config.kubespan.harvest_extra_endpoints else ()
+    result = peer_pass(config, identity, specs, observed, statuses, now)
     all_affiliates = dict(affiliates)
     if local is not None:
         all_affiliates[local.node_id] = local
     return Desired(
-        peer_specs=tuple(specs), statuses=next_statuses, peers=tuple(peers), routing=routing,
-        harvested=harvested, members=members(all_affiliates), warnings=tuple(warnings),
+        peer_specs=tuple(specs), statuses=result.statuses, peers=result.peers, routing=result.routing,
+        harvested=result.harvested, members=members(all_affiliates), warnings=tuple(warnings),
     )
+
+
+def next_statuses(
+    specs: Sequence[PeerSpec], observed: Mapping[str, ObservedPeer], statuses: Mapping[str, PeerStatus], now: float,
+) -> dict[str, PeerStatus]:
+    """Manager steps 1-3 for every peer spec (statuses of peers without a spec are dropped)."""
+    return {spec.public_key: step_status(statuses.get(spec.public_key), spec, observed.get(spec.public_key), now)
+            for spec in specs}
+
+
+def peer_pass(
+    config: NodeConfig,
+    identity: Identity,
+    specs: Sequence[PeerSpec],
+    observed: Mapping[str, ObservedPeer],
+    statuses: Mapping[str, PeerStatus],
+    now: float,
+) -> PeerPass:
+    """Statuses, WireGuard peers, routing and harvest for known specs (pure; no discovery input)."""
+    if config.identity is None:
+        raise ValueError("peer_pass needs the cluster identity (cluster secret)")
+    new = next_statuses(specs, observed, statuses, now)
+    psk = config.identity.cluster_secret
+    peers = tuple(
+        DesiredPeer(public_key=spec.public_key, preshared_key=psk, endpoint=endpoint_to_push(new[spec.public_key]),
+                    allowed_ips=spec.allowed_ips, label=spec.label)
+        for spec in specs
+    )
+    routing = RoutingSpec(
+        address=ipaddress.IPv6Interface((identity.address, identity.subnet.prefixlen)),
+        mtu=config.kubespan.mtu,
+        routed=routed_set(specs, new, config.kubespan.force_routing, identity.subnet),
+    )
+    harvested = _harvest(specs, new) if config.kubespan.harvest_extra_endpoints else ()
+    return PeerPass(statuses=new, peers=peers, routing=routing, harvested=harvested)
 
 
 def _harvest(specs: Sequence[PeerSpec], statuses: Mapping[str, PeerStatus]) -> tuple[HarvestedEndpoint, ...]:

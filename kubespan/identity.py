@@ -36,8 +36,7 @@ from typing import Any
 
 import yaml
 
-from wgpy.errors import WgpyError
-from wgpy.keys import PrivateKey, PublicKey
+from wgpy import PrivateKey, PublicKey, WgpyError
 
 from . import base62
 from .errors import IdentityError

@@ -10,10 +10,18 @@ Contract (kubespan.md §5 "PeerSpec" and "Manager" steps 1-3; Talos
   part overlapping an earlier peer's set is removed with a "peer address
   overlap" warning (first come wins).  ``allowedIPs`` are the minimal
   prefixes, ``label`` the nodename.
-- ``calculate_state(status, now)`` is the state table below;
-  ``pick_next_endpoint`` rotates endpoints; ``step_status`` is one manager
-  pass for one peer (read WireGuard, compute the state, rotate), and
-  ``endpoint_to_push`` is the re-push rule that lets a roamed endpoint survive.
+- ``calculate_state(status, now)`` is the state table below (Talos
+  ``adapters/kubespan/peer_status.go`` ``CalculateStateWithDurations``;
+  "down" with no ``lastUsedEndpoint`` is unknown); ``pick_next_endpoint``
+  rotates endpoints (``PickNewEndpoint``); ``step_status`` is one manager pass
+  for one peer (read WireGuard, compute the state, rotate, re-establish the
+  last used endpoint: Talos ``controllers/kubespan/manager.go``), and
+  ``endpoint_to_push`` is what that pass writes into WireGuard: the
+  ``lastUsedEndpoint`` when WireGuard has no endpoint or has that one, nothing
+  when WireGuard roamed elsewhere (the roamed endpoint survives).
+- ``status_changed`` tells whether a pass changed anything but counters and
+  handshake times (the agent re-evaluates statuses every second and applies
+  only such changes).
 
 Timeline of one endpoint (T0 = ``last_endpoint_change``)::
 
@@ -23,7 +31,8 @@ Timeline of one endpoint (T0 = ``last_endpoint_change``)::
     |                                                          |   the last 275 s
 
 A peer that is down, or that never had an endpoint applied, gets the next
-endpoint of its list; a dead endpoint is therefore tried for about 15-30 s.
+endpoint of its list; a dead endpoint is therefore tried for about 15 s (the
+agent re-evaluates every second; Talos at its 30 s reconcile, so 15-30 s).
 
 Pure: no I/O, no clock.  ``now`` and all times are wall-clock seconds (Unix
 time), because WireGuard reports the last handshake as wall time.  Warnings
@@ -44,7 +53,7 @@ from .filters import IPNetwork
 __all__ = [
     "ENDPOINT_CONNECTION_TIMEOUT", "PEER_DOWN_INTERVAL", "ObservedPeer", "PeerSpec", "PeerState", "PeerStatus",
     "build_peer_specs", "calculate_state", "endpoint_to_push", "host_prefix", "minimal_prefixes",
-    "pick_next_endpoint", "step_status", "subtract",
+    "pick_next_endpoint", "status_changed", "step_status", "subtract",
 ]
 
 PEER_DOWN_INTERVAL = 180.0 + 5.0 + 90.0
@@ -107,7 +116,7 @@ class ObservedPeer:
 
 
 def calculate_state(status: PeerStatus, now: float) -> PeerState:
-    """The §5 state table; "down" without any endpoint is reported as unknown."""
+    """The §5 state table; "down" without a last used endpoint is reported as unknown."""
     since_handshake = _since(status.last_handshake_time, now)
     since_change = _since(status.last_endpoint_change, now)
     if since_change > PEER_DOWN_INTERVAL:
@@ -116,8 +125,8 @@ def calculate_state(status: PeerStatus, now: float) -> PeerState:
         state = PeerState.UP if since_handshake < since_change else PeerState.UNKNOWN
     else:
         state = PeerState.UP if since_handshake < since_change else PeerState.DOWN
-    if state is PeerState.DOWN and status.endpoint is None:
-        state = PeerState.UNKNOWN
+    if state is PeerState.DOWN and status.last_used_endpoint is None:
+        state = PeerState.UNKNOWN  # no endpoint was ever applied: nothing is known to be down
     return state
 
 
@@ -166,7 +175,8 @@ def update_endpoint(status: PeerStatus, endpoint: Endpoint, now: float) -> PeerS
 
 
 def step_status(status: PeerStatus | None, spec: PeerSpec, observed: ObservedPeer | None, now: float) -> PeerStatus:
-    """Manager steps 1-3 for one peer: read WireGuard, compute the state, rotate endpoints."""
+    """Manager steps 1-3 for one peer: read WireGuard, compute the state, rotate endpoints, and
+    re-establish ``lastUsedEndpoint`` where WireGuard has no endpoint (or has that one)."""
     current = dataclasses.replace(status or PeerStatus(), label=spec.label)
     current = update_from_wireguard(current, observed)
     current = dataclasses.replace(current, state=calculate_state(current, now))
@@ -174,20 +184,29 @@ def step_status(status: PeerStatus | None, spec: PeerSpec, observed: ObservedPee
         new = pick_next_endpoint(current, spec.endpoints)
         if new is not None:
             current = update_endpoint(current, new, now)
+    if current.last_used_endpoint is not None and current.endpoint is None:
+        current = dataclasses.replace(current, endpoint=current.last_used_endpoint)
     return current
 
 
-def endpoint_to_push(status: PeerStatus, observed: ObservedPeer | None) -> Endpoint | None:
-    """The endpoint to write into WireGuard, or ``None`` to keep WireGuard's (roamed) one.
+def endpoint_to_push(status: PeerStatus) -> Endpoint | None:
+    """The endpoint to write into WireGuard after ``step_status``, or ``None`` to keep WireGuard's.
 
-    Re-push when WireGuard has no endpoint or ours equals ``lastUsedEndpoint``.
+    Talos re-pushes ``lastUsedEndpoint`` when WireGuard has no endpoint or has exactly that one
+    (``step_status`` already put it into ``endpoint`` in the first case); when WireGuard roamed to
+    another endpoint, that one is kept.
     """
-    if status.endpoint is None:
-        return None
-    device_endpoint = observed.endpoint if observed is not None else None
-    if device_endpoint is None or status.endpoint == status.last_used_endpoint:
-        return status.endpoint
+    if status.last_used_endpoint is not None and status.endpoint == status.last_used_endpoint:
+        return status.last_used_endpoint
     return None
+
+
+def status_changed(old: PeerStatus | None, new: PeerStatus) -> bool:
+    """Whether ``new`` differs from ``old`` in more than counters and the handshake time."""
+    if old is None:
+        return True
+    return (old.state, old.endpoint, old.last_used_endpoint, old.last_endpoint_change, old.label) != (
+        new.state, new.endpoint, new.last_used_endpoint, new.last_endpoint_change, new.label)
 
 
 # --- prefix sets --------------------------------------------------------------------------

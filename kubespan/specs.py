@@ -82,9 +82,12 @@ def endpoint_spec(item: HarvestedEndpoint) -> dict[str, Any]:
 
 
 def _with_control_plane(out: dict[str, Any], cp: ControlPlane | None) -> dict[str, Any]:
-    """``out`` plus ``controlPlane`` when there is one (Talos omits the field otherwise)."""
+    """``out`` plus ``controlPlane`` when there is one (Talos omits the field otherwise).
+
+    The key is ``port`` (Talos ``resources/cluster/affiliate.go``: ``APIServerPort int `yaml:"port"```).
+    """
     if cp is not None:
-        out["controlPlane"] = {"apiServerPort": cp.api_server_port}
+        out["controlPlane"] = {"port": cp.api_server_port}
     return out
 
 

@@ -6,10 +6,18 @@ first (or adopted from ``WG_TUN_FD``/``WG_UAPI_FD``); unless ``-f`` or
 ``WG_PROCESS_FOREGROUND=1``, the process then re-executes itself with those
 two fds as 3 and 4 and ``WG_PROCESS_FOREGROUND=1`` (stdio to /dev/null unless
 ``LOG_LEVEL`` is set), and the parent exits 0 once the child reports that it
-serves.  ``LOG_LEVEL`` is verbose|debug|error|silent (default error).  The
+serves (exit 1 if it fails, or does not within ``WGPY_READY_TIMEOUT``
+seconds, default 30: the child is then sent SIGTERM).  A name whose TUN is
+held by another process, or whose UAPI socket is live, is refused "in use"
+(exit 1).  ``LOG_LEVEL`` is verbose|debug|error|silent (default error).  The
 foreground process runs until SIGINT/SIGTERM, until its TUN is deleted, or
 until its UAPI socket file is removed, then removes the socket and exits 0.
-SIGUSR1 logs the drop counters (at the verbose level).
+SIGUSR1 logs the drop counters (at the verbose level).  At ``verbose`` each
+peer's handshake and session events are logged as wireguard-go words them
+(``wgpy.io.eventlog``).  ``WGPY_METRICS_ADDR=HOST:PORT`` (or ``:PORT``) serves
+Prometheus metrics at ``/metrics`` (``wgpy.io.metrics``); a malformed value
+is refused before anything is created (exit 1), an address that cannot be
+bound fails the start.
 No protocol logic here: it wires ``wgpy.interface.Interface`` to the fds.
 """
 
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -30,6 +39,7 @@ from typing import Sequence
 
 from ._version import __version__
 from .constants import DEFAULT_MTU
+from .io import sdnotify
 from .io.tun_linux import TunDevice
 from .io.uapi_server import UapiInUse, open_uapi_socket
 
@@ -39,6 +49,8 @@ ENV_TUN_FD = "WG_TUN_FD"
 ENV_UAPI_FD = "WG_UAPI_FD"
 ENV_FOREGROUND = "WG_PROCESS_FOREGROUND"
 ENV_READY_FD = "WGPY_READY_FD"
+ENV_READY_TIMEOUT = "WGPY_READY_TIMEOUT"
+ENV_METRICS_ADDR = "WGPY_METRICS_ADDR"
 READY_TIMEOUT = 30.0
 LEVELS = {"verbose": logging.INFO, "debug": logging.DEBUG, "error": logging.ERROR, "silent": logging.CRITICAL + 10}
 
@@ -66,10 +78,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     level_name = os.environ.get("LOG_LEVEL", "")
     logging.basicConfig(level=LEVELS.get(level_name, logging.ERROR), stream=sys.stderr,
                         format=f"%(levelname)s: ({name}) %(asctime)s %(message)s")
+    metrics_addr = os.environ.get(ENV_METRICS_ADDR) or None
+    if metrics_addr is not None:
+        from .io.metrics_http import parse_addr  # imported late: the CLI's --version stays light
+
+        try:
+            parse_addr(metrics_addr)
+        except ValueError as exc:
+            log.error("%s: %s", ENV_METRICS_ADDR, exc)
+            return 1
     try:
         tun = _open_tun(name)
     except (OSError, ValueError) as exc:
-        log.error("Failed to create TUN device: %s", exc)
+        busy = isinstance(exc, OSError) and exc.errno == errno.EBUSY  # another process has the TUN attached
+        log.error("Failed to create TUN device: %s", f"{name} is in use" if busy else exc)
         return 1
     try:
         uapi = _open_uapi(tun.name)
@@ -130,19 +152,28 @@ def _daemonize(tun: TunDevice, uapi: socket.socket, level_name: str, args: list[
 
 def _wait_ready(ready_r: int, pid: int) -> int:
     try:
-        readable, _, _ = select.select([ready_r], [], [], READY_TIMEOUT)
+        readable, _, _ = select.select([ready_r], [], [], _ready_timeout())
         data = os.read(ready_r, 1) if readable else b"?"
     finally:
         os.close(ready_r)
     if data == b"1":
         return 0
     if data == b"?":
-        log.error("daemon (pid %d) did not report ready in time", pid)
-        return 0
+        log.error("daemon (pid %d) did not report ready within %gs; stopping it", pid, _ready_timeout())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        return 1
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
     log.error("daemon failed to start")
     return 1
+
+
+def _ready_timeout() -> float:
+    try:
+        return max(0.1, float(os.environ.get(ENV_READY_TIMEOUT, READY_TIMEOUT)))
+    except ValueError:
+        return READY_TIMEOUT
 
 
 def _package_root() -> str:
@@ -173,7 +204,8 @@ async def _serve(tun: TunDevice, uapi: socket.socket, ready_fd: int | None) -> i
     from .interface import Interface  # imported late: the CLI's --version stays light
 
     try:
-        iface = await Interface.create(tun.name, tun=tun, uapi=uapi)
+        iface = await Interface.create(tun.name, tun=tun, uapi=uapi,
+                                       metrics_addr=os.environ.get(ENV_METRICS_ADDR) or None)
     except OSError as exc:
         log.error("Failed to start device: %s", exc)
         tun.close()
@@ -200,6 +232,7 @@ async def _serve(tun: TunDevice, uapi: socket.socket, ready_fd: int | None) -> i
 
 
 def _signal_ready(fd: int | None) -> None:
+    sdnotify.ready(main_pid=fd is not None)  # systemd Type=notify; a daemonized child names itself MAINPID
     if fd is None:
         return
     with contextlib.suppress(OSError):

@@ -38,6 +38,7 @@ from .constants import (
 )
 from .cookie import CookieChecker
 from .errors import ConfigError, DropReason
+from .events import Event, EventSink
 from .handshake import StaticIdentity
 from .indextable import IndexTable
 from .keypair import Keypair
@@ -79,6 +80,10 @@ class Device:
         self.fwmark = 0
         self.is_up = True
         self.drops: collections.Counter[DropReason] = collections.Counter()
+        self.events: collections.Counter[Event] = collections.Counter()
+        """Handshake and session events so far (wgpy.events), counted by ``note``."""
+        self.on_event: EventSink | None = None
+        """The shell's sink for those events (e.g. a logger), or None."""
         self.identity: StaticIdentity | None = None
         self.checker = CookieChecker(None)
         self.ratelimiter = RateLimiter()
@@ -119,6 +124,12 @@ class Device:
 
     def peers(self) -> list[Peer]:
         return list(self._peers.values())
+
+    def note(self, event: Event, peer: Peer | None = None, endpoint: Endpoint | None = None) -> None:
+        """Count one handshake or session event and hand it to ``on_event`` (wgpy.events)."""
+        self.events[event] += 1
+        if self.on_event is not None:
+            self.on_event(event, peer, endpoint)
 
     def peer(self, public_key: PublicKey) -> Peer | None:
         return self._peers.get(public_key)
@@ -221,6 +232,7 @@ class Device:
         self.indices.swap(keys.local_index, kp)
         self.release_keypairs(peer.keypairs.install(kp))
         peer.timers.timers_session_derived(now)
+        self.note(Event.KEYPAIR_CREATED, peer)
         return kp
 
     def release_keypairs(self, keypairs: Iterable[Keypair]) -> None:
@@ -357,6 +369,8 @@ class Device:
                 assert self.dataplane is not None
                 self.dataplane.roamed(ev.peer_id, ev.endpoint)
             receive.after_receive(self, peer, ev.bytes, ev.data, now, out)
+            if ev.messages > ev.data:
+                self.note(Event.KEEPALIVE_RECEIVED, peer, peer.endpoint)
             self._schedule(peer)
         if result.slow:
             out += self.datagrams_received([(item.data, item.src) for item in result.slow if item.src is not None],
@@ -433,10 +447,12 @@ class Device:
         timers = peer.timers
         if timer is Timer.RETRANSMIT_HANDSHAKE:
             if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
+                self.note(Event.HANDSHAKE_GIVE_UP, peer)
                 timers.give_up(now)
                 peer.flush_staged()
             else:
                 timers.handshake_attempts += 1
+                self.note(Event.HANDSHAKE_RETRY, peer)
                 send.send_initiation(self, peer, now, out, retry=True)
         elif timer is Timer.SEND_KEEPALIVE:
             send.send_keepalive(self, peer, now, out)
@@ -444,8 +460,10 @@ class Device:
                 timers.need_another_keepalive = False
                 timers.send_keepalive = now + KEEPALIVE_TIMEOUT
         elif timer is Timer.NEW_HANDSHAKE:
+            self.note(Event.HANDSHAKE_STALE, peer)
             send.send_initiation(self, peer, now, out, retry=False)
         elif timer is Timer.ZERO_KEY_MATERIAL:
+            self.note(Event.KEYS_ZEROED, peer)
             self.forget_sessions(peer)
         elif timer is Timer.PERSISTENT_KEEPALIVE:
             if timers.persistent_keepalive_interval > 0:

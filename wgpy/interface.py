@@ -12,7 +12,10 @@ adopts a Linux TUN device (root or CAP_NET_ADMIN), decides once whether the
 native data plane serves it (``wgpy.io.fastpath.enabled``: then the device
 is built with a ``NativeDataPlane`` and the runner gets plane and TUN
 together), follows the link's up/down state and MTU over rtnetlink, and can
-serve the UAPI socket so ``wg`` sees it.  ``PacketInterface`` has no
+serve the UAPI socket so ``wg`` sees it, and Prometheus metrics
+(``serve_metrics`` / ``create(metrics_addr=...)``; ``wgpy.io.metrics``).
+Both kinds log the engine's peer events on the ``wgpy.peer`` logger
+(``wgpy.io.eventlog``).  ``PacketInterface`` has no
 TUN: the caller hands plaintext IP packets to ``send_packets`` and receives
 decrypted ones through its ``on_packet`` callback, which needs no privileges.
 Both must be used from one event loop; they are not thread-safe.
@@ -29,7 +32,7 @@ import logging
 import os
 import socket
 import time
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from .config import DeviceUpdate, Endpoint, IPNetwork, PeerUpdate
 from .constants import DEFAULT_MTU
@@ -37,6 +40,7 @@ from .dataplane import NativeDataPlane
 from .device import Device
 from .errors import ConfigError, DropReason, UapiError
 from .io import fastpath
+from .io.eventlog import EventLog
 from .io.runner import Runner
 from .io.tun_linux import LinkEvent, LinkWatcher, TunDevice
 from .io.uapi_server import UapiServer, open_uapi_socket
@@ -44,7 +48,13 @@ from .io.udp import UdpBind
 from .keys import PresharedKey, PrivateKey, PublicKey
 from .uapi import serialize_get
 
+if TYPE_CHECKING:
+    from .io.metrics import InterfaceCollector
+    from .io.metrics_http import MetricsServer
+
 log = logging.getLogger("wgpy.interface")
+peer_log = logging.getLogger("wgpy.peer")
+"""Per-peer handshake and session events (wgpy.io.eventlog) at INFO, keepalives at DEBUG."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,6 +93,8 @@ class _Base:
     def __init__(self, device: Device, runner: Runner) -> None:
         self.device = device
         self.runner = runner
+        if device.on_event is None:
+            device.on_event = EventLog(peer_log)
 
     # ------------------------------------------------------------- configure
 
@@ -198,13 +210,15 @@ class Interface(_Base):
         self._watcher: LinkWatcher | None = None
         self._uapi: UapiServer | None = None
         self._waiters: list[asyncio.Task[None]] = []
+        self._metrics: MetricsServer | None = None
         self._closed = False
 
     @classmethod
     async def create(cls, name: str, *, mtu: int = DEFAULT_MTU, private_key: PrivateKey | None = None,
                      listen_port: int = 0, tun: TunDevice | None = None,
-                     uapi: bool | socket.socket = False) -> Interface:
-        """Create TUN ``name`` (or adopt ``tun``), bind UDP, optionally serve UAPI."""
+                     uapi: bool | socket.socket = False, metrics_addr: str | None = None) -> Interface:
+        """Create TUN ``name`` (or adopt ``tun``), bind UDP, optionally serve UAPI and
+        Prometheus metrics on ``metrics_addr`` (``HOST:PORT``; see ``serve_metrics``)."""
         native = fastpath.enabled()
         own_tun = tun is None
         if tun is None:
@@ -220,6 +234,8 @@ class Interface(_Base):
         self = cls(device, Runner(device, bind, tun=tun, plane=plane), tun)
         try:
             await self._start(private_key, uapi)
+            if metrics_addr is not None:
+                await self.serve_metrics(metrics_addr)
         except BaseException:
             await self.close()
             raise
@@ -267,6 +283,30 @@ class Interface(_Base):
         if event.running != self.runner.link_up:
             self.runner.set_link(event.running)
 
+    def metrics_collector(self, peer_names: Callable[[], Mapping[str, str]] | None = None) -> InterfaceCollector:
+        """A prometheus-client collector of this interface (``wgpy.io.metrics``): ``peer_names`` maps a peer's
+        base64 public key to the ``name`` label.  For callers that serve their own registry."""
+        from .io.metrics import InterfaceCollector
+
+        return InterfaceCollector(self, self.name, peer_names=peer_names)
+
+    async def serve_metrics(self, addr: str, peer_names: Callable[[], Mapping[str, str]] | None = None
+                            ) -> MetricsServer:
+        """Serve this interface's metrics at ``http://addr/metrics`` on this loop until ``close``
+        (``ValueError`` for a bad address, ``OSError`` when it cannot bind)."""
+        from prometheus_client.registry import CollectorRegistry
+
+        from .io.metrics_http import MetricsServer
+
+        if self._metrics is not None:
+            raise ValueError(f"{self.name}: metrics are already served on port {self._metrics.port}")
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.metrics_collector(peer_names))
+        server = MetricsServer(registry, addr)
+        await server.start()
+        self._metrics = server
+        return server
+
     async def wait_closed(self) -> str:
         """Wait until the interface stops by itself; returns the reason."""
         assert self.runner.closed is not None
@@ -282,6 +322,8 @@ class Interface(_Base):
         self._closed = True
         for task in self._waiters:
             task.cancel()
+        if self._metrics is not None:
+            await self._metrics.close()
         if self._uapi is not None:
             await self._uapi.close()
         if self._watcher is not None:

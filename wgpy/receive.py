@@ -24,6 +24,7 @@ from .actions import Action, SendDatagram, WriteTun
 from .config import Endpoint
 from .constants import MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, RECEIVE_REKEY_AFTER
 from .errors import DropReason, HandshakeError, MessageError
+from .events import Event
 from .handshake import consume_initiation
 from .keypair import Keypair
 from .keys import PublicKey
@@ -60,7 +61,8 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
         send.send_staged(dev, peer, now, out)  # nothing staged: sends nothing
     after_receive(dev, peer, len(data), 1 if plaintext else 0, now, out)
     if not plaintext:
-        return peer  # keepalive
+        dev.note(Event.KEEPALIVE_RECEIVED, peer, src)
+        return peer
     packet = inner_packet(plaintext)
     if packet is None:
         dev.drops[DropReason.INVALID_INNER_PACKET] += 1
@@ -128,7 +130,7 @@ def receive_handshake(
     """Process one queued handshake-type message (sizes already checked)."""
     mtype = data[0]
     if mtype == MESSAGE_COOKIE_REPLY:
-        return _receive_cookie_reply(dev, data, now)
+        return _receive_cookie_reply(dev, data, src, now)
     if not dev.checker.check_mac1(data):
         dev.drops[DropReason.INVALID_MAC1] += 1
         return None
@@ -138,6 +140,7 @@ def receive_handshake(
             reply = dev.checker.create_reply(data, sender, src, now, dev.rng)
             out.append(SendDatagram(reply.encode(), src))
             dev.drops[DropReason.COOKIE_SENT] += 1
+            dev.note(Event.COOKIE_REPLY_SENT, None, src)
             return None
         if not dev.ratelimiter.allow(src[0], now):
             dev.drops[DropReason.RATE_LIMITED] += 1
@@ -168,6 +171,7 @@ def _receive_initiation(
     previous = peer.handshake.local_index  # our own initiation, when they cross
     peer.handshake.accept_initiation(consumed, now)
     dev.release_handshake_index(peer, previous)
+    dev.note(Event.INITIATION_RECEIVED, peer, src)
     peer.endpoint = src
     peer.rx_bytes += size
     peer.timers.timers_any_authenticated_packet_traversal(now)
@@ -194,6 +198,7 @@ def _receive_response(
         dev.drops[DropReason.UNKNOWN_INDEX] += 1
         return None
     peer.handshake.consume_response(msg)
+    dev.note(Event.RESPONSE_RECEIVED, peer, src)
     peer.endpoint = src
     peer.rx_bytes += size
     peer.timers.timers_any_authenticated_packet_traversal(now)
@@ -204,7 +209,7 @@ def _receive_response(
     return peer
 
 
-def _receive_cookie_reply(dev: Device, data: bytes, now: float) -> Peer | None:
+def _receive_cookie_reply(dev: Device, data: bytes, src: Endpoint, now: float) -> Peer | None:
     try:
         reply = CookieReply.decode(data)
     except MessageError:
@@ -219,4 +224,6 @@ def _receive_cookie_reply(dev: Device, data: bytes, now: float) -> Peer | None:
         peer.cookie_generator.consume_reply(reply, now)
     except HandshakeError:
         dev.drops[DropReason.INVALID_COOKIE] += 1
+        return None
+    dev.note(Event.COOKIE_REPLY_RECEIVED, peer, src)
     return None

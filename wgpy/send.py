@@ -17,6 +17,7 @@ from . import tai64n
 from .actions import Action, SendDatagram
 from .constants import REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT
 from .errors import DropReason, HandshakeError
+from .events import Event
 from .peer import Peer
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ def send_staged(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
         sent += len(msg)
         if packet:
             data_sent = True
+        else:
+            dev.note(Event.KEEPALIVE_SENT, peer, endpoint)
     if sent:
         after_send(dev, peer, sent, data_sent, now, out)
 
@@ -97,7 +100,7 @@ def send_initiation(dev: Device, peer: Peer, now: float, out: list[Action], *, r
         dev.drops[exc.reason] += 1
         return
     peer.last_sent_handshake = now
-    _send_handshake(dev, peer, peer.cookie_generator.add_macs(msg.encode(), now), now, out)
+    _send_handshake(dev, peer, peer.cookie_generator.add_macs(msg.encode(), now), now, out, Event.INITIATION_SENT)
     if peer.endpoint is None:
         dev.drops[DropReason.NO_ENDPOINT] += 1
     peer.timers.timers_handshake_initiated(now, dev.rng)
@@ -115,7 +118,7 @@ def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> Non
     data = peer.cookie_generator.add_macs(msg.encode(), now)
     peer.last_sent_handshake = now
     dev.begin_session(peer, now)
-    _send_handshake(dev, peer, data, now, out)
+    _send_handshake(dev, peer, data, now, out, Event.RESPONSE_SENT)
 
 
 def _new_handshake_index(dev: Device, peer: Peer) -> int:
@@ -124,10 +127,11 @@ def _new_handshake_index(dev: Device, peer: Peer) -> int:
     return dev.indices.new_index(peer, dev.rng)
 
 
-def _send_handshake(dev: Device, peer: Peer, data: bytes, now: float, out: list[Action]) -> None:
-    """Send a finished handshake message to the peer's endpoint (if it has one)."""
+def _send_handshake(dev: Device, peer: Peer, data: bytes, now: float, out: list[Action], event: Event) -> None:
+    """Send a finished handshake message to the peer's endpoint (if it has one; ``event`` is noted then)."""
     peer.timers.timers_any_authenticated_packet_traversal(now)
     peer.timers.timers_any_authenticated_packet_sent()
     if peer.endpoint is not None:
+        dev.note(event, peer, peer.endpoint)
         out.append(SendDatagram(data, peer.endpoint))
         peer.tx_bytes += len(data)

@@ -4,7 +4,10 @@ Owns one connection to one discovery service for one node:
 
     loop:  wait backoff (0.5 s ×1.5, jitter ±50 %, cap 60 s; reset after a
            successful refresh)
-           Hello (10 s)          -> record client_ip; on redirect reconnect there
+           Hello (10 s)          -> record client_ip (also from a redirecting
+                                    answer); on redirect adopt the new endpoint for
+                                    good (later reconnects go there) and reconnect
+                                    after the backoff, which bounds a redirect loop
            Watch                 -> first message replaces the cache, deltas patch it
            refresh               -> own AffiliateUpdate (data + endpoints, TTL 30 min),
                                     then one endpoint-only update per observed peer;
@@ -12,8 +15,12 @@ Owns one connection to one discovery service for one node:
            Watch error/end       -> reconnect (re-Hello, re-Watch, re-send)
     close(): AffiliateDelete (best effort), then stop.
 
-Encryption is ``protocol``'s; the client skips its own ID and entries with
-empty data, drops (logs + counts) data or endpoints that do not decrypt.
+Encryption is ``protocol``'s.  Watch updates are applied as
+siderolabs/discovery-client ``pkg/client/client.go`` (``parseReply``) does:
+its own ID is skipped; an update with empty data, or data that does not
+decrypt or decode, changes nothing (a cached entry is kept, the drop is
+logged and counted); endpoints that do not decrypt are skipped one by one;
+only a ``deleted`` update or a new first Watch message removes an entry.
 Everything is bounded: ≤1024 cached affiliates, ≤64 endpoints each, ≤1024
 observed peers.  Timers and randomness are injectable so tests run fast.
 
@@ -30,7 +37,6 @@ import logging
 import os
 import random
 import ssl
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,11 +49,11 @@ from kubespan.discovery.errors import DiscoveryPayloadError
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.protocol import Affiliate, Endpoint, IPAddress
 from kubespan.discovery.rpc import ClusterStub
+from kubespan.discovery.url import parse_host_port, parse_url
 
 log = logging.getLogger("kubespan.discovery.client")
 
 DEFAULT_TTL = 30 * 60.0
-MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +67,15 @@ class ServiceEndpoint:
 
     @classmethod
     def parse(cls, url: str, *, insecure: bool = False, ca_file: str | None = None) -> ServiceEndpoint:
-        """``http://h[:80]`` (plaintext), ``https://``/``grpc://h[:443]`` (TLS), or ``h:p``."""
-        if "://" in url:
-            parts = urllib.parse.urlsplit(url)
-            if parts.scheme not in ("http", "https", "grpc") or not parts.hostname:
-                raise ValueError(f"unsupported discovery endpoint {url!r}")
-            plaintext = parts.scheme == "http"
-            port = parts.port or (80 if plaintext else 443)
-            return cls(parts.hostname, port, plaintext, ca_file)
-        host, sep, port_text = url.rpartition(":")
-        if not sep or not port_text.isdigit():
-            raise ValueError(f"discovery endpoint {url!r} is not host:port")
-        return cls(host.strip("[]"), int(port_text), insecure, ca_file)
+        """``http://h[:80]`` (plaintext), ``https://``/``grpc://h[:443]`` (TLS), or ``h:p`` (``discovery.url``)."""
+        try:
+            if "://" in url:
+                parsed = parse_url(url)
+                return cls(parsed.host, parsed.port, parsed.insecure, ca_file)
+            host, port = parse_host_port(url)
+        except ValueError as exc:
+            raise ValueError(f"discovery endpoint {url!r}: {exc}") from None
+        return cls(host, port, insecure, ca_file)
 
     @property
     def target(self) -> str:
@@ -243,16 +246,23 @@ class DiscoveryClient:
                 await self._task
             self._task = None
         if delete and self._local is not None:
-            channel = self._make_channel(self._target)
-            try:
-                await ClusterStub(channel).AffiliateDelete(
-                    pb.AffiliateDeleteRequest(cluster_id=self.cluster_id, affiliate_id=self.node_id),
-                    timeout=5.0,
-                )
-            except grpc.aio.AioRpcError as exc:
-                log.info("affiliate delete failed: %s", exc.code())
-            finally:
-                await channel.close(None)
+            await self.delete_affiliate()
+
+    async def delete_affiliate(self, timeout: float = 5.0) -> bool:
+        """Send AffiliateDelete for our ID once (needs no session: ``kubespan leave`` with the agent
+        stopped uses it); whether the service acknowledged it."""
+        channel = self._make_channel(self._target)
+        try:
+            await ClusterStub(channel).AffiliateDelete(
+                pb.AffiliateDeleteRequest(cluster_id=self.cluster_id, affiliate_id=self.node_id),
+                timeout=timeout,
+            )
+            return True
+        except grpc.aio.AioRpcError as exc:
+            log.info("affiliate delete failed: %s", exc.code())
+            return False
+        finally:
+            await channel.close(None)
 
     async def wait_for(self, predicate: Callable[[DiscoveryClient], bool], timeout: float) -> bool:
         """Wait until ``predicate(self)`` holds after a change, at most ``timeout`` s."""
@@ -270,24 +280,20 @@ class DiscoveryClient:
     # --- connection loop ----------------------------------------------------
 
     async def _run(self) -> None:
-        redirects = 0
+        # discovery-client (pkg/client/client.go, Run): a redirect replaces the
+        # endpoint for the rest of the client's life; every Hello, also the one
+        # after a redirect, waits the backoff first, and errors keep the endpoint.
         while not self._closing:
             try:
                 await self._session()
             except _Redirect as redirect:
                 self.counters.redirects += 1
-                redirects += 1
                 log.info("redirected to %s", redirect.endpoint.target)
                 self._target = redirect.endpoint
-                if redirects <= MAX_REDIRECTS:
-                    continue
-                self._target = self.endpoint  # redirect loop: start over after a backoff
             except (grpc.aio.AioRpcError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
                 self.counters.session_errors += 1
                 detail = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
                 log.info("discovery session with %s ended: %s", self._target.target, detail)
-                self._target = self.endpoint
-            redirects = 0
             self.watching = False
             await self._sleep(self._next_backoff())
 
@@ -320,9 +326,9 @@ class DiscoveryClient:
                 pb.HelloRequest(cluster_id=self.cluster_id, client_version=self.client_version),
                 timeout=self.timers.hello_timeout,
             )
+            self._client_ip = _ip_or_none(hello.client_ip)  # before the redirect check, as upstream
             if hello.HasField("redirect"):
                 raise _Redirect(self._redirect_target(hello.redirect.endpoint))
-            self._client_ip = _ip_or_none(hello.client_ip)
             watch = stub.Watch(pb.WatchRequest(cluster_id=self.cluster_id))
             watch_task = asyncio.create_task(self._consume_watch(watch))
             await self._refresh_loop(stub, watch_task)
@@ -405,17 +411,15 @@ class DiscoveryClient:
     def _apply(self, msg: pb.Affiliate) -> None:
         if msg.id == self.node_id:
             return
-        if not msg.data:
-            self._cache.pop(msg.id, None)
+        if not msg.data:  # no data (yet?): keep what we have
             return
         if msg.id not in self._cache and len(self._cache) >= limits.CLUSTER_AFFILIATES_MAX:
             return
         try:
             affiliate = protocol.open_affiliate(self._key, msg.data)
-        except DiscoveryPayloadError as exc:
+        except DiscoveryPayloadError as exc:  # keep the previous entry, as upstream
             self.counters.dropped_data += 1
-            log.warning("dropping affiliate %r: %s", msg.id[:64], exc.reason)
-            self._cache.pop(msg.id, None)
+            log.warning("ignoring update of affiliate %r: %s", msg.id[:64], exc.reason)
             return
         endpoints: list[Endpoint] = []
         for blob in msg.endpoints[: limits.AFFILIATE_ENDPOINTS_MAX]:

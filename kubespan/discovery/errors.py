@@ -9,7 +9,7 @@ RESOURCE_EXHAUSTED.  Nothing here carries key material.
 
 from __future__ import annotations
 
-from wgpy.errors import WgpyError
+from wgpy import WgpyError
 
 
 class DiscoveryError(WgpyError):

@@ -1,30 +1,40 @@
-"""The discovery service: a thin grpc.aio shell over ``State`` (spec §3.5).
+"""The discovery service: a thin grpc.aio shell over a ``store.Store`` (spec §3.5).
+
+The store is the in-memory ``State`` with snapshots (the embedded default),
+or ``etcdstate.EtcdState`` when ``ServiceConfig.etcd`` is set: then any
+number of replicas share one etcd, snapshots are off (etcd persists), and
+an etcd that cannot be reached makes every RPC fail fast with UNAVAILABLE
+until it is back.  The per-source rate limit is per replica: N replicas
+behind a load balancer admit up to N times the configured rate per source.
 
 Owns: the five RPCs of ``sidero.discovery.server.Cluster``, client-IP
-detection (TCP peer, or ``X-Real-IP`` then the first ``X-Forwarded-For``
-entry only with ``trust_proxy_headers``), the per-IP rate limit on unary
-calls and stream opens, the redirect answer to Hello, the GC and snapshot
-timers, and ``kubespan discovery-service`` (``main(argv)``).
+detection (TCP peer, or ``X-Real-IP`` / the first ``X-Forwarded-For`` entry
+only when trusted: ``trust_x_real_ip``, ``trust_first_x_forwarded_for``, or
+``trust_proxy_headers`` for both), the per-IP rate limit on unary calls and
+stream opens, the redirect answer to Hello, the GC and snapshot timers.
+The command line lives in ``command`` (``main`` here forwards to it).
 
 It validates through ``limits`` (via ``State``) and never interprets the
 blobs: it stores only client-encrypted bytes, never decrypts.  Errors map:
 ``InvalidArgumentError`` → INVALID_ARGUMENT, ``ResourceExhaustedError`` and
 rate-limit refusals → RESOURCE_EXHAUSTED, a Watch subscriber that overflowed
-its buffer → ABORTED "lost update" (the client re-watches).
+its buffer → ABORTED "lost update" (the client re-watches), ``EtcdError``
+and a Watch stream whose replica lost etcd → UNAVAILABLE.
 
-Concurrency: every handler runs on the server's event loop; ``State`` is
+Every RPC and GC run is counted in ``DiscoveryServer.metrics``
+(``kubespan.discovery.metrics``, upstream's names).
+
+Concurrency: every handler runs on the server's event loop; the store is
 touched only there.  Snapshot file writes run in a worker thread on bytes
 encoded in the loop.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
 import logging
-import signal
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +45,8 @@ import grpc
 import grpc.aio
 
 from kubespan.discovery import limits, rpc, snapshot
+from kubespan.discovery.etcd import EtcdClient, EtcdConfig, EtcdError
+from kubespan.discovery.etcdstate import DEFAULT_PREFIX, EtcdState
 from kubespan.discovery.errors import (
     InvalidArgumentError,
     LimitError,
@@ -44,11 +56,13 @@ from kubespan.discovery.errors import (
 from kubespan.discovery.proto import cluster_pb2 as pb
 from kubespan.discovery.ratelimit import RateLimiter
 from kubespan.discovery.state import AffiliateView, Notification, State
+from kubespan.discovery.metrics import ServiceMetrics
+from kubespan.discovery.store import MemoryStore, Store
 
 log = logging.getLogger("kubespan.discovery.service")
 
-DEFAULT_LISTEN = "127.0.0.1:3000"
-DEFAULT_SNAPSHOT_PATH = "/var/lib/kubespan/discovery-state.binpb"
+DEFAULT_LISTEN = "[::]:3000"  # upstream -addr ":3000"
+DEFAULT_SNAPSHOT_PATH = "/var/discovery-service/state.binpb"  # upstream -snapshot-path
 MAX_PENDING_REQUESTS = 20_000
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -66,10 +80,14 @@ class ServiceConfig:
     snapshot_interval: float = 600.0
     gc_interval: float = 60.0
     redirect: str | None = None
-    trust_proxy_headers: bool = False
+    trust_x_real_ip: bool = False
+    trust_first_x_forwarded_for: bool = False
+    trust_proxy_headers: bool = False  # both of the above
     rate_limit: float = limits.RATE_LIMIT_PER_SECOND  # 0 disables
     rate_burst: int = limits.RATE_LIMIT_BURST
     watch_buffer: int = limits.WATCH_BUFFER
+    etcd: EtcdConfig | None = None  # set: state in etcd, shared by replicas
+    etcd_prefix: str = DEFAULT_PREFIX
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
 
@@ -96,15 +114,17 @@ def _parse_ip(text: str) -> IPAddress | None:
     return ip
 
 
-def client_ip(context: Context, trust_proxy_headers: bool) -> IPAddress | None:
-    """The client's IP: trusted proxy headers first (when enabled), then the peer."""
-    if trust_proxy_headers:
+def client_ip(context: Context, trust_x_real_ip: bool, trust_first_x_forwarded_for: bool = False) -> IPAddress | None:
+    """The client's IP: trusted proxy headers first (X-Real-IP, then the first
+    X-Forwarded-For entry, as discovery-service pkg/server/addr.go), then the peer."""
+    if trust_x_real_ip or trust_first_x_forwarded_for:
         headers = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
         real = headers.get("x-real-ip")
-        if isinstance(real, str) and (ip := _parse_ip(real)) is not None:
+        if trust_x_real_ip and isinstance(real, str) and (ip := _parse_ip(real)) is not None:
             return ip
         forwarded = headers.get("x-forwarded-for")
-        if isinstance(forwarded, str) and (ip := _parse_ip(forwarded.split(",")[0])) is not None:
+        if (trust_first_x_forwarded_for and isinstance(forwarded, str)
+                and (ip := _parse_ip(forwarded.split(",")[0])) is not None):
             return ip
     return parse_peer(context.peer())
 
@@ -124,32 +144,38 @@ def _encoded(note: Notification) -> bytes:
     return note.encoded
 
 
-async def _abort(context: Context, exc: LimitError) -> NoReturn:
-    code = (
-        grpc.StatusCode.RESOURCE_EXHAUSTED
-        if isinstance(exc, ResourceExhaustedError)
-        else grpc.StatusCode.INVALID_ARGUMENT
-    )
+async def _abort(context: Context, exc: LimitError | EtcdError) -> NoReturn:
+    if isinstance(exc, EtcdError):
+        code = grpc.StatusCode.UNAVAILABLE
+    elif isinstance(exc, ResourceExhaustedError):
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    else:
+        code = grpc.StatusCode.INVALID_ARGUMENT
     await context.abort(code, str(exc))
     raise AssertionError("unreachable")  # context.abort always raises
 
 
 class ClusterService:
-    """The servicer: admission (rate limit), validation via State, conversion."""
+    """The servicer: admission (rate limit), validation via the store, conversion."""
 
-    def __init__(self, state: State, config: ServiceConfig) -> None:
-        self.state = state
+    def __init__(self, store: Store, config: ServiceConfig) -> None:
+        self.store = store
         self.config = config
         self.limiter = (
             RateLimiter(config.rate_limit, config.rate_burst) if config.rate_limit > 0 else None
         )
         self.counters: dict[str, int] = {"rate_limited": 0, "lost_watchers": 0}
 
+    def _client_ip(self, context: Context) -> IPAddress | None:
+        c = self.config
+        return client_ip(context, c.trust_x_real_ip or c.trust_proxy_headers,
+                         c.trust_first_x_forwarded_for or c.trust_proxy_headers)
+
     async def _admit(self, context: Context) -> None:
         """Wait for a rate-limit token of the client's IP; RESOURCE_EXHAUSTED past the deadline."""
         if self.limiter is None:
             return
-        ip = client_ip(context, self.config.trust_proxy_headers)
+        ip = self._client_ip(context)
         if ip is None:  # like upstream: no address, no limit
             return
         delay = self.limiter.reserve(str(ip), self.config.clock(), context.time_remaining())
@@ -161,7 +187,7 @@ class ClusterService:
 
     async def Hello(self, request: pb.HelloRequest, context: Context) -> pb.HelloResponse:
         await self._admit(context)
-        ip = client_ip(context, self.config.trust_proxy_headers)
+        ip = self._client_ip(context)
         try:
             limits.validate_cluster_id(request.cluster_id)
         except InvalidArgumentError as exc:
@@ -178,15 +204,10 @@ class ClusterService:
         data = request.affiliate_data if request.HasField("affiliate_data") else None
         ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else 0.0
         try:
-            self.state.update_affiliate(
-                request.cluster_id,
-                request.affiliate_id,
-                data,
-                list(request.affiliate_endpoints),
-                ttl,
-                self.config.clock(),
+            await self.store.update_affiliate(
+                request.cluster_id, request.affiliate_id, data, list(request.affiliate_endpoints), ttl
             )
-        except LimitError as exc:
+        except (LimitError, EtcdError) as exc:
             await _abort(context, exc)
         return pb.AffiliateUpdateResponse()
 
@@ -195,16 +216,16 @@ class ClusterService:
     ) -> pb.AffiliateDeleteResponse:
         await self._admit(context)
         try:
-            self.state.delete_affiliate(request.cluster_id, request.affiliate_id)
-        except LimitError as exc:
+            await self.store.delete_affiliate(request.cluster_id, request.affiliate_id)
+        except (LimitError, EtcdError) as exc:
             await _abort(context, exc)
         return pb.AffiliateDeleteResponse()
 
     async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
         await self._admit(context)
         try:
-            views = self.state.list_affiliates(request.cluster_id)
-        except LimitError as exc:
+            views = await self.store.list_affiliates(request.cluster_id)
+        except (LimitError, EtcdError) as exc:
             await _abort(context, exc)
         return pb.ListResponse(affiliates=[_affiliate_pb(v) for v in views])
 
@@ -213,8 +234,8 @@ class ClusterService:
     ) -> AsyncIterator[pb.WatchResponse | bytes]:
         await self._admit(context)
         try:
-            current, sub = self.state.subscribe(request.cluster_id)
-        except LimitError as exc:
+            current, sub = self.store.subscribe(request.cluster_id)
+        except (LimitError, EtcdError) as exc:
             await _abort(context, exc)
         wake = asyncio.Event()
         sub.wake = wake.set
@@ -225,20 +246,28 @@ class ClusterService:
                 wake.clear()
                 for note in sub.pop_all():
                     yield _encoded(note)
+                if sub.unavailable:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "replica lost etcd; watch again")
                 if sub.lost:
                     self.counters["lost_watchers"] += 1
                     await context.abort(grpc.StatusCode.ABORTED, "lost update")
         finally:
             sub.wake = None
-            self.state.unsubscribe(sub)
+            self.store.unsubscribe(sub)
 
 
 class DiscoveryServer:
-    """A running service: ``port``, ``state``, ``await stop()``."""
+    """A running service: ``port``, ``store``, ``state`` (the in-memory state or
+    the etcd mirror), ``await stop()``."""
 
-    def __init__(self, config: ServiceConfig, state: State, server: grpc.aio.Server, port: int):
+    def __init__(self, config: ServiceConfig, store: Store, state: State, server: grpc.aio.Server, port: int,
+                 metrics: ServiceMetrics | None = None):
         self.config = config
+        self.store = store
         self.state = state
+        self.etcd: EtcdState | None = store if isinstance(store, EtcdState) else None
+        self.metrics = metrics if metrics is not None else ServiceMetrics(state)
+        """Upstream's state and gRPC metrics (kubespan.discovery.metrics), for a registry to serve."""
         self.port = port
         self._server = server
         self._tasks: list[asyncio.Task[None]] = []
@@ -246,16 +275,24 @@ class DiscoveryServer:
 
     def _start_timers(self, service: ClusterService) -> None:
         self._tasks.append(asyncio.create_task(self._gc_loop(service)))
-        if self.config.snapshot_path and self.config.snapshot_interval > 0:
+        if self.etcd is not None:
+            self._tasks.append(asyncio.create_task(self.etcd.run()))
+        elif self.config.snapshot_path and self.config.snapshot_interval > 0:
             self._tasks.append(asyncio.create_task(self._snapshot_loop()))
 
     async def _gc_loop(self, service: ClusterService) -> None:
         while True:
             await asyncio.sleep(self.config.gc_interval)
-            now = self.config.clock()
-            result = self.state.garbage_collect(now)
-            if service.limiter is not None:
-                service.limiter.prune(now)
+            try:
+                result = await self.store.garbage_collect()
+            except EtcdError as exc:
+                log.warning("gc: %s", exc)
+                continue
+            else:
+                self.metrics.gc(result)
+            finally:
+                if service.limiter is not None:
+                    service.limiter.prune(self.config.clock())
             if result.expired_affiliates or result.expired_endpoints:
                 log.info("gc: %s", result)
 
@@ -270,7 +307,7 @@ class DiscoveryServer:
     async def write_snapshot(self) -> None:
         """Encode the state now and write it atomically (no-op without a path)."""
         path = self.config.snapshot_path
-        if not path:
+        if not path or self.etcd is not None:
             return
         data = snapshot.encode_snapshot(self.state, self.config.clock())
         await asyncio.to_thread(snapshot.write_snapshot_file, path, data)
@@ -286,6 +323,8 @@ class DiscoveryServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._server.stop(grace)
+        if self.etcd is not None:
+            await self.etcd.client.close()
         try:
             await self.write_snapshot()
         except OSError as exc:
@@ -312,8 +351,16 @@ def _load_state(config: ServiceConfig) -> State:
 
 async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryServer:
     """Start a service on ``config.listen`` (port 0 picks one); returns it running."""
-    state = state if state is not None else _load_state(config)
-    service = ClusterService(state, config)
+    store: Store
+    if config.etcd is not None:
+        etcd_state = EtcdState(EtcdClient(config.etcd), config.etcd_prefix, watch_buffer=config.watch_buffer,
+                               clock=config.wall_clock)
+        store, state = etcd_state, etcd_state.mirror
+    else:
+        state = state if state is not None else _load_state(config)
+        store = MemoryStore(state, config.clock)
+    service = ClusterService(store, config)
+    metrics = ServiceMetrics(state)
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
@@ -327,97 +374,35 @@ async def serve(config: ServiceConfig, state: State | None = None) -> DiscoveryS
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_REQUESTS),
         ]
     )
-    server.add_generic_rpc_handlers((rpc.generic_handler(service),))
+    server.add_generic_rpc_handlers((rpc.generic_handler(metrics.wrap(service)),))
     if config.tls_cert or config.tls_key:
         if not (config.tls_cert and config.tls_key):
             raise ValueError("--tls-cert and --tls-key go together")
         with open(config.tls_key, "rb") as kf, open(config.tls_cert, "rb") as cf:
             creds = grpc.ssl_server_credentials([(kf.read(), cf.read())])
-        port = server.add_secure_port(config.listen, creds)
     else:
-        port = server.add_insecure_port(config.listen)
+        creds = None
+    try:
+        if creds is not None:
+            port = server.add_secure_port(config.listen, creds)
+        else:
+            port = server.add_insecure_port(config.listen)
+    except RuntimeError as exc:  # grpc reports a failed bind this way
+        raise OSError(f"cannot listen on {config.listen}: {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
-    running = DiscoveryServer(config, state, server, port)
+    running = DiscoveryServer(config, store, state, server, port, metrics)
     running._start_timers(service)
     log.info("discovery service listening on %s (port %d)", config.listen, port)
     return running
 
 
-def _listen(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected ADDR:PORT, got {value!r}")
-    return f"[::]:{port}" if host == "" else value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="kubespan discovery-service",
-        description="Sidero-compatible discovery service (stores only encrypted blobs).",
-    )
-    p.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN, help="ADDR:PORT")
-    p.add_argument("--tls-cert", help="PEM certificate (TLS when given with --tls-key)")
-    p.add_argument("--tls-key", help="PEM private key")
-    p.add_argument("--snapshot-path", default=DEFAULT_SNAPSHOT_PATH)
-    p.add_argument("--no-snapshots", action="store_true", help="keep state in memory only")
-    p.add_argument("--snapshot-interval", type=float, default=600.0, help="seconds")
-    p.add_argument("--gc-interval", type=float, default=60.0, help="seconds")
-    p.add_argument("--redirect", metavar="HOST:PORT", help="answer every Hello with a redirect")
-    p.add_argument("--trust-proxy-headers", action="store_true", help="use X-Real-IP/X-Forwarded-For")
-    p.add_argument("--rate-limit", type=float, default=limits.RATE_LIMIT_PER_SECOND,
-                   help="requests/s per source IP (0 disables)")
-    p.add_argument("--rate-burst", type=int, default=limits.RATE_LIMIT_BURST)
-    p.add_argument("--watch-buffer", type=int, default=limits.WATCH_BUFFER)
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> ServiceConfig:
-    return ServiceConfig(
-        listen=args.listen,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        snapshot_path=None if args.no_snapshots else args.snapshot_path,
-        snapshot_interval=args.snapshot_interval,
-        gc_interval=args.gc_interval,
-        redirect=args.redirect,
-        trust_proxy_headers=args.trust_proxy_headers,
-        rate_limit=args.rate_limit,
-        rate_burst=args.rate_burst,
-        watch_buffer=args.watch_buffer,
-    )
-
-
-async def _run(config: ServiceConfig) -> None:
-    server = await serve(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        await server.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``kubespan discovery-service ARGS``."""
-    args = build_parser().parse_args(argv)
-    if (args.tls_cert is None) != (args.tls_key is None):
-        print("kubespan discovery-service: --tls-cert and --tls-key go together")
-        return 2
-    if args.gc_interval <= 0 or args.rate_burst < 1 or args.watch_buffer < 1:
-        print("kubespan discovery-service: intervals, burst and buffer must be positive")
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        asyncio.run(_run(config_from_args(args)))
-    except OSError as exc:
-        print(f"kubespan discovery-service: {exc}")
-        return 1
-    return 0
+    """Entry point of ``kubespan discovery-service ARGS`` (``command.main``)."""
+    from kubespan.discovery.command import main as command_main
+
+    return command_main(argv)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,15 @@ wakes its stream tasks through ``Subscription.wake``, a plain callback.
 Rules:
 * clusters are created lazily and dropped by GC once they have neither
   affiliates nor subscribers;
-* an update with (non-empty) data replaces it and resets the affiliate's
-  expiry to now+TTL; endpoints are merged and each keeps its own expiry, which merges
-  only extend (so peers' endpoint-only updates keep an affiliate alive);
-* an update for an unknown ID creates it even without data;
+* what an update may do and how it merges are ``record``'s rules
+  (``check_update``, ``merge``, ``expire``), shared with the etcd backend;
 * TTL has only an upper bound (like upstream): a zero or missing TTL makes
-  the record expire at the next GC;
-* every limit is checked before anything is touched: a failed update
-  changes nothing and notifies no one.
+  the record expire at the next GC.
+
+A ``State`` is also the etcd backend's per-replica mirror: ``put_affiliate``
+and ``remove_affiliate`` replace or drop what etcd's watch reports and
+notify watchers when the view changes; ``fail_subscriptions`` ends every
+stream when the mirror loses etcd.
 
 Subscriptions: each holds at most ``buffer_size`` pending notifications.
 Overflow marks it ``lost`` and drops its buffer; the service then ends that
@@ -35,16 +36,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from kubespan.discovery import limits
+from kubespan.discovery import limits, record
+from kubespan.discovery.record import Affiliate, AffiliateView
 
-
-@dataclass(frozen=True, slots=True)
-class AffiliateView:
-    """An affiliate as the API returns it: opaque encrypted blobs."""
-
-    id: str
-    data: bytes
-    endpoints: tuple[bytes, ...]
+__all__ = ["AffiliateRecord", "AffiliateView", "EndpointRecord", "GcResult", "Notification", "State", "Subscription"]
 
 
 @dataclass(slots=True)
@@ -93,6 +88,7 @@ class Subscription:
         self.buffer_size = buffer_size
         self.pending: deque[Notification] = deque()
         self.lost = False
+        self.unavailable = False  # the backend lost its store: end with UNAVAILABLE
         self.wake: Callable[[], None] | None = None
 
     def push(self, notification: Notification) -> None:
@@ -106,6 +102,13 @@ class Subscription:
         if self.wake is not None:
             self.wake()
 
+    def fail(self) -> None:
+        """End this stream: the state behind it is no longer current."""
+        self.lost = self.unavailable = True
+        self.pending.clear()
+        if self.wake is not None:
+            self.wake()
+
     def pop_all(self) -> list[Notification]:
         items = list(self.pending)
         self.pending.clear()
@@ -113,19 +116,8 @@ class Subscription:
 
 
 @dataclass(slots=True)
-class _Affiliate:
-    id: str
-    data: bytes = b""
-    expiration: float = 0.0
-    endpoints: dict[bytes, float] = field(default_factory=dict)  # blob -> expiry
-
-    def view(self) -> AffiliateView:
-        return AffiliateView(self.id, self.data, tuple(self.endpoints))
-
-
-@dataclass(slots=True)
 class _Cluster:
-    affiliates: dict[str, _Affiliate] = field(default_factory=dict)
+    affiliates: dict[str, Affiliate] = field(default_factory=dict)
     subscriptions: set[Subscription] = field(default_factory=set)
 
     def notify(self, notification: Notification) -> None:
@@ -152,38 +144,64 @@ class State:
         now: float,
     ) -> bool:
         """Create/update an affiliate; returns whether watchers were notified."""
-        limits.validate_cluster_id(cluster_id)
-        limits.validate_affiliate_id(affiliate_id)
-        limits.validate_affiliate_data(data)
-        limits.validate_endpoints(endpoints)
-        limits.validate_ttl(ttl)
         cluster = self._clusters.get(cluster_id)
         current = cluster.affiliates.get(affiliate_id) if cluster is not None else None
-        if current is None:
-            count = len(cluster.affiliates) if cluster is not None else 0
-            limits.check_affiliate_count(count + 1)
-        known = current.endpoints if current is not None else {}
-        new_blobs = list(dict.fromkeys(e for e in endpoints if e not in known))
-        limits.check_endpoint_count(len(known) + len(new_blobs))
-        # Validated: from here on nothing can fail.
+        size = len(cluster.affiliates) if cluster is not None else 0
+        record.check_update(cluster_id, affiliate_id, data, endpoints, ttl, current, size)
+        # Checked: from here on nothing can fail.
         if cluster is None:
             cluster = self._clusters[cluster_id] = _Cluster()
-        changed = current is None
+        created = current is None
         if current is None:
-            current = cluster.affiliates[affiliate_id] = _Affiliate(affiliate_id)
-        expiry = now + max(ttl, 0.0)
-        if data:  # absent or empty data keeps the stored data (upstream: len > 0)
-            changed = changed or data != current.data
-            current.data = data
-            current.expiration = expiry
-        else:
-            current.expiration = max(current.expiration, expiry)
-        for blob in endpoints:
-            current.endpoints[blob] = max(current.endpoints.get(blob, 0.0), expiry)
-        changed = changed or bool(new_blobs)
+            current = cluster.affiliates[affiliate_id] = Affiliate(affiliate_id)
+        changed = record.merge(current, data, endpoints, ttl, now) or created
         if changed:
             cluster.notify(Notification(affiliate_id, current.view()))
         return changed
+
+    def put_affiliate(self, cluster_id: str, affiliate: Affiliate) -> bool:
+        """Store ``affiliate`` as given (a mirror of etcd); notifies when its view changed."""
+        cluster = self._clusters.setdefault(cluster_id, _Cluster())
+        previous = cluster.affiliates.get(affiliate.id)
+        cluster.affiliates[affiliate.id] = affiliate
+        if previous is not None and previous.view() == affiliate.view():
+            return False
+        cluster.notify(Notification(affiliate.id, affiliate.view()))
+        return True
+
+    def get_affiliate(self, cluster_id: str, affiliate_id: str) -> Affiliate | None:
+        cluster = self._clusters.get(cluster_id)
+        return cluster.affiliates.get(affiliate_id) if cluster is not None else None
+
+    def remove_affiliate(self, cluster_id: str, affiliate_id: str) -> bool:
+        """Drop an affiliate without validating IDs (a mirror of etcd); notifies if it existed."""
+        cluster = self._clusters.get(cluster_id)
+        if cluster is None or cluster.affiliates.pop(affiliate_id, None) is None:
+            return False
+        cluster.notify(Notification(affiliate_id, None))
+        return True
+
+    def affiliates(self) -> list[tuple[str, Affiliate]]:
+        """Every stored affiliate with its cluster (for the etcd backend's GC)."""
+        return [(cid, aff) for cid, c in self._clusters.items() for aff in c.affiliates.values()]
+
+    def fail_subscriptions(self) -> int:
+        """End every Watch stream (``Subscription.fail``) and forget all affiliates."""
+        failed = 0
+        for cluster in self._clusters.values():
+            for sub in list(cluster.subscriptions):
+                sub.fail()
+                failed += 1
+            cluster.affiliates.clear()
+        self.drop_idle_clusters()
+        return failed
+
+    def drop_idle_clusters(self) -> int:
+        """Forget clusters with neither affiliates nor subscribers; returns how many."""
+        idle = [cid for cid, c in self._clusters.items() if not c.affiliates and not c.subscriptions]
+        for cid in idle:
+            del self._clusters[cid]
+        return len(idle)
 
     def delete_affiliate(self, cluster_id: str, affiliate_id: str) -> bool:
         """Remove an affiliate; returns whether it existed."""
@@ -197,23 +215,19 @@ class State:
 
     def garbage_collect(self, now: float) -> GcResult:
         """Drop expired affiliates/endpoints and empty, unwatched clusters."""
-        gone_affiliates = gone_endpoints = gone_clusters = 0
-        for cluster_id, cluster in list(self._clusters.items()):
+        gone_affiliates = gone_endpoints = 0
+        for cluster in self._clusters.values():
             for affiliate_id, aff in list(cluster.affiliates.items()):
-                if aff.expiration <= now:
+                if aff.expired(now):
                     del cluster.affiliates[affiliate_id]
                     gone_affiliates += 1
                     cluster.notify(Notification(affiliate_id, None))
                     continue
-                stale = [blob for blob, exp in aff.endpoints.items() if exp <= now]
-                for blob in stale:
-                    del aff.endpoints[blob]
+                stale = record.expire(aff, now)
                 if stale:
-                    gone_endpoints += len(stale)
+                    gone_endpoints += stale
                     cluster.notify(Notification(affiliate_id, aff.view()))
-            if not cluster.affiliates and not cluster.subscriptions:
-                del self._clusters[cluster_id]
-                gone_clusters += 1
+        gone_clusters = self.drop_idle_clusters()
         return GcResult(gone_affiliates, gone_endpoints, gone_clusters)
 
     # --- queries ------------------------------------------------------------
@@ -244,6 +258,7 @@ class State:
         return {
             "clusters": len(self._clusters),
             "affiliates": sum(len(c.affiliates) for c in self._clusters.values()),
+            "endpoints": sum(len(a.endpoints) for c in self._clusters.values() for a in c.affiliates.values()),
             "subscriptions": sum(len(c.subscriptions) for c in self._clusters.values()),
         }
 

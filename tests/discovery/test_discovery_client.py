@@ -284,3 +284,92 @@ def test_backoff_sequence_is_bounded_and_reset() -> None:
     assert delays[1] == pytest.approx(0.5 * 1.5 * 1.5)
     assert max(delays) == pytest.approx(90.0)  # 60 s cap, +50 % jitter
     asyncio.run(asyncio.sleep(0))
+
+
+# --- discovery-client behaviour (siderolabs/discovery-client pkg/client/client.go) ---------
+
+
+def test_undecryptable_update_keeps_the_previous_entry() -> None:
+    """parseReply: a decryption or decode failure logs and ``continue``s; the old entry stays."""
+    async def go() -> None:
+        server = await start()
+        c = client(server, "c", "me")
+        channel, s = stub(server.port)
+        ttl = pb.AffiliateUpdateRequest().ttl.__class__(seconds=600)
+        try:
+            c.set_local(affiliate("me", 1), [])
+            await c.start()
+            assert await c.wait_for(lambda c: c.watching, 10)
+            good = protocol.seal_affiliate(SECRET, affiliate("b", 2), bytes(12))
+            await s.AffiliateUpdate(pb.AffiliateUpdateRequest(
+                cluster_id="c", affiliate_id="b", affiliate_data=good, ttl=ttl,
+                affiliate_endpoints=[protocol.seal_endpoint(SECRET, endpoint("192.0.2.2:51820"))]))
+            assert await c.wait_for(lambda c: "b" in c.affiliates(), 10)
+            before = c.affiliates()["b"]
+            for bad in (b"garbage-garbage-garbage-garbage", protocol.seal_affiliate(bytes(32), affiliate("b", 9),
+                                                                                    bytes(12))):
+                dropped = c.counters.dropped_data
+                await s.AffiliateUpdate(pb.AffiliateUpdateRequest(cluster_id="c", affiliate_id="b",
+                                                                  affiliate_data=bad, ttl=ttl))
+                assert await c.wait_for(lambda c: c.counters.dropped_data == dropped + 1, 10)
+                assert c.affiliates() == {"b": before}
+            # a good update replaces it again; a delete removes it
+            newer = protocol.seal_affiliate(SECRET, affiliate("b", 3), bytes(12))
+            await s.AffiliateUpdate(pb.AffiliateUpdateRequest(cluster_id="c", affiliate_id="b",
+                                                              affiliate_data=newer, ttl=ttl))
+            assert await c.wait_for(lambda c: c.affiliates()["b"].affiliate == affiliate("b", 3), 10)
+            await s.AffiliateDelete(pb.AffiliateDeleteRequest(cluster_id="c", affiliate_id="b"))
+            assert await c.wait_for(lambda c: "b" not in c.affiliates(), 10)
+        finally:
+            await channel.close(None)
+            await c.close()
+            await server.stop()
+
+    run(go())
+
+
+def test_empty_data_update_keeps_the_previous_entry() -> None:
+    """parseReply: ``len(affiliate.Data) == 0`` → skip (the server never sends this for a
+    stored affiliate, so the watch message is applied directly)."""
+    c = DiscoveryClient(ServiceEndpoint("127.0.0.1", 1, insecure=True), "c", SECRET, "me")
+    good = protocol.seal_affiliate(SECRET, affiliate("b", 2), bytes(12))
+    eps = [protocol.seal_endpoint(SECRET, endpoint("192.0.2.2:51820"))]
+    c._apply(pb.Affiliate(id="b", data=good, endpoints=eps))
+    before = c.affiliates()
+    assert set(before) == {"b"}
+    c._apply(pb.Affiliate(id="b", data=b"", endpoints=[protocol.seal_endpoint(SECRET, endpoint("192.0.2.9:1"))]))
+    assert c.affiliates() == before
+    c._apply(pb.Affiliate(id="new", data=b""))
+    assert set(c.affiliates()) == {"b"} and c.counters.dropped_data == 0
+
+
+def test_redirect_is_adopted_for_good_and_client_ip_recorded() -> None:
+    """sendHello stores ``ClientIp`` before looking at ``Redirect``; Run replaces
+    ``options.Endpoint`` and never goes back to the first endpoint."""
+    async def go() -> None:
+        closed = await start()
+        dead_port = closed.port
+        await closed.stop(grace=0)  # nothing listens on dead_port now
+        front = await start(redirect=f"127.0.0.1:{dead_port}")
+        a = client(front, "c", "a")
+        try:
+            a.set_local(affiliate("a", 1), [])
+            await a.start()
+            assert await a.wait_for(lambda c: c.counters.redirects == 1 and c.counters.session_errors >= 2, 10)
+            assert a.client_ip == ipaddress.ip_address("127.0.0.1")
+            assert a.current_endpoint.port == dead_port  # errors there do not send it back to the front
+            assert a.counters.redirects == 1
+            assert front.state.stats()["affiliates"] == 0
+            # once a service listens on the adopted endpoint, the client meshes there
+            target = await start(listen=f"127.0.0.1:{dead_port}")
+            try:
+                assert await a.wait_for(lambda c: c.watching and c.counters.refreshes >= 1, 15)
+                assert {v.id for v in target.state.list_affiliates("c")} == {"a"}
+            finally:
+                await a.close()
+                await target.stop()
+        finally:
+            await a.close()
+            await front.stop()
+
+    run(go())

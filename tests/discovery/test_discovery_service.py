@@ -187,6 +187,26 @@ def test_client_ip_from_proxy_headers_only_when_trusted(
     run(go())
 
 
+@pytest.mark.parametrize(
+    "real_ip, first_xff, expected",
+    [(True, False, "203.0.113.7"), (False, True, "198.51.100.1"), (False, False, "127.0.0.1")],
+)
+def test_each_proxy_header_is_trusted_on_its_own(real_ip: bool, first_xff: bool, expected: str) -> None:
+    """discovery-service pkg/server/addr.go: -trust-x-real-ip and -trust-first-x-forwarded-for are separate."""
+    async def go() -> None:
+        server = await start(trust_x_real_ip=real_ip, trust_first_x_forwarded_for=first_xff)
+        channel, s = stub(server.port)
+        try:
+            metadata = (("x-real-ip", "203.0.113.7"), ("x-forwarded-for", "198.51.100.1, 10.0.0.1"))
+            hello = await s.Hello(pb.HelloRequest(cluster_id="c"), metadata=metadata)
+            assert hello.client_ip == ipaddress.ip_address(expected).packed
+        finally:
+            await channel.close(None)
+            await server.stop()
+
+    run(go())
+
+
 def test_parse_peer() -> None:
     assert parse_peer("ipv4:127.0.0.1:5000") == ipaddress.ip_address("127.0.0.1")
     assert parse_peer("ipv6:[::1]:5000") == ipaddress.ip_address("::1")
@@ -322,9 +342,10 @@ def test_no_plaintext_reaches_the_server(tmp_path: Path) -> None:
 
 
 def test_main_rejects_bad_arguments() -> None:
-    assert main(["--tls-cert", "x"]) == 2
-    with pytest.raises(SystemExit):
-        main(["--listen", "nonsense"])
+    for argv in (["--tls-cert", "x"], ["--listen", "nonsense"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
 
 
 def test_burst_of_watch_opens_is_not_cancelled() -> None:

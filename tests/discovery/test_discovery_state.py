@@ -33,7 +33,7 @@ def test_update_creates_cluster_and_affiliate_lazily() -> None:
     assert s.list_affiliates("c") == []
     assert s.update_affiliate("c", "a", b"data", [EP1], TTL, now=0.0)
     assert s.list_affiliates("c") == [AffiliateView("a", b"data", (EP1,))]
-    assert s.stats() == {"clusters": 1, "affiliates": 1, "subscriptions": 0}
+    assert s.stats() == {"clusters": 1, "affiliates": 1, "endpoints": 1, "subscriptions": 0}
 
 
 def test_update_without_data_creates_empty_affiliate() -> None:

@@ -56,9 +56,7 @@ class Pair:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def setup(self) -> None:
-        for ns in (self.a, self.b):
-            run(["ip", "netns", "add", ns.name])
-            ns.run("ip", "link", "set", "lo", "up")
+        self.a, self.b = Netns.create(self.a.name), Netns.create(self.b.name)
         run(["ip", "link", "add", "va", "netns", self.a.name, "type", "veth", "peer", "vb", "netns", self.b.name])
         for ns, dev, i in ((self.a, "va", 0), (self.b, "vb", 1)):
             ns.run("ip", "addr", "add", f"{UNDER4[i]}/24", "dev", dev)
@@ -95,11 +93,7 @@ class Pair:
             with contextlib.suppress(Exception):
                 daemon.stop()
         for ns in (self.a, self.b):
-            pids = run(["ip", "netns", "pids", ns.name], check=False).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(int(pid), 9)
-            run(["ip", "netns", "del", ns.name], check=False)
+            ns.delete()
         for name in self.ifnames:
             for suffix_ in (".sock", ".name"):
                 with contextlib.suppress(OSError):

@@ -1,8 +1,10 @@
-"""Helpers for the root integration tests: namespaces, veth, daemons, transfers.
+"""Helpers for the root integration tests: daemons, tunnels, pings, transfers.
 
-Everything created here carries a random suffix and is removed by the
-fixtures in ``conftest.py`` (also on failure).  Traffic stays inside the
-namespaces the tests create; underlay and tunnel addresses exist only there.
+Commands and namespaces are ``lab.netns``'s (``run``, ``Netns``, re-exported
+here for the tests).  Everything created here carries a random suffix and is
+removed by the fixtures in ``conftest.py`` (also on failure).  Traffic stays
+inside the namespaces the tests create; underlay and tunnel addresses exist
+only there.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
+from lab.netns import Netns, run, stop_process
 from wgpy.io.unixsock import is_live
 from wgpy.keys import PrivateKey
+
+__all__ = ["Netns", "run"]  # and the helpers below
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -34,32 +37,6 @@ TUN6 = ("fd00:232::1", "fd00:232::2")
 
 def suffix() -> str:
     return secrets.token_hex(4)
-
-
-def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, input=input, env=env)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stdout}{res.stderr}")
-    return res
-
-
-@dataclasses.dataclass
-class Netns:
-    name: str
-
-    def argv(self, cmd: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *cmd]
-
-    def run(self, *cmd: str, check: bool = True, timeout: float = 30, input: str | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return run(self.argv(cmd), check=check, timeout=timeout, input=input, env=env)
-
-    def popen(self, cmd: Sequence[str], **kw: object) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self.argv(cmd), **kw)  # type: ignore[call-overload, no-any-return]
-
-    def wg(self, *args: str, check: bool = True) -> str:
-        return self.run("wg", *args, check=check).stdout
 
 
 @dataclasses.dataclass
@@ -86,13 +63,7 @@ class Daemon:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 10)
 
 
 def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:

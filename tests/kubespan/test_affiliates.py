@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
+from kubespan import specs
 from kubespan.affiliates import (
-    AffiliateSpec, NodeAddress, from_remote, local_addresses, local_affiliate, local_endpoints, members, merge,
-    raw_affiliates,
+    AffiliateSpec, NodeAddress, from_remote, link_is_up, local_addresses, local_affiliate, local_endpoints, members,
+    merge, raw_affiliates,
 )
 from kubespan.config import NodeConfig, parse_config
-from kubespan.discovery.protocol import Affiliate, ControlPlane, Endpoint, KubeSpan
+from kubespan.errors import ConfigError
+from kubespan.discovery.protocol import (
+    Affiliate, ControlPlane, Endpoint, KubeSpan, encode_affiliate, key_from_secret, open_affiliate, seal_affiliate,
+)
 from kubespan.identity import Identity, node_address, ula_prefix
 from wgpy.keys import PrivateKey
 
@@ -92,8 +98,8 @@ def test_filters_run_after_public_ip_then_extra_endpoints() -> None:
               "extraAnnouncedEndpoints: ['198.51.100.1:4000', '10.0.0.5:51820', '[2001:db8::99]:5']",
     )
     eps = local_endpoints(ADDRS, cfg, KS_IP, public_ip=ip("203.0.113.9"))
-    assert [str(e) for e in eps] == [
-        "10.0.0.5:51820", "10.244.3.1:51820", "[2001:db8::5]:51820",
+    assert [str(e) for e in eps] == [   # 10.244.3.1 is in the default pod subnet: never announced
+        "10.0.0.5:51820", "[2001:db8::5]:51820",
         "198.51.100.1:4000", "[2001:db8::99]:5",
     ]
 
@@ -121,6 +127,95 @@ def test_local_affiliate_fields() -> None:
 def test_local_affiliate_without_advertise_has_no_additional_addresses() -> None:
     aff = local_affiliate(identity(), config("podCIDRs: [10.244.3.0/24]"), ADDRS, "h", "n")
     assert aff.kubespan is not None and aff.kubespan.additional_addresses == ()
+
+
+def v1alpha1(machine_type: str = "worker", cluster: str = "") -> str:
+    """A v1alpha1 document (beside the multi-doc ones) with ``machine.type`` and a ``cluster`` section."""
+    return f"---\nversion: v1alpha1\nmachine:\n  type: {machine_type}\ncluster:\n  {cluster or '{}'}\n"
+
+
+def test_addresses_of_links_that_are_down_are_not_announced() -> None:
+    # Talos network/node_address.go: only addresses of links that are up go into "current"/"routed"
+    addrs = [NodeAddress(ip("10.0.0.5"), 24, "eth1"), NodeAddress(ip("10.1.0.5"), 24, "eth2", link_up=False),
+             NodeAddress(ip("2001:db8::7"), 64, "eth2", link_up=False)]
+    assert local_addresses(addrs) == (ip("10.0.0.5"),)
+    assert [str(e) for e in local_endpoints(addrs, config(), KS_IP, None)] == ["10.0.0.5:51820"]
+    assert local_affiliate(identity(), config(), addrs, "h", "n").addresses == (ip("10.0.0.5"),)
+
+
+def test_link_is_up_follows_talos() -> None:
+    # operational state up or unknown; a physical link (ethernet without a kind) also needs a carrier
+    table = [
+        ("UP", True, True, True), ("UP", False, True, False), ("UNKNOWN", False, False, True),
+        ("UNKNOWN", True, True, True), ("UNKNOWN", False, True, False), ("DOWN", True, False, False),
+        ("LOWERLAYERDOWN", False, False, False), ("DORMANT", True, True, False), ("", True, False, False),
+    ]
+    for operstate, carrier, physical, want in table:
+        assert link_is_up(operstate, carrier, physical) is want, (operstate, carrier, physical)
+
+
+def test_default_service_and_pod_subnets_are_not_announced() -> None:
+    # Talos k8s/address_filter.go (NodeAddressFilterNoK8s) removes pod and service CIDRs; defaults
+    # 10.244.0.0/16 and 10.96.0.0/12 (v1alpha1_clusterconfig.go PodCIDRs/ServiceCIDRs)
+    addrs = [NodeAddress(ip("10.0.0.5"), 24, "eth0"), NodeAddress(ip("10.96.0.1"), 32, "kube-ipvs0"),
+             NodeAddress(ip("10.111.255.254"), 32, "kube-ipvs0"), NodeAddress(ip("10.244.7.1"), 24, "cni0"),
+             NodeAddress(ip("10.112.0.1"), 24, "eth1")]
+    cfg = config()
+    assert local_affiliate(identity(), cfg, addrs, "h", "n").addresses == (ip("10.0.0.5"), ip("10.112.0.1"))
+    assert [str(e) for e in local_endpoints(addrs, cfg, KS_IP, None)] == ["10.0.0.5:51820", "10.112.0.1:51820"]
+
+
+def test_configured_service_subnets_replace_the_default() -> None:
+    cfg = config(extra=v1alpha1(cluster="network: {serviceSubnets: [10.43.0.0/16, 'fd00:96::/112'], "
+                                        "podSubnets: [10.42.0.0/16]}"))
+    assert [str(n) for n in cfg.service_subnets] == ["10.43.0.0/16", "fd00:96::/112"]
+    addrs = [NodeAddress(ip("10.43.0.10"), 32, "kube-ipvs0"), NodeAddress(ip("fd00:96::1"), 128, "kube-ipvs0"),
+             NodeAddress(ip("10.42.1.1"), 24, "cni0"), NodeAddress(ip("10.96.0.1"), 32, "eth0"),
+             NodeAddress(ip("10.244.0.1"), 32, "eth0")]
+    # the defaults are no longer excluded once the config names its own subnets
+    assert local_addresses(addrs, cfg.kubernetes_networks) == (ip("10.96.0.1"), ip("10.244.0.1"))
+
+
+def test_control_plane_advertised_for_control_plane_machines() -> None:
+    # Talos cluster/local_affiliate.go: ControlPlane{APIServerPort: the local API server port} only
+    # when machineType.IsControlPlane() (controlplane or init); default port 6443
+    for machine_type in ("controlplane", "init"):
+        aff = local_affiliate(identity(), config(extra=v1alpha1(machine_type)), ADDRS, "h", "n", machine_type)
+        assert aff.control_plane == ControlPlane(6443), machine_type
+    worker = local_affiliate(identity(), config(), ADDRS, "h", "n", "worker")
+    assert worker.control_plane is None
+    cfg = config(extra=v1alpha1("controlplane", "controlPlane: {endpoint: 'https://cp.example:443', "
+                                                "localAPIServerPort: 7445}"))
+    assert cfg.machine_type == "controlplane" and cfg.api_server_port == 7445
+    aff = local_affiliate(identity(), cfg, ADDRS, "h", "n", cfg.machine_type)
+    assert aff.control_plane == ControlPlane(7445)
+
+
+def test_control_plane_yaml_key_is_port() -> None:
+    aff = local_affiliate(identity(), config(extra=v1alpha1("controlplane")), ADDRS, "h", "n", "controlplane")
+    spec = from_remote(aff, ())
+    assert specs.affiliate_spec(spec)["controlPlane"] == {"port": 6443}
+    assert specs.member_spec(members({"local-node": spec})["n"])["controlPlane"] == {"port": 6443}
+    assert "controlPlane" not in specs.affiliate_spec(from_remote(local_affiliate(identity(), config(), ADDRS,
+                                                                                  "h", "n"), ()))
+
+
+def test_control_plane_survives_the_discovery_round_trip() -> None:
+    aff = local_affiliate(identity(), config(extra=v1alpha1("controlplane")), ADDRS, "h", "n", "controlplane")
+    # discovery-api affiliate.proto: Affiliate.control_plane = 8, ControlPlane.api_server_port = 1;
+    # 6443 is the varint ab 32, so the field is 42 03 08 ab 32
+    assert bytes.fromhex("420308ab32") in encode_affiliate(aff)
+    key = key_from_secret(SECRET)
+    back = open_affiliate(key, seal_affiliate(key, aff, bytes(12)))
+    assert back == aff and back.control_plane == ControlPlane(6443)
+    remote_spec = from_remote(back, ())
+    assert remote_spec.control_plane == ControlPlane(6443) and remote_spec.machine_type == "controlplane"
+
+
+def test_bad_local_api_server_port_is_a_config_error() -> None:
+    for bad in ("'6443'", "-1", "70000", "true"):
+        with pytest.raises(ConfigError, match=r"cluster\.controlPlane\.localAPIServerPort"):
+            config(extra=v1alpha1("controlplane", f"controlPlane: {{localAPIServerPort: {bad}}}"))
 
 
 # --- raw affiliates, merge, members ---------------------------------------------------------

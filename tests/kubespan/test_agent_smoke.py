@@ -2,12 +2,12 @@
 
 A discovery service runs in the same namespace on its loopback.  The agent
 must create ``kubespan``, install its rule/routes/nft table, serve the
-resource API and UAPI, and on SIGTERM exit 0 having removed all of it.
+resource API (``get`` and ``get -w``) and UAPI, and on SIGTERM exit 0 having
+removed all of it, ending the watch.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from kubespan.cli import render_gen_config
+from kubespan.config import render_gen_config
+from kubespan.get import json_stream
 
 pytestmark = pytest.mark.root
 
@@ -117,6 +118,7 @@ def test_agent_starts_serves_and_cleans_up(netns: str, tmp_path: Path) -> None:
     service = Proc(netns, [sys.executable, "-m", "kubespan", "discovery-service", "--listen",
                            f"127.0.0.1:{port}", "--no-snapshots"], tmp_path / "service.log")
     agent: Proc | None = None
+    watch: subprocess.Popen[str] | None = None
     try:
         agent = Proc(netns, [sys.executable, "-m", "kubespan", "agent", "--config", str(config), "--state-dir",
                              str(tmp_path / "state"), "--api-socket", api, "--uapi-socket", uapi,
@@ -124,13 +126,19 @@ def test_agent_starts_serves_and_cleans_up(netns: str, tmp_path: Path) -> None:
                      tmp_path / "agent.log")
         wait_for(lambda: os.path.exists(api) or agent.p.poll() is not None, 30, "the API socket")
         assert agent.p.poll() is None, agent.text()
+        watch = subprocess.Popen([sys.executable, "-m", "kubespan", "get", "affiliates", "-w", "-o", "json",
+                                  "--api-socket", api], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=str(REPO))
         wait_for(lambda: "nft table inet kubespan written" in agent.text() or "routing:" in agent.text()
                  or agent.p.poll() is not None, 30, "the first reconcile")
 
-        res = kubespan_get(api, "identities")
+        res = kubespan_get(api, "kubespanidentities")
         assert res.returncode == 0, res.stderr
-        ident = json.loads(res.stdout)
+        ident = json_stream(res.stdout)
         assert [i["metadata"]["id"] for i in ident] == ["local"]
+        assert ident[0]["metadata"]["owner"] == "kubespan.IdentityController"
+        (cluster,) = json_stream(kubespan_get(api, "identities").stdout)
+        assert cluster["metadata"]["type"] == "Identities.cluster.talos.dev" and cluster["spec"]["nodeId"]
         address = ident[0]["spec"]["address"].removesuffix("/128")
         assert address.endswith(":0:ff:fe00:1")  # EUI-64 of 02:00:00:00:00:01
         wait_for(lambda: f"{address}/64" in sh("ip", "-n", netns, "addr", "show", "kubespan").stdout, 30,
@@ -138,12 +146,17 @@ def test_agent_starts_serves_and_cleans_up(netns: str, tmp_path: Path) -> None:
         assert "32500:" in sh("ip", "-n", netns, "rule").stdout
         assert "dev kubespan" in sh("ip", "-n", netns, "route", "show", "table", "180").stdout + \
             sh("ip", "-n", netns, "-6", "route", "show", "table", "180").stdout
-        members = json.loads(kubespan_get(api, "members").stdout)
+        members = json_stream(kubespan_get(api, "members").stdout)
         assert [m["metadata"]["id"] for m in members] == ["smoke-node"]
         dump = uapi_get(uapi)
         assert "listen_port=51820" in dump and "fwmark=32" in dump and "errno=0" in dump
 
         assert agent.stop() == 0, agent.text()
+        # the watch saw the local affiliate appear (at bootstrap or as an event) and ended with the agent
+        watched, watch_err = watch.communicate(timeout=30)
+        assert watch.returncode == 0, watch_err
+        events = json_stream(watched)
+        assert any(e["event"] == "created" and e["spec"]["hostname"] == "smoke-node" for e in events), events
         log = agent.text()
         # no kubespan error or traceback (wgpy's own data-plane logs are wgpy's tests' business)
         assert "ERROR kubespan" not in log, log
@@ -153,9 +166,12 @@ def test_agent_starts_serves_and_cleans_up(netns: str, tmp_path: Path) -> None:
         assert sh("ip", "-n", netns, "route", "show", "table", "180", check=False).stdout == ""
         assert "kubespan" not in sh("ip", "netns", "exec", netns, "nft", "list", "ruleset").stdout
         assert not os.path.exists(api) and not os.path.exists(uapi)
-        res = kubespan_get(api, "identities")
+        res = kubespan_get(api, "kubespanidentities")
         assert res.returncode == 1 and "no kubespan agent is running" in res.stderr
     finally:
         if agent is not None:
             agent.stop()
+        if watch is not None and watch.poll() is None:
+            watch.kill()
+            watch.communicate(timeout=10)
         service.stop()

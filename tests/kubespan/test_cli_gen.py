@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubespan.cli import gen_config_documents, main, render_gen_config
-from kubespan.config import DiscoveryEndpoint, load_config, parse_config
+from kubespan.cli import main
+from kubespan.config import DiscoveryEndpoint, gen_config_documents, load_config, parse_config, render_gen_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,6 +89,7 @@ def test_injected_rng_is_used_for_id_and_secret() -> None:
 
 def test_output_file_is_0600_and_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "out" / "config.yaml"
+    target.parent.mkdir()
     old = os.umask(0)
     try:
         code, out, err = run_main(["gen", "config", "--with-kubespan", "-o", str(target)], capsys)
@@ -117,10 +118,69 @@ def test_unwritable_output_is_error_exit_1(tmp_path: Path, capsys: pytest.Captur
     assert code == 1 and err.startswith("error: ")
 
 
+def test_output_into_a_missing_directory_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "missing" / "config.yaml"
+    code, out, err = run_main(["gen", "config", "--with-kubespan", "-o", str(target)], capsys)
+    assert code == 1 and out == ""
+    assert err == f"error: {target}: the directory {target.parent} does not exist\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize(("flag", "source"), [
+    ("--from-config", "legacy-controlplane.yaml"),  # cluster.id / cluster.secret of the v1alpha1 document
+    ("--from-config", "multidoc-1.14.yaml"),  # a DiscoveryIdentityConfig document
+    ("--with-secrets", "talos-secrets.yaml"),  # a talosctl gen secrets bundle
+])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_joining_an_existing_cluster_keeps_its_id_and_secret(flag: str, source: str, legacy: bool,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    docs = list(yaml.safe_load_all((DATA / source).read_text()))
+    if "DiscoveryIdentityConfig" in [d.get("kind") for d in docs]:
+        (ident,) = [d for d in docs if d.get("kind") == "DiscoveryIdentityConfig"]
+        want = (ident["clusterID"], ident["clusterSecret"])
+    else:
+        want = (docs[0]["cluster"]["id"], docs[0]["cluster"]["secret"])
+    argv = ["gen", "config", "--with-kubespan", flag, str(DATA / source)] + (["--legacy"] if legacy else [])
+    code, out, err = run_main(argv, capsys)
+    assert code == 0 and err == ""
+    identity = parse_config(out).identity
+    assert identity is not None and (identity.cluster_id, identity.cluster_secret_b64) == want
+    assert want[1] not in err
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("version: v1alpha1\nmachine: {}\n", "has no cluster identity"),
+    ("cluster: {id: x}\n", "cluster.secret: is missing (document 1)"),
+    ("cluster: {id: x, secret: c2hvcnQ=}\n", "cluster.secret: <redacted> must decode to exactly 32 bytes"),
+    ("cluster: {id: x, secret: %s}\n---\napiVersion: v1alpha1\nkind: DiscoveryIdentityConfig\nclusterID: y\n"
+     "clusterSecret: %s\n" % ("A" * 43 + "=", "B" * 43 + "="), "has two different cluster identities"),
+    ("[unclosed\n", "invalid YAML"),
+])
+def test_a_source_without_one_good_identity_is_an_error(text: str, message: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "existing.yaml"
+    source.write_text(text)
+    target = tmp_path / "out.yaml"
+    code, out, err = run_main(["gen", "config", "--with-kubespan", "--from-config", str(source), "-o", str(target)],
+                              capsys)
+    assert code == 1 and out == "" and err.startswith(f"error: {source}") and message in err, err
+    assert len(err.splitlines()) == 1 and not target.exists()
+    assert "A" * 43 not in err and "c2hvcnQ" not in err
+
+
+def test_a_missing_source_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(["gen", "config", "--with-kubespan", "--with-secrets", str(tmp_path / "nope")], capsys)
+    assert code == 1 and out == "" and "cannot read" in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         [],
+        ["gen", "config", "--with-kubespan", "--from-config", "a.yaml", "--with-secrets", "b.yaml"],
         ["bogus"],
         ["gen"],
         ["gen", "secrets"],

@@ -160,11 +160,16 @@ def test_duplicate_documents() -> None:
 # --- defaults -----------------------------------------------------------------------
 
 
-def test_empty_config_is_kubespan_disabled_without_discovery() -> None:
-    for text in ("", "---\n", "version: v1alpha1\n", "version: v1alpha1\nmachine: {}\ncluster: {}\n"):
+def test_a_config_without_kubespan_is_kubespan_disabled_without_discovery() -> None:
+    for text in ("version: v1alpha1\n", "version: v1alpha1\nmachine: {}\ncluster: {}\n"):
         cfg = parse_config(text)
         assert cfg == NodeConfig(KubeSpanConfig(), (), None, None, ())
     assert KubeSpanConfig().mtu == 1420 and KubeSpanConfig().endpoint_filters is None
+
+
+@pytest.mark.parametrize("text", ["", "---\n", "\n# only a comment\n", "---\n---\n"])
+def test_an_empty_config_is_an_error(text: str) -> None:
+    assert raises(text).message == "the config is empty (no YAML document)"
 
 
 def test_legacy_defaults_and_the_default_endpoint() -> None:
@@ -209,12 +214,54 @@ def test_pod_cidrs_extension_in_the_kubespan_document() -> None:
     assert cfg.pod_cidrs == (net("10.244.3.0/24"),)
 
 
-def test_unknown_keys_sections_and_kinds_are_ignored() -> None:
-    text = legacy(kubespan="enabled: true\nsomeFutureKnob: 3") + (
+def test_other_talos_sections_and_kinds_are_ignored() -> None:
+    text = legacy() + (
         "futureTopLevel: {a: 1}\n---\napiVersion: v1alpha1\nkind: NetworkRuleConfig\nname: x\n"
-        "---\napiVersion: v2\nkind: TotallyUnknown\n"
+        "---\napiVersion: v1alpha1\nkind: WatchdogTimerConfig\ndevice: /dev/watchdog0\n"
     )
+    text = text.replace("cluster:\n", "cluster:\n    clusterName: c\n    network: {dnsDomain: x}\n", 1)
+    text = text.replace("  network:\n", "  network:\n    nameservers: [1.1.1.1]\n", 1)
     assert parse_config(text).kubespan.enabled
+
+
+@pytest.mark.parametrize(("text", "path", "hint"), [
+    (legacy(kubespan="enabled: true\nadvertiseKubernetesNetwork: true"),
+     "machine.network.kubespan.advertiseKubernetesNetwork", "advertiseKubernetesNetworks"),
+    (legacy(kubespan="enabled: true\nfilters:\n  enpoints: []"), "machine.network.kubespan.filters.enpoints",
+     "endpoints"),
+    (legacy(discovery="enabled: true\nregistires: {}"), "cluster.discovery.registires", "registries"),
+    (legacy(discovery="enabled: false\nregistries:\n  service: {endpont: x}"),
+     "cluster.discovery.registries.service.endpont", "endpoint"),
+    (legacy(discovery="enabled: true\nregistries:\n  kubernetes: {disable: true}"),
+     "cluster.discovery.registries.kubernetes.disable", "disabled"),
+    (multidoc("enabled: true\nharvestExtraEndpoint: true\n"), "KubeSpanConfig.harvestExtraEndpoint",
+     "harvestExtraEndpoints"),
+    (multidoc("enabled: true\nfilters:\n  excludeAdvertisedNetwork: []\n"),
+     "KubeSpanConfig.filters.excludeAdvertisedNetwork", "excludeAdvertisedNetworks"),
+    (multidoc("enabled: true\n").replace("name: default", "name: default\nendpoints: x"),
+     "DiscoveryServiceConfig[default].endpoints", "endpoint"),
+    (multidoc("enabled: true\n").replace("clusterID:", "clusterId: x\nclusterID:"),
+     "DiscoveryIdentityConfig.clusterId", "clusterID"),
+    (multidoc("enabled: true\n") + "---\napiVersion: v1alpha1\nkind: KubeSpanEndpointsConfig\nextraEndpoints: []\n",
+     "KubeSpanEndpointsConfig.extraEndpoints", None),
+])
+def test_an_unknown_field_in_a_modelled_section_is_an_error(text: str, path: str, hint: str | None) -> None:
+    err = raises(text)
+    assert err.path == path
+    assert err.message.startswith("unknown field")
+    if hint:
+        assert err.message == f"unknown field (did you mean {hint!r}?)"
+    assert len(str(err).splitlines()) == 1 and SECRET not in str(err)
+
+
+@pytest.mark.parametrize(("kind", "hint"), [("KubeSpanConfg", "KubeSpanConfig"),
+                                            ("DiscoveryServiceconfig", "DiscoveryServiceConfig"),
+                                            ("TotallyUnknown", None)])
+def test_an_unknown_kind_is_an_error_with_a_hint(kind: str, hint: str | None) -> None:
+    err = raises(multidoc("enabled: true\n").replace("kind: KubeSpanConfig", f"kind: {kind}"))
+    assert err.path == "document 1.kind"
+    suffix = f" (did you mean {hint!r}?)" if hint else ""
+    assert err.message == f"{kind!r} is not a Talos document kind{suffix}"
 
 
 def test_hostname_config_document() -> None:

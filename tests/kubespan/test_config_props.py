@@ -23,7 +23,7 @@ KEYS = [
     "endpoint", "name", "clusterID", "clusterSecret", "extraAnnouncedEndpoints", "hostname",
 ]
 KINDS = ["KubeSpanConfig", "KubeSpanEndpointsConfig", "KubespanEndpointsConfig", "DiscoveryServiceConfig",
-         "DiscoveryIdentityConfig", "HostnameConfig", "Other"]
+         "DiscoveryIdentityConfig", "HostnameConfig", "NetworkRuleConfig"]
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True), st.text(max_size=12),
@@ -92,7 +92,7 @@ KIND_KEYS = {
     "DiscoveryServiceConfig": ["name", "endpoint"],
     "DiscoveryIdentityConfig": ["clusterID", "clusterSecret"],
     "HostnameConfig": ["hostname"],
-    "Other": KEYS,
+    "NetworkRuleConfig": KEYS,
 }
 
 
@@ -211,3 +211,45 @@ def test_mutated_valid_configs_raise_only_config_error(docs: list[Any]) -> None:
         assert cfg.discovery_endpoints and cfg.identity is not None
         assert len(cfg.identity.cluster_secret) == 32 and cfg.identity.cluster_id
         assert 1280 <= cfg.kubespan.mtu <= 65535
+
+
+# Where the fixtures hold a section we model, and the YAML path an error there names.
+MODELLED_SECTIONS = [
+    ("legacy-controlplane.yaml", (0, "machine", "network", "kubespan"), "machine.network.kubespan"),
+    ("legacy-controlplane.yaml", (0, "machine", "network", "kubespan", "filters"),
+     "machine.network.kubespan.filters"),
+    ("legacy-controlplane.yaml", (0, "cluster", "discovery"), "cluster.discovery"),
+    ("legacy-controlplane.yaml", (0, "cluster", "discovery", "registries"), "cluster.discovery.registries"),
+    ("legacy-controlplane.yaml", (0, "cluster", "discovery", "registries", "service"),
+     "cluster.discovery.registries.service"),
+    ("legacy-controlplane.yaml", (0, "cluster", "discovery", "registries", "kubernetes"),
+     "cluster.discovery.registries.kubernetes"),
+    ("misspelled-kind.yaml", (0,), "KubeSpanConfig"),
+    ("misspelled-kind.yaml", (1,), "KubespanEndpointsConfig"),
+    ("misspelled-kind.yaml", (2,), "DiscoveryServiceConfig[default]"),
+    ("misspelled-kind.yaml", (3,), "DiscoveryIdentityConfig"),
+]
+FIELD_NAMES = st.one_of(st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,15}", fullmatch=True), st.integers(-5, 5))
+
+
+@SETTINGS
+@given(st.sampled_from(MODELLED_SECTIONS), FIELD_NAMES, VALUES)
+def test_an_unknown_key_in_a_modelled_section_is_a_config_error_at_its_path(
+        section: tuple[str, tuple[Any, ...], str], key: Any, value: Any) -> None:
+    name, where, path = section
+    docs = list(yaml.safe_load_all((DATA / name).read_text()))
+    node: Any = docs
+    for step in where:
+        node = node[step]
+    if key in node or key in ("apiVersion", "kind") and len(where) == 1:
+        return
+    node[key] = value
+    try:
+        parse_config(yaml.safe_dump_all(docs, default_flow_style=False))
+    except ConfigError as exc:
+        if isinstance(key, str):
+            assert exc.path == f"{path}.{key}" and exc.message.startswith("unknown field"), str(exc)
+        else:
+            assert exc.path == path and exc.message.endswith("is not a field name"), str(exc)
+    else:
+        raise AssertionError(f"{path}.{key} was accepted")

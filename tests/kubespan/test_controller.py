@@ -6,9 +6,11 @@ import ipaddress
 
 from kubespan.affiliates import AffiliateSpec
 from kubespan.config import NodeConfig
-from kubespan.controller import KEEPALIVE, diff_peers, observed_endpoints_by_node, reconcile, routed_set
+from kubespan.controller import (
+    KEEPALIVE, diff_peers, next_statuses, observed_endpoints_by_node, peer_pass, reconcile, routed_set,
+)
 from kubespan.discovery.protocol import Endpoint
-from kubespan.peers import ObservedPeer, PeerState, PeerStatus
+from kubespan.peers import ObservedPeer, PeerState, PeerStatus, status_changed
 
 from test_affiliates import KS_IP, config, identity
 
@@ -89,6 +91,36 @@ def test_routed_set_bypass_only_up_peers() -> None:
     d = run(cfg, observed, statuses)
     assert d.statuses["key-b"].state is PeerState.UP
     assert d.routing.routed == (net("10.0.0.2/32"), net("10.244.2.0/24"))
+
+
+def test_peer_pass_is_the_second_half_of_reconcile() -> None:
+    cfg = config("allowDownPeerBypass: true")
+    observed = {"key-b": ObservedPeer("key-b", ep("10.0.0.2:51820"), T0 - 3, 5, 6)}
+    d = run(cfg, observed)
+    p = peer_pass(cfg, identity(), d.peer_specs, observed, {}, T0)
+    assert (p.statuses, p.peers, p.routing, p.harvested) == (d.statuses, d.peers, d.routing, d.harvested)
+    assert next_statuses(d.peer_specs, observed, {}, T0) == d.statuses
+
+
+def test_status_pass_follows_handshakes_and_timeouts_between_reconciles() -> None:
+    """The agent's 1 s status pass: the same specs, fresh WireGuard stats, the clock moving on."""
+    cfg = config("allowDownPeerBypass: true")
+    d = run(cfg)                                        # the reconcile: both peers unknown, nothing routed
+    specs, statuses = d.peer_specs, d.statuses
+    assert d.routing.routed == ()
+    # 0.5 s later node-b's handshake completes; the next status pass sees it, no reconcile needed
+    observed = {"key-b": ObservedPeer("key-b", ep("10.0.0.2:51820"), T0 + 0.5, 148, 92),
+                "key-c": ObservedPeer("key-c", ep("10.0.0.3:51820"), None, 0, 148)}
+    new = next_statuses(specs, observed, statuses, T0 + 1)
+    assert status_changed(statuses["key-b"], new["key-b"]) and not status_changed(statuses["key-c"], new["key-c"])
+    p = peer_pass(cfg, identity(), specs, observed, statuses, T0 + 1)
+    assert p.statuses["key-b"].state is PeerState.UP and p.statuses["key-c"].state is PeerState.UNKNOWN
+    assert p.routing.routed == (net("10.0.0.2/32"), net("10.244.2.0/24"))   # routing follows at once
+    # node-c never answers: down as soon as the 15 s endpoint timeout passes, still not routed
+    later = peer_pass(cfg, identity(), specs, observed, p.statuses, T0 + 16)
+    assert later.statuses["key-c"].state is PeerState.DOWN and status_changed(p.statuses["key-c"],
+                                                                              later.statuses["key-c"])
+    assert later.routing.routed == p.routing.routed
 
 
 def test_routed_set_function_directly() -> None:

@@ -1,4 +1,9 @@
-"""kubespan.peers: the §5 state table, endpoint rotation, re-push rule and PeerSpec building."""
+"""kubespan.peers: the §5 state table, endpoint rotation, re-push rule and PeerSpec building.
+
+The state-table and rotation cases marked "Talos" are the cases of siderolabs/talos
+internal/app/machined/pkg/adapters/kubespan/peer_status_test.go (TestPeerStatus_CalculateState,
+TestPeerStatus_PickNewEndpoint), with the same inputs and expected states.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ import pytest
 from kubespan.discovery.protocol import Endpoint
 from kubespan.peers import (
     ENDPOINT_CONNECTION_TIMEOUT, PEER_DOWN_INTERVAL, ObservedPeer, PeerSpec, PeerState, PeerStatus,
-    build_peer_specs, calculate_state, endpoint_to_push, pick_next_endpoint, step_status, subtract,
+    build_peer_specs, calculate_state, endpoint_to_push, pick_next_endpoint, status_changed, step_status, subtract,
+    update_endpoint,
 )
 from kubespan.peers import SpecInput
 
@@ -53,6 +59,40 @@ STATE_TABLE = [
 ]
 
 
+HOUR = 3600.0
+# Talos peer_status_test.go TestPeerStatus_CalculateState: (name, since the last handshake, since the
+# endpoint change, lastUsedEndpoint set, expected).  Talos sets only LastUsedEndpoint, not Endpoint.
+TALOS_STATE_TABLE = [
+    ("no endpoint set", HOUR, HOUR, False, PeerState.UNKNOWN),
+    ("peer is down", 2 * PEER_DOWN_INTERVAL, 2 * PEER_DOWN_INTERVAL, True, PeerState.DOWN),
+    ("fresh peer, no handshake", 2 * PEER_DOWN_INTERVAL, ENDPOINT_CONNECTION_TIMEOUT / 2, True, PeerState.UNKNOWN),
+    ("fresh peer, with handshake", 0.0, ENDPOINT_CONNECTION_TIMEOUT / 2, True, PeerState.UP),
+    ("peer after initial timeout, with handshake", 0.0, ENDPOINT_CONNECTION_TIMEOUT + 1, True, PeerState.UP),
+    ("peer after initial timeout, no handshake", 2 * ENDPOINT_CONNECTION_TIMEOUT, ENDPOINT_CONNECTION_TIMEOUT + 1,
+     True, PeerState.DOWN),
+    ("established peer, up", PEER_DOWN_INTERVAL / 2, PEER_DOWN_INTERVAL + 1, True, PeerState.UP),
+]
+
+
+@pytest.mark.parametrize(("name", "since_handshake", "since_change", "last_used", "expected"), TALOS_STATE_TABLE,
+                         ids=[row[0] for row in TALOS_STATE_TABLE])
+def test_talos_state_table(name: str, since_handshake: float, since_change: float, last_used: bool,
+                           expected: PeerState) -> None:
+    # "since 0 s" is a handshake at this very instant; Talos compares LastHandshakeTime.After(change)
+    status = PeerStatus(last_used_endpoint=Endpoint(ipaddress.ip_address("192.168.1.1"), 10000) if last_used else None,
+                        last_handshake_time=T0 - since_handshake, last_endpoint_change=T0 - since_change)
+    assert calculate_state(status, T0) is expected
+
+
+def test_down_follows_last_used_endpoint_not_the_wireguard_endpoint() -> None:
+    # WireGuard lost (or never had) the endpoint, but one was applied: the peer is down, not unknown
+    down = PeerStatus(endpoint=None, last_used_endpoint=E1, last_endpoint_change=T0 - 100)
+    assert calculate_state(down, T0) is PeerState.DOWN
+    # WireGuard learned an endpoint by itself (the peer roamed in) but we never applied one: unknown
+    roamed_in = PeerStatus(endpoint=ROAMED, last_used_endpoint=None, last_endpoint_change=T0 - 100)
+    assert calculate_state(roamed_in, T0) is PeerState.UNKNOWN
+
+
 @pytest.mark.parametrize(("since_change", "since_handshake", "expected"), STATE_TABLE)
 def test_state_table(since_change: float, since_handshake: float | None, expected: PeerState) -> None:
     clock = FakeClock()
@@ -64,12 +104,12 @@ def test_state_table(since_change: float, since_handshake: float | None, expecte
 
 
 def test_never_changed_endpoint_counts_as_long_ago() -> None:
-    status = PeerStatus(endpoint=E1, last_handshake_time=T0 - 1)
+    status = PeerStatus(endpoint=E1, last_used_endpoint=E1, last_handshake_time=T0 - 1)
     assert calculate_state(status, T0) is PeerState.UP
-    assert calculate_state(PeerStatus(endpoint=E1), T0) is PeerState.DOWN
+    assert calculate_state(PeerStatus(endpoint=E1, last_used_endpoint=E1), T0) is PeerState.DOWN
 
 
-def test_down_without_endpoint_is_unknown() -> None:
+def test_down_without_last_used_endpoint_is_unknown() -> None:
     status = PeerStatus(endpoint=None, last_endpoint_change=T0 - 100)
     assert calculate_state(status, T0) is PeerState.UNKNOWN
     assert calculate_state(PeerStatus(), T0) is PeerState.UNKNOWN
@@ -80,6 +120,21 @@ def test_state_codes_and_text() -> None:
 
 
 # --- rotation ------------------------------------------------------------------------------
+
+
+def test_talos_pick_new_endpoint_sequence() -> None:
+    # Talos peer_status_test.go TestPeerStatus_PickNewEndpoint, step by step
+    a, b = Endpoint(ipaddress.ip_address("10.3.4.5"), 10500), Endpoint(ipaddress.ip_address("192.168.3.8"), 457)
+    status = PeerStatus()
+    assert pick_next_endpoint(status, []) is None          # no endpoint => no way to pick one
+    steps = [([a, b], a), ([a, b], b), ([a, b], a), ([a], None), ([b], b)]
+    for endpoints, want in steps:
+        got = pick_next_endpoint(status, endpoints)
+        assert got == want, (endpoints, status)
+        if got is not None:
+            status = update_endpoint(status, got, T0)
+    c, d = Endpoint(ipaddress.ip_address("10.3.4.5"), 10501), Endpoint(ipaddress.ip_address("192.168.3.8"), 458)
+    assert pick_next_endpoint(status, [c, d]) == c          # a new list: start at its first endpoint
 
 
 def test_pick_first_endpoint_when_none_used() -> None:
@@ -152,13 +207,20 @@ def test_peer_without_endpoints_stays_unknown() -> None:
 
 
 def test_repush_when_device_has_no_endpoint() -> None:
-    s = PeerStatus(endpoint=E1, last_used_endpoint=E1)
-    assert endpoint_to_push(s, None) == E1
-    assert endpoint_to_push(s, observed(None)) == E1
+    # Talos manager.go: WireGuard has no endpoint (e.g. it was reset) -> lastUsedEndpoint goes back in,
+    # and the status shows it as the endpoint
+    clock = FakeClock()
+    s = step_status(None, spec(), None, clock.now)
+    clock.advance(5)
+    s = step_status(s, spec(), observed(None), clock.now)
+    assert (s.endpoint, s.last_used_endpoint, s.state) == (E1, E1, PeerState.UNKNOWN)
+    assert endpoint_to_push(s) == E1
 
 
 def test_repush_when_device_endpoint_is_last_used() -> None:
-    assert endpoint_to_push(PeerStatus(endpoint=E1, last_used_endpoint=E1), observed(E1)) == E1
+    s = step_status(PeerStatus(endpoint=E1, last_used_endpoint=E1, last_endpoint_change=T0 - 5), spec(),
+                    observed(E1, handshake=T0 - 1), T0)
+    assert s.state is PeerState.UP and endpoint_to_push(s) == E1
 
 
 def test_roamed_endpoint_is_kept() -> None:
@@ -168,11 +230,23 @@ def test_roamed_endpoint_is_kept() -> None:
     seen = observed(ROAMED, handshake=clock.now - 1)
     s = step_status(s, spec(), seen, clock.now)
     assert (s.endpoint, s.last_used_endpoint, s.state) == (ROAMED, E1, PeerState.UP)
-    assert endpoint_to_push(s, seen) is None  # keep WireGuard's roamed endpoint
+    assert endpoint_to_push(s) is None  # keep WireGuard's roamed endpoint
 
 
 def test_no_endpoint_to_push_without_endpoint() -> None:
-    assert endpoint_to_push(PeerStatus(), None) is None
+    assert endpoint_to_push(PeerStatus()) is None
+    assert endpoint_to_push(step_status(None, spec(endpoints=()), observed(ROAMED), T0)) is None
+
+
+def test_status_changed_ignores_counters_and_handshake_times() -> None:
+    s = step_status(None, spec(), None, T0)
+    assert status_changed(None, s)
+    later = step_status(s, spec(), observed(E1), T0 + 1)   # counters and handshake time only
+    assert not status_changed(s, later)
+    up = step_status(later, spec(), observed(E1, handshake=T0 + 1.5), T0 + 2)
+    assert up.state is PeerState.UP and status_changed(later, up)
+    rotated = step_status(later, spec(), observed(E1), T0 + 30)  # down at 15 s: next endpoint
+    assert rotated.last_used_endpoint == E2 and status_changed(later, rotated)
 
 
 # --- PeerSpec --------------------------------------------------------------------------------

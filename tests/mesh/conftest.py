@@ -1,4 +1,4 @@
-"""Fixtures for the mesh tests: a ``kubespan.netlab.Lab`` per test, torn down also on failure.
+"""Fixtures for the mesh tests: a ``lab.mesh.Lab`` per test, torn down also on failure.
 
 Every namespace, link and process a test creates belongs to the lab and is removed by ``lab.close()`` in
 the fixture finalizer.  When a test fails, the tail of every process log (agents, discovery service) and
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kubespan.netlab import Lab, missing_requirements
+from lab.mesh import Lab, missing_requirements
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubespan.netlab import WG_PORT, Lab
+from lab.mesh import WG_PORT, Lab
 
 pytestmark = [pytest.mark.root]
 
@@ -24,7 +24,7 @@ def test_three_nodes_mesh_and_underlay_carries_only_wireguard(lab: Lab) -> None:
 
     keys = {}
     for node in nodes:
-        (identity,) = lab.get(node, "identities")
+        (identity,) = lab.get(node, "kubespanidentities")
         assert identity["spec"]["address"].split("/")[0] == lab.kubespan_address(node)
         keys[node.name] = identity["spec"]["publicKey"]
     for node in nodes:

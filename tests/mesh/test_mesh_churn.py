@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from kubespan.netlab import Lab, LabError, wait_until
+from lab.mesh import Lab, LabError, wait_until
 
 pytestmark = [pytest.mark.root]
 

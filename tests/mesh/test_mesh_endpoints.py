@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from kubespan.netlab import WG_PORT, Lab, wait_until
+from lab.mesh import WG_PORT, Lab, wait_until
 
 pytestmark = [pytest.mark.root]
 

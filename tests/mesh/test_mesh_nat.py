@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from kubespan.netlab import WG_PORT, Lab
+from lab.mesh import WG_PORT, Lab
 
 pytestmark = [pytest.mark.root]
 

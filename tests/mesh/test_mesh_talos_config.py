@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubespan.netlab import PYTHON, Lab, run
+from lab.mesh import PYTHON, Lab, run
 
 pytestmark = [pytest.mark.root]
 

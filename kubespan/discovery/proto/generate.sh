@@ -12,7 +12,8 @@ cd "$root"
   --python_out=. --pyi_out=. \
   kubespan/discovery/proto/cluster.proto \
   kubespan/discovery/proto/affiliate.proto \
-  kubespan/discovery/proto/storage.proto
+  kubespan/discovery/proto/storage.proto \
+  kubespan/discovery/proto/etcd.proto
 # No *_pb2_grpc.py: the service glue is hand-written, typed, in ../rpc.py.
 # The generated stubs use bare Mapping; keep mypy --strict quiet about them.
 for f in kubespan/discovery/proto/*_pb2.pyi; do

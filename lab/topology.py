@@ -1,7 +1,7 @@
-"""A network-namespace lab for KubeSpan: an "internet" router, nodes, NAT routers, the discovery service, agents.
+"""The lab's network: an "internet" router, NAT routers and nodes in namespaces, with nftables counters.
 
-Contract: ``Lab`` builds, inside network namespaces it creates (names ``<prefix>-<random>-<role>``), a
-topology for real ``kubespan`` processes and removes all of it in ``close()`` (also after a failure or
+Contract: ``Topology`` builds, inside network namespaces it creates (names ``<prefix>-<random>-<role>``),
+the underlay for real ``kubespan`` processes and removes all of it in ``close()`` (also after a failure or
 Ctrl-C): it stops every process it started (SIGTERM, then SIGKILL), kills whatever is left in its
 namespaces and deletes them (which deletes their links).  It never touches the host's own namespace,
 links, routes or firewall; every address it configures exists only inside its namespaces.
@@ -22,37 +22,36 @@ Topology (kubespan.md §5, §6, §10 give the behaviour it exercises):
   confirms it; ``random_ports=True`` makes it a symmetric NAT (``masquerade random``).  A node behind it
   gets ``10.<k>.0.2/24``.
 
-A lab registers itself (owner PID) in ``REGISTRY``; creating a lab first sweeps the namespaces and
+A topology registers itself (owner PID) in ``REGISTRY``; creating one first sweeps the namespaces and
 processes of registered labs whose owner died without cleaning up (``sweep_stale_labs``).
 
-Every process runs as ``sys.executable -m kubespan ...`` inside its namespace with ``ip netns exec``; logs
-go to files in ``workdir``.  Waits are bounded (``wait_until``).  This module is shared by
-``kubespan.demo`` and ``tests/mesh``; it must not import pytest.
+Processes run inside their namespace with ``ip netns exec`` (``spawn``), this checkout on ``PYTHONPATH``;
+logs go to files in ``workdir``.  Waits are bounded (``wait_until``).  Commands and namespaces come from
+``lab.netns``.  Not installed with the packages; must not import pytest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
+from kubespan.lock import LOCK_DIR
 
-from .cli import gen_config_documents
-from .identity import node_address, parse_mac
+from .netns import LabError, Netns, stop_process
+from .netns import run as _run
 
 DISCOVERY_ADDR = "100.64.0.1"
-DISCOVERY_PORT = 3000
 UNREACHABLE_PREFIX = "100.64.250.0/24"
 """The router answers every packet to this prefix with "unreachable" (after counting it)."""
 WG_PORT = 51820
@@ -61,10 +60,6 @@ PKG_PARENT = str(Path(__file__).resolve().parents[1])
 REQUIRED_TOOLS = ("ip", "nft")
 REGISTRY = Path("/run/kubespan-netlab")
 """One file per live lab (``<prefix>-<tag>``, the owner's PID) so a later lab can sweep a dead one's."""
-
-
-class LabError(Exception):
-    """A lab step failed (command error, process died, wait timed out)."""
 
 
 def missing_requirements() -> list[str]:
@@ -80,10 +75,8 @@ def missing_requirements() -> list[str]:
 
 def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30,
         input: str | None = None) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, input=input, env=child_env())
-    if check and res.returncode != 0:
-        raise LabError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stdout}{res.stderr}".strip())
-    return res
+    """``lab.netns.run`` with the lab's child environment (this checkout on ``PYTHONPATH``)."""
+    return _run(cmd, check=check, timeout=timeout, input=input, env=child_env())
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -130,10 +123,7 @@ def sweep_stale_labs() -> list[str]:
             continue
         names = sorted(p.name for p in netns_dir.glob(f"{entry.name}-*")) if netns_dir.is_dir() else []
         for name in names:
-            for pid in run(["ip", "netns", "pids", name], check=False).stdout.split():
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            run(["ip", "netns", "del", name], check=False)
+            Netns(name).delete()
             removed.append(name)
         with contextlib.suppress(OSError):
             entry.unlink()
@@ -147,19 +137,15 @@ def child_env() -> dict[str, str]:
     return env
 
 
-@dataclasses.dataclass
-class Netns:
-    name: str
-
-    def argv(self, cmd: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *cmd]
-
-    def run(self, *cmd: str, check: bool = True, timeout: float = 30,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run(self.argv(cmd), check=check, timeout=timeout, input=input)
-
-    def sysctl(self, key: str, value: str) -> None:
-        self.run("sysctl", "-qw", f"{key}={value}")
+def _remove_unheld_lock(path: str) -> None:
+    """Remove a lock file nobody holds (we take its lock first: a new namespace may reuse the inode)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+        finally:
+            os.close(fd)
 
 
 @dataclasses.dataclass
@@ -182,17 +168,7 @@ class Proc:
 
     def stop(self, timeout: float = 10) -> int | None:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL; the exit code (None if it never ended)."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.popen.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.popen.wait(5)
-        return self.popen.poll()
+        return stop_process(self.popen, timeout)
 
 
 @dataclasses.dataclass
@@ -237,27 +213,8 @@ class Node:
         return self.home / "api.sock"
 
 
-@dataclasses.dataclass
-class Transfer:
-    """One TCP stream through the lab: bytes and sha256 on both ends, receiver-side duration."""
-
-    sent: int
-    sent_sha256: str
-    received: int
-    received_sha256: str
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.sent == self.received and self.sent_sha256 == self.received_sha256
-
-    @property
-    def mbit_per_s(self) -> float:
-        return self.received * 8 / self.seconds / 1e6 if self.seconds > 0 else 0.0
-
-
-class Lab:
-    """The whole topology; use as a context manager or call ``close()``."""
+class Topology:
+    """The namespaces, links and processes of one lab; use as a context manager or call ``close()``."""
 
     def __init__(self, workdir: Path, prefix: str = "ksl") -> None:
         self.workdir = Path(workdir)
@@ -269,9 +226,6 @@ class Lab:
         self.nodes: list[Node] = []
         self.nats: list[NatRouter] = []
         self._next_index = 1
-        self.discovery: Proc | None = None
-        self.discovery_url = f"http://{DISCOVERY_ADDR}:{DISCOVERY_PORT}"
-        self._cluster_docs: list[dict[str, Any]] | None = None
         sweep_stale_labs()
         self._owner_file = REGISTRY / f"{self.prefix}-{self.tag}"
         try:
@@ -285,32 +239,30 @@ class Lab:
 
     # --- life cycle ----------------------------------------------------------------------------
 
-    def __enter__(self) -> Lab:
+    def __enter__(self) -> Topology:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _new_ns(self, role: str) -> Netns:
-        ns = Netns(f"{self.prefix}-{self.tag}-{role}")
-        run(["ip", "netns", "add", ns.name])
+        ns = Netns.create(f"{self.prefix}-{self.tag}-{role}", env=child_env())
         self.namespaces.append(ns)
-        ns.run("ip", "link", "set", "lo", "up")
         return ns
 
     def close(self) -> None:
-        """Stop every process (agents first), then delete the namespaces.  Never raises."""
+        """Stop every process (agents first), then delete the namespaces and the interface lock files an
+        agent killed with SIGKILL left for them (``kubespan.lock``).  Never raises."""
         for proc in reversed(self.procs):
             with contextlib.suppress(Exception):
                 proc.stop()
         for ns in self.namespaces:
-            with contextlib.suppress(Exception):
-                for pid in run(["ip", "netns", "pids", ns.name], check=False).stdout.split():
-                    with contextlib.suppress(OSError, ValueError):
-                        os.kill(int(pid), signal.SIGKILL)
-        for ns in self.namespaces:
-            with contextlib.suppress(Exception):
-                run(["ip", "netns", "del", ns.name], check=False)
+            inode = None
+            with contextlib.suppress(OSError):
+                inode = os.stat(f"/run/netns/{ns.name}").st_ino
+            ns.delete()
+            if inode is not None:
+                _remove_unheld_lock(os.path.join(LOCK_DIR, f"kubespan.netns-{inode}.lock"))
         self.namespaces.clear()
         with contextlib.suppress(OSError):
             self._owner_file.unlink()
@@ -389,8 +341,10 @@ class Lab:
         self.nats.append(nat)
         return nat
 
-    def add_node(self, name: str, *, nat: NatRouter | None = None) -> Node:
-        """A node namespace attached to the internet router, or to ``nat``'s LAN."""
+    def add_node(self, name: str, *, nat: NatRouter | None = None, count_pairs: bool = True) -> Node:
+        """A node namespace attached to the internet router, or to ``nat``'s LAN.  ``count_pairs=False``
+        adds no ``clear A>B`` counters for it (one nft rule per ordered pair: a 50-node lab would add 2,450
+        of them one by one; ``bench/scale.py`` does without)."""
         ns = self._new_ns(name)
         mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
         if nat is None:
@@ -409,7 +363,7 @@ class Lab:
         home = self.workdir / name
         home.mkdir(exist_ok=True)
         node = Node(name, ns, k, addr, public, mac, nat, home=home)
-        for other in self.nodes:
+        for other in self.nodes if count_pairs else ():
             self._count_pair(node, other)
             self._count_pair(other, node)
         self.nodes.append(node)
@@ -449,7 +403,7 @@ class Lab:
         c = self.counters()
         return c.get(f"clear {a.name}>{b.name}", 0) + c.get(f"clear {b.name}>{a.name}", 0)
 
-    # --- processes --------------------------------------------------------------------------------
+    # --- processes and traffic --------------------------------------------------------------------------------
 
     def spawn(self, ns: Netns, name: str, argv: Sequence[str]) -> Proc:
         log = self.workdir / f"{name}.log"
@@ -460,168 +414,6 @@ class Lab:
         self.procs.append(proc)
         return proc
 
-    def start_discovery(self, timeout: float = 30) -> str:
-        """The discovery service in the internet namespace (in memory only); its URL."""
-        self.discovery = self.spawn(self.internet, "discovery", [
-            PYTHON, "-m", "kubespan", "discovery-service", "--listen", f"{DISCOVERY_ADDR}:{DISCOVERY_PORT}",
-            "--no-snapshots"])
-        probe = ("import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()\n"
-                 "except OSError:\n sys.exit(1)\n")
-
-        def ready() -> bool:
-            assert self.discovery is not None
-            if not self.discovery.alive():
-                raise LabError(f"discovery service exited: {self.discovery.log_text(2000)}")
-            return self.internet.run(PYTHON, "-c", probe, DISCOVERY_ADDR, str(DISCOVERY_PORT),
-                                     check=False).returncode == 0
-
-        wait_until(ready, timeout, "the discovery service to listen", interval=0.3)
-        return self.discovery_url
-
-    # --- configuration ----------------------------------------------------------------------------
-
-    def cluster_documents(self) -> list[dict[str, Any]]:
-        """The shared ``gen config --with-kubespan`` documents (one cluster ID and secret for the lab)."""
-        if self._cluster_docs is None:
-            self._cluster_docs = gen_config_documents(self.discovery_url, legacy=False)
-        return [dict(d) for d in self._cluster_docs]
-
-    @property
-    def cluster_id(self) -> str:
-        return str(self.cluster_documents()[2]["clusterID"])
-
-    @property
-    def cluster_secret(self) -> str:
-        return str(self.cluster_documents()[2]["clusterSecret"])
-
-    def node_config(self, node: Node, *, kubespan: dict[str, Any] | None = None,
-                    extra_endpoints: Iterable[str] = ()) -> str:
-        """A multi-document machine config for ``node``: hostname = node name, the cluster documents,
-        ``kubespan`` merged into ``KubeSpanConfig``, an optional ``KubeSpanEndpointsConfig``."""
-        docs: list[dict[str, Any]] = [{
-            "version": "v1alpha1",
-            "machine": {"type": "worker", "network": {"hostname": node.name}},
-        }]
-        for doc in self.cluster_documents():
-            if doc["kind"] == "KubeSpanConfig":
-                doc.update(kubespan or {})
-            docs.append(doc)
-        extra = list(extra_endpoints)
-        if extra:
-            docs.append({"apiVersion": "v1alpha1", "kind": "KubeSpanEndpointsConfig",
-                         "extraAnnouncedEndpoints": extra})
-        return yaml.safe_dump_all(docs, default_flow_style=False, sort_keys=False)
-
-    def write_config(self, node: Node, text: str) -> Path:
-        path = node.config_path
-        path.write_text(text)
-        path.chmod(0o600)
-        return path
-
-    # --- agents -------------------------------------------------------------------------------------
-
-    def start_agent(self, node: Node, config: str | None = None, *, reconcile_interval: float = 1.0,
-                    extra_args: Sequence[str] = (), wait: float = 30, log_level: str = "info") -> Proc:
-        """Start ``kubespan agent`` for ``node`` (config text: ``node_config(node)`` by default; the
-        previous config and state dir are reused when ``config`` is None and one was written)."""
-        if node.agent is not None and node.agent.alive():
-            raise LabError(f"{node.name}: agent already running")
-        if config is not None or not node.config_path.exists():
-            self.write_config(node, config if config is not None else self.node_config(node))
-        node.state_dir.mkdir(exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            node.api_socket.unlink()
-        argv = [PYTHON, "-m", "kubespan", "agent", "--config", str(node.config_path), "--state-dir",
-                str(node.state_dir), "--api-socket", str(node.api_socket), "--uapi-socket", "none",
-                "--reconcile-interval", str(reconcile_interval), "--mac", node.mac, "--log-level", log_level,
-                *extra_args]
-        with open(self.workdir / f"agent-{node.name}.log", "ab") as out:
-            out.write(f"==== start {time.strftime('%H:%M:%S')}: {' '.join(argv)}\n".encode())
-        agent = node.agent = self.spawn(node.ns, f"agent-{node.name}", argv)
-
-        def ready() -> bool:
-            if not agent.alive():
-                raise LabError(f"agent {node.name} exited ({agent.popen.poll()}): {agent.log_text(3000)}")
-            return bool(self.get(node, "identities", check=False))
-
-        if wait:
-            wait_until(ready, wait, f"agent {node.name} to answer on its API socket", interval=0.3)
-        return agent
-
-    def stop_agent(self, node: Node, timeout: float = 15) -> int | None:
-        if node.agent is None:
-            return None
-        return node.agent.stop(timeout)
-
-    def get(self, node: Node, kind: str, *, check: bool = True) -> list[dict[str, Any]]:
-        """``kubespan get KIND -o json`` against ``node``'s agent."""
-        res = run([PYTHON, "-m", "kubespan", "get", kind, "-o", "json", "--api-socket", str(node.api_socket)],
-                  check=False, timeout=30)
-        if res.returncode != 0:
-            if check:
-                raise LabError(f"kubespan get {kind} on {node.name} failed ({res.returncode}): {res.stderr.strip()}")
-            return []
-        try:
-            data = json.loads(res.stdout)
-        except ValueError as exc:
-            raise LabError(f"kubespan get {kind} on {node.name}: not JSON ({exc}): {res.stdout[:500]!r}") from None
-        if isinstance(data, dict):
-            data = data.get("items", [data])
-        if not isinstance(data, list):
-            raise LabError(f"kubespan get {kind} on {node.name}: expected a list, got {type(data).__name__}")
-        return data
-
-    def get_table(self, node: Node, kind: str) -> str:
-        return run([PYTHON, "-m", "kubespan", "get", kind, "-o", "table", "--api-socket",
-                    str(node.api_socket)]).stdout
-
-    def peer_statuses(self, node: Node) -> dict[str, dict[str, Any]]:
-        """``label -> spec`` of ``node``'s peer statuses."""
-        return {str(item["spec"].get("label")): item["spec"] for item in self.get(node, "peerstatuses")}
-
-    def kubespan_address(self, node: Node) -> str:
-        """The node's KubeSpan ULA (computed from the cluster ID and MAC, kubespan.md §1)."""
-        return str(node_address(self.cluster_id, parse_mac(node.mac)))
-
-    def meshed(self, nodes: Sequence[Node]) -> bool:
-        """Every node sees every other one ``up`` with rx and tx > 0 (and no other peer)."""
-        for node in nodes:
-            statuses = self.peer_statuses(node)
-            for other in nodes:
-                if other is node:
-                    continue
-                spec = statuses.get(other.name)
-                if not spec or spec.get("state") != "up":
-                    return False
-                if not (int(spec.get("receiveBytes", 0)) > 0 and int(spec.get("transmitBytes", 0)) > 0):
-                    return False
-        return True
-
-    def wait_mesh(self, nodes: Sequence[Node], timeout: float = 90) -> None:
-        def check() -> bool:
-            for node in nodes:
-                if node.agent is None or not node.agent.alive():
-                    raise LabError(f"agent {node.name} is not running: {node.agent.log_text(3000) if node.agent else ''}")
-            return self.meshed(nodes)
-
-        try:
-            wait_until(check, timeout, f"a full mesh of {', '.join(n.name for n in nodes)}")
-        except LabError as exc:
-            raise LabError(f"{exc}\n{self.describe(nodes)}") from None
-
-    def describe(self, nodes: Sequence[Node]) -> str:
-        """Every node's peer statuses (for a failure message)."""
-        lines = []
-        for node in nodes:
-            try:
-                for label, spec in sorted(self.peer_statuses(node).items()):
-                    lines.append(f"{node.name} -> {label}: {spec.get('state')} ep={spec.get('endpoint')} "
-                                 f"rx={spec.get('receiveBytes')} tx={spec.get('transmitBytes')}")
-            except LabError as exc:
-                lines.append(f"{node.name}: {exc}")
-        return "\n".join(lines)
-
-    # --- traffic -----------------------------------------------------------------------------------
 
     def ping(self, node: Node, addr: str, *, count: int = 3, timeout: float = 20) -> bool:
         """``count`` echo replies from ``addr`` seen from ``node`` within ``timeout`` s (bounded retries)."""
@@ -634,79 +426,3 @@ class Lab:
             else:
                 time.sleep(0.2)
         return got >= count
-
-    def transfer(self, src: Node, dst: Node, addr: str, nbytes: int, *, timeout: float = 120) -> Transfer:
-        """Stream ``nbytes`` over TCP from ``src`` to ``addr`` (an address of ``dst``)."""
-        port = str(20000 + secrets.randbelow(20000))
-        recv = subprocess.Popen(dst.ns.argv([PYTHON, "-c", _RECEIVER, addr, port, str(timeout)]),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            assert recv.stdout is not None
-            first = recv.stdout.readline().decode().strip()
-            if first != "listening":
-                raise LabError(f"receiver did not start: {first} {recv.stderr.read().decode() if recv.stderr else ''}")
-            sent = src.ns.run(PYTHON, "-c", _SENDER, addr, port, str(nbytes), str(timeout),
-                              timeout=timeout + 10).stdout.split()
-            out, err = recv.communicate(timeout=30)
-            received = out.decode().split()
-            if len(received) != 3 or len(sent) != 2:
-                raise LabError(f"transfer failed: sender {sent} receiver {received} {err.decode()[-500:]}")
-            return Transfer(int(sent[0]), sent[1], int(received[0]), received[1], float(received[2]))
-        finally:
-            if recv.poll() is None:
-                recv.kill()
-                recv.wait(5)
-
-
-_SENDER = r"""
-import hashlib, socket, sys, time
-host, port, total, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-block = bytearray(hashlib.sha512(b"kubespan").digest() * 1024)
-h = hashlib.sha256()
-deadline = time.monotonic() + timeout
-while True:
-    try:
-        s = socket.create_connection((host, port), timeout=5)
-        break
-    except OSError:
-        if time.monotonic() > deadline:
-            sys.exit("connect failed")
-        time.sleep(0.2)
-s.settimeout(timeout)
-sent, i = 0, 0
-while sent < total:
-    block[0] = i & 0xFF
-    chunk = bytes(block[: min(len(block), total - sent)])
-    i += 1
-    s.sendall(chunk)
-    h.update(chunk)
-    sent += len(chunk)
-s.shutdown(socket.SHUT_WR)
-s.recv(1)
-print(sent, h.hexdigest())
-"""
-
-_RECEIVER = r"""
-import hashlib, socket, sys, time
-host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-ls = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind((host, port))
-ls.listen(1)
-ls.settimeout(timeout)
-print("listening", flush=True)
-c, _ = ls.accept()
-c.settimeout(timeout)
-t0 = time.monotonic()
-h = hashlib.sha256()
-n = 0
-while True:
-    d = c.recv(1 << 16)
-    if not d:
-        break
-    h.update(d)
-    n += len(d)
-dt = time.monotonic() - t0
-c.close()
-print(n, h.hexdigest(), round(dt, 6), flush=True)
-"""

@@ -1,6 +1,6 @@
-"""``python -m kubespan.demo``: a KubeSpan mesh of real agents in network namespaces, end to end.
+"""``python -m lab.demo``: a KubeSpan mesh of real agents in network namespaces, end to end.
 
-Contract: as root, builds a ``kubespan.netlab.Lab`` (an "internet" router namespace running the
+Contract: as root, builds a ``lab.mesh.Lab`` (an "internet" router namespace running the
 self-hosted discovery service, N node namespaces behind it), generates one cluster config with
 ``gen config --with-kubespan`` semantics, starts one ``kubespan agent`` per node, waits (bounded) until
 every node sees every other peer ``up``, prints ``kubespan get peerstatuses`` (table) for each node,
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from .netlab import Lab, LabError, missing_requirements
+from .mesh import Lab, LabError, missing_requirements
 
 
 def _say(text: str = "") -> None:
@@ -137,7 +137,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubespan.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3, help="number of nodes (2-20, default 3)")
     parser.add_argument("--megabytes", type=int, default=50, help="size of the TCP transfer (default 50)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the mesh (default 120)")
