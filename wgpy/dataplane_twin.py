@@ -6,7 +6,9 @@ the keypair index with ``fast_rx``) and its ``encrypt_batch`` /
 ``decrypt_batch`` make exactly the decisions of ``wgdp_encrypt_one`` /
 ``wgdp_decrypt_one`` in the same order (wireguard.md §2, §7, §8), so the
 differential tests in tests/native can compare every byte, slow item, event
-and drop.  It can also drive a ``Device`` (the engine suite runs with it).
+and drop -- including the peer slot's generation each event and TX slow item
+carries (a slot given a new generation starts afresh, as ``wgdp_peer_add``
+does).  It can also drive a ``Device`` (the engine suite runs with it).
 Sans-IO; not thread-safe.
 """
 
@@ -50,6 +52,7 @@ class _PureKeypair(Keypair):
 @dataclasses.dataclass(slots=True, eq=False)
 class _PurePeer:
     pid: int
+    gen: int
     endpoint: Addr | None = None
     fast_tx: bool = False
     slow_seq: int = 0
@@ -69,8 +72,10 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         self.under_load_until = -1.0
         self.gate = RateLimiter()
 
-    def _peer_add(self, pid: int) -> None:
-        self.peers.setdefault(pid, _PurePeer(pid))
+    def _peer_add(self, pid: int, generation: int) -> None:
+        p = self.peers.get(pid)
+        if p is None or p.gen != generation:
+            self.peers[pid] = _PurePeer(pid, generation)
 
     def _peer_remove(self, pid: int) -> None:
         self.peers.pop(pid, None)
@@ -150,14 +155,14 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         kp = peer.current
         if peer.fast_tx and peer.endpoint is not None and kp is not None and kp.can_send(now):
             msg = kp.seal(pkt, self.mtu)
-            ev = res.event(peer.pid)
+            ev = res.event(peer.pid, peer.gen)
             ev.messages += 1
             ev.bytes += len(msg)
             ev.data += 1 if pkt else 0
             return msg, peer.pid
         peer.fast_tx = False
         peer.slow_seq = (peer.slow_seq + 1) & 0xFFFFFFFF
-        res.slow.append(SlowItem(pkt, peer.pid, peer.slow_seq, None))
+        res.slow.append(SlowItem(pkt, peer.pid, peer.slow_seq, None, peer.gen))
         return None
 
     def decrypt_batch(self, datagrams: Iterable[tuple[bytes, Endpoint]], now: float,
@@ -205,11 +210,11 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         if not isinstance(plaintext, bytes):
             res.drops[plaintext] += 1
             return None
-        ev = res.event(kp.peer_id)
+        peer = self.peers[kp.peer_id]
+        ev = res.event(kp.peer_id, peer.gen)
         ev.messages += 1
         ev.bytes += n
         ev.endpoint = src
-        peer = self.peers[kp.peer_id]
         peer.endpoint = endpoint_to_addr(src)
         if not plaintext:
             return None

@@ -80,8 +80,7 @@ class Device:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.rng = rng
-        self.dataplane = dataplane
-        """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path."""
+        self._dataplane = dataplane
         self.wall_clock = wall_clock
         self.clock = clock  # monotonic seconds, read only to bound one call's handshake work
         self._mtu = 0
@@ -109,6 +108,12 @@ class Device:
         self._last_now = 0.0
 
     # ------------------------------------------------------------------ config
+    @property
+    def dataplane(self) -> DataPlane[Any] | None:
+        """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path.
+        Fixed at construction: the device has pushed its state into it since."""
+        return self._dataplane
+
     @property
     def mtu(self) -> int:
         """The TUN MTU transport messages are padded for (the data plane follows it)."""
@@ -180,7 +185,7 @@ class Device:
         if self.dataplane is not None:
             self.dataplane.set_mac1_key(mac1_key(identity.public) if identity else None)
         for peer in self._peers.values():
-            self._release_handshake_index(peer)
+            self.release_handshake_index(peer)
             peer.handshake.set_local(identity)
             for kp in (peer.keypairs.current, peer.keypairs.next):
                 if kp is not None:
@@ -224,8 +229,10 @@ class Device:
         self.allowed.remove_by_value(peer)
         self._peers.pop(peer.public_key, None)
 
-    def _release_handshake_index(self, peer: Peer) -> None:
-        idx = peer.handshake.local_index
+    def release_handshake_index(self, peer: Peer, index: int | None = None) -> None:
+        """Release the index of the peer's handshake in progress (``index``: one its handshake
+        held before, e.g. before ``accept_initiation`` replaced it); a keypair's is left alone."""
+        idx = peer.handshake.local_index if index is None else index
         if idx and self.indices.get(idx) is peer:
             self.indices.remove(idx)
 
@@ -274,7 +281,7 @@ class Device:
     def forget_sessions(self, peer: Peer) -> None:
         """Zero the peer's keypairs and handshake and drop its staged packets
         (wireguard-go's ``ZeroAndFlushAll``); timers are left as they are."""
-        self._release_handshake_index(peer)
+        self.release_handshake_index(peer)
         self.release_keypairs(peer.keypairs.clear())
         peer.handshake.clear()
         peer.flush_staged()
@@ -387,7 +394,7 @@ class Device:
         if plane is None:
             return
         for ev in result.events:
-            peer = plane.peer_by_id(ev.peer_id)
+            peer = plane.peer_for(ev.peer_id, ev.generation)  # None: published for a removed peer
             if peer is not None and ev.messages:
                 yield ev, peer
 

@@ -170,7 +170,9 @@ def _receive_initiation(
     if peer is None:
         dev.drops[DropReason.UNKNOWN_PEER] += 1
         return None
+    previous = peer.handshake.local_index  # our own initiation, when they cross
     peer.handshake.accept_initiation(consumed, now)
+    dev.release_handshake_index(peer, previous)
     dev.note(Event.INITIATION_RECEIVED, peer, src)
     peer.endpoint = src
     peer.rx_bytes += size

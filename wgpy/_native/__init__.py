@@ -272,15 +272,17 @@ class Result:
     def reset(self) -> None:
         lib.wgdp_result_reset(self.c)
 
-    def events(self) -> list[tuple[int, int, int, int, Addr]]:
-        """(peer_id, messages, data, bytes, endpoint) per peer."""
-        return [(int(e.peer_id), int(e.messages), int(e.data), int(e.bytes), _addr_out(e.endpoint))
+    def events(self) -> list[tuple[int, int, int, int, int, Addr]]:
+        """(peer_id, generation, messages, data, bytes, endpoint) per peer."""
+        return [(int(e.peer_id), int(e.generation), int(e.messages), int(e.data), int(e.bytes),
+                 _addr_out(e.endpoint))
                 for e in (self.c.events[i] for i in range(self.c.n_events))]
 
-    def slow(self) -> list[tuple[bytes, int, int, Addr]]:
-        """(data, peer_id, seq, source) per item handed back to Python."""
+    def slow(self) -> list[tuple[bytes, int, int, int, Addr]]:
+        """(data, peer_id, generation, seq, source) per item handed back to Python."""
         buf = ffi.buffer(self.c.slow_buf, self.c.slow_buf_used)
-        return [(bytes(buf[s.off:s.off + s.len]), int(s.peer_id), int(s.seq), _addr_out(s.src))
+        return [(bytes(buf[s.off:s.off + s.len]), int(s.peer_id), int(s.generation), int(s.seq),
+                 _addr_out(s.src))
                 for s in (self.c.slow[i] for i in range(self.c.n_slow))]
 
     def drops(self) -> dict[int, int]:
@@ -329,8 +331,11 @@ class Context:
     def remove_keypair(self, kp: NativeKeypair) -> None:
         lib.wgdp_remove_keypair(self._ctx, kp._kp)
 
-    def peer_add(self, peer_id: int) -> None:
-        if lib.wgdp_peer_add(self._ctx, peer_id) != 0:
+    def peer_add(self, peer_id: int, generation: int) -> None:
+        """Assign slot ``peer_id`` for its ``generation`` (non-zero; a new one replaces the slot)."""
+        if not 0 < generation <= 0xFFFFFFFF:
+            raise ValueError("generation must be a non-zero u32")
+        if lib.wgdp_peer_add(self._ctx, peer_id, generation) != 0:
             raise NativeError("wgdp_peer_add failed")
 
     def peer_remove(self, peer_id: int) -> None:

@@ -37,6 +37,7 @@ struct wgdp_keypair {
 
 struct wgdp_peer {
     pthread_mutex_t lock;             /* endpoint, fast_tx, slow_seq */
+    uint32_t gen;                     /* generation of this assignment of the slot (constant) */
     wgdp_addr ep;
     int fast_tx;
     uint32_t slow_seq;

@@ -119,8 +119,8 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
     for (uint32_t i = 0; i < res->n_events; i++) {
         const wgdp_event *ev = &res->events[i];
         struct wgdp_peer *p = wgdp_peer_get(ctx, ev->peer_id);
-        if (!p)
-            continue;
+        if (!p || p->gen != ev->generation)
+            continue;  /* the peer was removed (and its id perhaps reassigned) after the batch */
         p->acc[d].messages += ev->messages;
         p->acc[d].data += ev->data;
         p->acc[d].bytes += ev->bytes;
@@ -219,6 +219,7 @@ static int drain_dir(struct wgdp *ctx, struct wgdp_mbox *m, int d, wgdp_result *
         ev = &res->events[res->n_events++];
         memset(ev, 0, sizeof(*ev));
         ev->peer_id = id;
+        ev->generation = p->gen;
         ev->messages = p->acc[d].messages;
         ev->data = p->acc[d].data;
         ev->bytes = p->acc[d].bytes;

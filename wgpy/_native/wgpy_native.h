@@ -15,6 +15,8 @@
  * writer-preferring rwlock; each peer's endpoint/fast_tx by a mutex; each
  * keypair's send side and receive side by one mutex each.  No function
  * touches a Python object, so cffi may release the GIL for every call.
+ * Peer ids are reused after removal; each assignment of a slot has its own
+ * generation, so the I/O threads' late results never credit the slot's next peer.
  */
 #ifndef WGPY_NATIVE_H
 #define WGPY_NATIVE_H
@@ -61,6 +63,7 @@ typedef struct {
 
 typedef struct {
     uint32_t peer_id;
+    uint32_t generation;     /* the slot's generation when the work was done (wgdp_peer_add) */
     uint32_t messages;       /* authenticated transport messages (incl. keepalives) */
     uint32_t data;           /* of which non-empty */
     uint64_t bytes;          /* wire bytes, as wg counts them */
@@ -71,6 +74,7 @@ typedef struct {
     uint32_t off;            /* into slow_buf */
     uint32_t len;
     uint32_t peer_id;        /* tx: the routed peer; rx: 0 */
+    uint32_t generation;     /* tx: that peer slot's generation; rx: 0 */
     uint32_t seq;            /* tx: the peer's slow sequence number */
     wgdp_addr src;           /* rx: UDP source */
 } wgdp_slow;
@@ -125,7 +129,9 @@ void wgdp_set_mtu(wgdp *ctx, uint32_t mtu);
 void wgdp_stop(wgdp *ctx, int stop);
 int wgdp_add_keypair(wgdp *ctx, wgdp_keypair *kp);
 void wgdp_remove_keypair(wgdp *ctx, wgdp_keypair *kp);
-int wgdp_peer_add(wgdp *ctx, uint32_t peer_id);
+/* a peer slot: (re)assigning it takes a new generation (never 0), which every event and
+ * tx slow item done for it carries; work published for an older generation is discarded */
+int wgdp_peer_add(wgdp *ctx, uint32_t peer_id, uint32_t generation);
 void wgdp_peer_remove(wgdp *ctx, uint32_t peer_id);
 void wgdp_peer_set_keypair(wgdp *ctx, uint32_t peer_id, wgdp_keypair *kp);
 void wgdp_peer_set_endpoint(wgdp *ctx, uint32_t peer_id, const wgdp_addr *ep);
