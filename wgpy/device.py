@@ -39,9 +39,8 @@ from .actions import Action, SendDatagram, Unreachable, WriteTun
 from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
 from .constants import (
-    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, KEEPALIVE_TIMEOUT, MAX_PEERS, MAX_TIMER_HANDSHAKES, MESSAGE_COOKIE_REPLY,
-    MESSAGE_TRANSPORT,
-    TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
+    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, MAX_PEERS, MESSAGE_COOKIE_REPLY, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE,
+    UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
 )
 from .cookie import CookieChecker, mac1_key
 from .errors import ConfigError, DropReason
@@ -53,8 +52,7 @@ from .keys import PrivateKey, PublicKey
 from .messages import HANDSHAKE_SIZES
 from .peer import Peer
 from .ratelimiter import RateLimiter
-from .timers import Timer
-from . import icmp, receive, send
+from . import icmp, receive, send, timer_expiry
 
 if TYPE_CHECKING:
     from .dataplane import BatchResult, DataPlane, PeerEvent
@@ -474,34 +472,7 @@ class Device:
                 continue
             peer._scheduled = None
             for timer in peer.timers.expired(now):
-                self._timer_expired(peer, timer, now, out)
+                timer_expiry.expired(self, peer, timer, now, out)
             self._schedule(peer)
         self._process_handshakes(now, out)
         return out
-
-    def _timer_expired(self, peer: Peer, timer: Timer, now: float, out: list[Action]) -> None:
-        """Carry out one expired timer (wireguard.md §6; wireguard-go's ``expired*`` handlers)."""
-        timers = peer.timers
-        if timer is Timer.RETRANSMIT_HANDSHAKE:
-            if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
-                self.note(Event.HANDSHAKE_GIVE_UP, peer)
-                timers.give_up(now)
-                peer.flush_staged()
-            else:
-                timers.handshake_attempts += 1
-                self.note(Event.HANDSHAKE_RETRY, peer)
-                send.send_initiation(self, peer, now, out, retry=True)
-        elif timer is Timer.SEND_KEEPALIVE:
-            send.send_keepalive(self, peer, now, out)
-            if timers.need_another_keepalive:
-                timers.need_another_keepalive = False
-                timers.send_keepalive = now + KEEPALIVE_TIMEOUT
-        elif timer is Timer.NEW_HANDSHAKE:
-            self.note(Event.HANDSHAKE_STALE, peer)
-            send.send_initiation(self, peer, now, out, retry=False)
-        elif timer is Timer.ZERO_KEY_MATERIAL:
-            self.note(Event.KEYS_ZEROED, peer)
-            self.forget_sessions(peer)
-        elif timer is Timer.PERSISTENT_KEEPALIVE:
-            if timers.persistent_keepalive_interval > 0:
-                send.send_keepalive(self, peer, now, out)
