@@ -6,9 +6,11 @@ import ipaddress
 import random
 import struct
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from wgpy.config import DeviceUpdate, Endpoint, PeerUpdate
 from wgpy.actions import Action, SendDatagram, Unreachable, WriteTun
+from wgpy.dataplane import DataPlane
 from wgpy.device import Device
 from wgpy.keys import PresharedKey, PrivateKey
 
@@ -73,15 +75,20 @@ class DevicePair:
     """
 
     def __init__(self, seed: int = 1, psk: bool = True, keepalive_a: int = 0, keepalive_b: int = 0,
-                 clock: FakeClock | None = None) -> None:
+                 clock: FakeClock | None = None,
+                 dataplane: Callable[[], DataPlane[Any] | None] | None = None) -> None:
         self.clock = clock or FakeClock()
         self.rng = SeededRng(seed)
         ka, kb = PrivateKey.generate(self.rng), PrivateKey.generate(self.rng)
         self.psk = PresharedKey.generate(self.rng) if psk else None
-        self.a = Node("a", Device(rng=self.rng, wall_clock=self.clock.wall), ka,
-                      ("192.0.2.1", 51820), "10.0.0.1", "fd00::1")
-        self.b = Node("b", Device(rng=self.rng, wall_clock=self.clock.wall), kb,
-                      ("192.0.2.2", 51821), "10.0.0.2", "fd00::2")
+
+        def device() -> Device:
+            if dataplane is None:
+                return Device(rng=self.rng, wall_clock=self.clock.wall)
+            return Device(rng=self.rng, wall_clock=self.clock.wall, dataplane=dataplane())
+
+        self.a = Node("a", device(), ka, ("192.0.2.1", 51820), "10.0.0.1", "fd00::1")
+        self.b = Node("b", device(), kb, ("192.0.2.2", 51821), "10.0.0.2", "fd00::2")
         self.wire: list[tuple[Node, bytes, Endpoint]] = []
         self._configure(self.a, self.b, keepalive_a)
         self._configure(self.b, self.a, keepalive_b)

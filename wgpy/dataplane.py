@@ -16,6 +16,12 @@ keypairs, peers without a usable keypair or with staged packets), one
 roaming of wireguard.md §6/§8 -- once per peer per batch, not per packet --
 and feed the slow items to the engine.
 
+Peer ids are reused after a removal (``replace_peers``), so each assignment
+of an id has its own generation, pushed with the peer and carried by every
+event and TX slow item; ``peer_for(id, generation)`` answers only for the
+current one, so results the I/O threads publish late for a removed peer never
+credit the peer that took its id (counters, timer hooks, roaming).
+
 ``fast_tx`` ordering rule: a packet handed back as slow clears the peer's
 ``fast_tx`` and bumps its slow sequence number; Python re-enables it only
 when it has processed every slow packet up to that number (``slow_taken``)
@@ -71,6 +77,8 @@ class PeerEvent:
     """What one batch did for one peer (the timer hooks run once from it)."""
 
     peer_id: int
+    generation: int = 0
+    """The peer slot's generation the work was done for (``DataPlane.peer_for``)."""
     messages: int = 0
     data: int = 0
     bytes: int = 0
@@ -85,6 +93,8 @@ class SlowItem:
     peer_id: int = 0
     seq: int = 0
     src: Endpoint | None = None
+    generation: int = 0
+    """TX: the routed peer slot's generation; RX: 0."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -96,11 +106,11 @@ class BatchResult:
     drops: collections.Counter[DropReason] = dataclasses.field(default_factory=collections.Counter)
     io_drops: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
-    def event(self, peer_id: int) -> PeerEvent:
+    def event(self, peer_id: int, generation: int) -> PeerEvent:
         for ev in reversed(self.events):
-            if ev.peer_id == peer_id:
+            if ev.peer_id == peer_id and ev.generation == generation:
                 return ev
-        ev = PeerEvent(peer_id)
+        ev = PeerEvent(peer_id, generation)
         self.events.append(ev)
         return ev
 
@@ -118,8 +128,10 @@ class DataPlane(Generic[K]):
     def __init__(self) -> None:
         self._ids: dict[Peer, int] = {}
         self._by_id: dict[int, Peer] = {}
+        self._gens: dict[int, int] = {}
         self._free: list[int] = []
         self._next_id = 0
+        self._next_gen = 0
         self._pushed_ep: dict[int, Endpoint | None] = {}
         self._pushed_kp: dict[int, Keypair | None] = {}
         self._fast: dict[int, bool] = {}
@@ -127,7 +139,7 @@ class DataPlane(Generic[K]):
         self._mtu: int | None = None
 
     # ---------------------------------------------------------------- primitives
-    def _peer_add(self, pid: int) -> None:
+    def _peer_add(self, pid: int, generation: int) -> None:
         raise NotImplementedError
 
     def _peer_remove(self, pid: int) -> None:
@@ -146,6 +158,12 @@ class DataPlane(Generic[K]):
         raise NotImplementedError
 
     def _set_mtu(self, mtu: int) -> None:
+        raise NotImplementedError
+
+    def _set_mac1_key(self, key: bytes | None) -> None:
+        raise NotImplementedError
+
+    def _set_under_load(self, until: float) -> None:
         raise NotImplementedError
 
     def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
@@ -167,13 +185,20 @@ class DataPlane(Generic[K]):
             else:
                 pid = self._next_id
                 self._next_id += 1
+            self._next_gen = self._next_gen % 0xFFFFFFFF + 1
             self._ids[peer] = pid
             self._by_id[pid] = peer
-            self._peer_add(pid)
+            self._gens[pid] = self._next_gen
+            self._peer_add(pid, self._next_gen)
         return pid
 
     def peer_by_id(self, pid: int) -> Peer | None:
         return self._by_id.get(pid)
+
+    def peer_for(self, pid: int, generation: int) -> Peer | None:
+        """The peer a batch's event or slow item was for, or None when the id has been
+        released (and perhaps reassigned) since: that peer is gone, nothing is credited."""
+        return self._by_id.get(pid) if self._gens.get(pid) == generation else None
 
     def new_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
                     is_initiator: bool, created: float, peer: Peer) -> Keypair:
@@ -186,6 +211,18 @@ class DataPlane(Generic[K]):
         if mtu != self._mtu:
             self._mtu = mtu
             self._set_mtu(mtu)
+
+    def set_mac1_key(self, key: bytes | None) -> None:
+        """Check mac1 of handshake messages with ``key`` (HASH(LABEL_MAC1 || our public key))
+        before they become slow items; None (no private key): every initiation and response is
+        an ``invalid-mac1`` drop, as in the engine."""
+        self._set_mac1_key(key)
+
+    def set_under_load(self, until: float) -> None:
+        """The engine is under load until ``until``: from now the plane also limits handshake messages
+        per source (20/s, burst 5) before handing them on, as it does when its own handshake ring fills;
+        what it refuses is a ``rate-limited`` drop."""
+        self._set_under_load(until)
 
     def sync_peer(self, peer: Peer) -> None:
         """Mirror one configured peer's fast-path state after the engine touched it."""
@@ -213,6 +250,7 @@ class DataPlane(Generic[K]):
             if peer not in live:
                 del self._ids[peer]
                 del self._by_id[pid]
+                del self._gens[pid]
                 for table in (self._pushed_ep, self._pushed_kp, self._fast, self.tx_seq_done):
                     table.pop(pid, None)
                 self._peer_remove(pid)
@@ -234,7 +272,8 @@ class DataPlane(Generic[K]):
         """The engine takes these TX slow items: their sequence numbers count as processed
         (the ``fast_tx`` ordering rule), effective at the next ``sync_peer``."""
         for item in items:
-            self.tx_seq_done[item.peer_id] = item.seq
+            if self._gens.get(item.peer_id) == item.generation:
+                self.tx_seq_done[item.peer_id] = item.seq
 
 
 # ------------------------------------------------------------------ the native plane
@@ -247,8 +286,8 @@ class NativeDataPlane(DataPlane[_native.NativeKeypair]):
         super().__init__()
         self.ctx = _native.Context()
 
-    def _peer_add(self, pid: int) -> None:
-        self.ctx.peer_add(pid)
+    def _peer_add(self, pid: int, generation: int) -> None:
+        self.ctx.peer_add(pid, generation)
 
     def _peer_remove(self, pid: int) -> None:
         self.ctx.peer_remove(pid)
@@ -271,6 +310,12 @@ class NativeDataPlane(DataPlane[_native.NativeKeypair]):
     def _set_mtu(self, mtu: int) -> None:
         self.ctx.set_mtu(mtu)
 
+    def _set_mac1_key(self, key: bytes | None) -> None:
+        self.ctx.set_mac1_key(key)
+
+    def _set_under_load(self, until: float) -> None:
+        self.ctx.set_under_load(until)
+
     def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
                       is_initiator: bool, created: float, peer: Peer, pid: int) -> _native.NativeKeypair:
         return _native.NativeKeypair(self.ctx, send_key, receive_key, local_index, remote_index, is_initiator,
@@ -285,10 +330,10 @@ class NativeDataPlane(DataPlane[_native.NativeKeypair]):
 
 def convert_result(raw: _native.Result, res: BatchResult) -> None:
     """Append a native result's events, slow items and drops to ``res``."""
-    for pid, messages, data, nbytes, ep in raw.events():
-        res.events.append(PeerEvent(pid, messages, data, nbytes, addr_to_endpoint(ep)))
-    for data_, pid, seq, src in raw.slow():
-        res.slow.append(SlowItem(data_, pid, seq, addr_to_endpoint(src)))
+    for pid, gen, messages, data, nbytes, ep in raw.events():
+        res.events.append(PeerEvent(pid, gen, messages, data, nbytes, addr_to_endpoint(ep)))
+    for data_, pid, gen, seq, src in raw.slow():
+        res.slow.append(SlowItem(data_, pid, seq, addr_to_endpoint(src), gen))
     for code, n in raw.drops().items():
         reason = _native.DROP_REASONS.get(code)
         if reason is not None:

@@ -6,24 +6,30 @@ the keypair index with ``fast_rx``) and its ``encrypt_batch`` /
 ``decrypt_batch`` make exactly the decisions of ``wgdp_encrypt_one`` /
 ``wgdp_decrypt_one`` in the same order (wireguard.md §2, §7, §8), so the
 differential tests in tests/native can compare every byte, slow item, event
-and drop.  It can also drive a ``Device`` (the engine suite runs with it).
+and drop -- including the peer slot's generation each event and TX slow item
+carries (a slot given a new generation starts afresh, as ``wgdp_peer_add``
+does).  It can also drive a ``Device`` (the engine suite runs with it).
 Sans-IO; not thread-safe.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import ipaddress
 from typing import Any, Iterable
 
 from .allowedips import AllowedIPs, destination, source
 from .config import Endpoint
-from .constants import MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE
+from .crypto import mac
+from .constants import (MESSAGE_COOKIE_REPLY, MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE,
+                        UNDER_LOAD_AFTER_TIME)
 from .dataplane import Addr, BatchResult, DataPlane, SlowItem, endpoint_to_addr
 from .errors import DropReason
 from .keypair import Keypair
 from .messages import HANDSHAKE_SIZES, transport_header
 from .peer import Peer
+from .ratelimiter import RateLimiter
 from .receive import inner_packet
 
 
@@ -46,6 +52,7 @@ class _PureKeypair(Keypair):
 @dataclasses.dataclass(slots=True, eq=False)
 class _PurePeer:
     pid: int
+    gen: int
     endpoint: Addr | None = None
     fast_tx: bool = False
     slow_seq: int = 0
@@ -61,9 +68,14 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         self.peers: dict[int, _PurePeer] = {}
         self.routes: AllowedIPs[_PurePeer] = AllowedIPs()
         self.index: dict[int, _PureKeypair] = {}
+        self.mac1_key: bytes | None = None
+        self.under_load_until = -1.0
+        self.gate = RateLimiter()
 
-    def _peer_add(self, pid: int) -> None:
-        self.peers.setdefault(pid, _PurePeer(pid))
+    def _peer_add(self, pid: int, generation: int) -> None:
+        p = self.peers.get(pid)
+        if p is None or p.gen != generation:
+            self.peers[pid] = _PurePeer(pid, generation)
 
     def _peer_remove(self, pid: int) -> None:
         self.peers.pop(pid, None)
@@ -99,6 +111,12 @@ class PureDataPlane(DataPlane[_PureKeypair]):
 
     def _set_mtu(self, mtu: int) -> None:
         self.mtu = mtu
+
+    def _set_mac1_key(self, key: bytes | None) -> None:
+        self.mac1_key = key
+
+    def _set_under_load(self, until: float) -> None:
+        self.under_load_until = max(self.under_load_until, until)
 
     def _make_keypair(self, send_key: bytes, receive_key: bytes, local_index: int, remote_index: int,
                       is_initiator: bool, created: float, peer: Peer, pid: int) -> _PureKeypair:
@@ -137,20 +155,24 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         kp = peer.current
         if peer.fast_tx and peer.endpoint is not None and kp is not None and kp.can_send(now):
             msg = kp.seal(pkt, self.mtu)
-            ev = res.event(peer.pid)
+            ev = res.event(peer.pid, peer.gen)
             ev.messages += 1
             ev.bytes += len(msg)
             ev.data += 1 if pkt else 0
             return msg, peer.pid
         peer.fast_tx = False
         peer.slow_seq = (peer.slow_seq + 1) & 0xFFFFFFFF
-        res.slow.append(SlowItem(pkt, peer.pid, peer.slow_seq, None))
+        res.slow.append(SlowItem(pkt, peer.pid, peer.slow_seq, None, peer.gen))
         return None
 
     def decrypt_batch(self, datagrams: Iterable[tuple[bytes, Endpoint]], now: float,
                       res: BatchResult) -> list[bytes | None]:
         """Twin of ``wgdp_decrypt_batch``: per datagram the inner packet, or None."""
         return [self._decrypt_one(bytes(d), src, now, res) for d, src in datagrams]
+
+    def _mac1_ok(self, msg: bytes) -> bool:
+        """Twin of ``wgdp_mac1_ok``."""
+        return self.mac1_key is not None and hmac.compare_digest(mac(self.mac1_key, msg[:-32]), msg[-32:-16])
 
     def _decrypt_one(self, msg: bytes, src: Endpoint, now: float, res: BatchResult) -> bytes | None:
         n = len(msg)
@@ -163,6 +185,11 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         if msg[0] != MESSAGE_TRANSPORT:
             if n != HANDSHAKE_SIZES[msg[0]]:
                 res.drops[DropReason.MALFORMED] += 1
+            elif msg[0] != MESSAGE_COOKIE_REPLY and not self._mac1_ok(msg):
+                res.drops[DropReason.INVALID_MAC1] += 1
+            elif msg[0] != MESSAGE_COOKIE_REPLY and self.under_load_until > now and not self.gate.allow(src[0], now):
+                res.drops[DropReason.RATE_LIMITED] += 1
+                self.under_load_until = now + UNDER_LOAD_AFTER_TIME  # refusing is load
             else:
                 res.slow.append(SlowItem(msg, 0, 0, src))
             return None
@@ -183,11 +210,11 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         if not isinstance(plaintext, bytes):
             res.drops[plaintext] += 1
             return None
-        ev = res.event(kp.peer_id)
+        peer = self.peers[kp.peer_id]
+        ev = res.event(kp.peer_id, peer.gen)
         ev.messages += 1
         ev.bytes += n
         ev.endpoint = src
-        peer = self.peers[kp.peer_id]
         peer.endpoint = endpoint_to_addr(src)
         if not plaintext:
             return None

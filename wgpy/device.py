@@ -15,11 +15,17 @@ lives in ``wgpy.send`` / ``wgpy.receive``.
 ``next_deadline()`` tells the caller when to call ``handle_timeout`` next.
 Remote input never raises: it is dropped and counted in ``drops``.
 
-Handshake messages (types 1–3) wait in a bounded queue and at most
-``HANDSHAKE_BUDGET`` of them are processed per call, so transport data keeps
-flowing during a flood; a long queue puts the device under load
-(wireguard.md §4) and cookie replies engage.  Follows wireguard.md §3–§8 and
-wireguard-go's send/receive/timers semantics.
+Handshake messages (types 1–3) have mac1 checked on arrival (else an
+``invalid-mac1`` drop, never queued; a data plane checks it before its ring)
+and wait in a bounded queue apart from transport data, which is handled at
+once.  Each call drains the queue for ``HANDSHAKE_TIME_BUDGET`` of the
+injected ``clock`` (without one: what was queued when it began).  A queue of
+``UNDER_LOAD_QUEUE_LEN`` or more, or an overflow here or in the plane, means
+under load for ``UNDER_LOAD_AFTER_TIME`` (wireguard.md §4): mac2 required,
+cookie replies and valid mac2 limited per source (the kernel's bucket), and
+messages admitted to the queue at that rate per source (``gate``; the plane
+does it before its ring), so a flood from a few addresses cannot crowd out a peer.
+Follows wireguard.md §3–§8 and wireguard-go's send/receive/timers semantics.
 """
 
 from __future__ import annotations
@@ -33,11 +39,10 @@ from .actions import Action, SendDatagram, Unreachable, WriteTun
 from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
 from .constants import (
-    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, KEEPALIVE_TIMEOUT, MAX_PEERS, MAX_TIMER_HANDSHAKES, MESSAGE_TRANSPORT,
-    REKEY_TIMEOUT,
-    TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
+    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, MAX_PEERS, MESSAGE_COOKIE_REPLY, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE,
+    UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
 )
-from .cookie import CookieChecker
+from .cookie import CookieChecker, mac1_key
 from .errors import ConfigError, DropReason
 from .events import Event, EventSink
 from .handshake import StaticIdentity
@@ -47,18 +52,17 @@ from .keys import PrivateKey, PublicKey
 from .messages import HANDSHAKE_SIZES
 from .peer import Peer
 from .ratelimiter import RateLimiter
-from .timers import Timer
-from . import icmp, receive, send
+from . import icmp, receive, send, timer_expiry
 
 if TYPE_CHECKING:
     from .dataplane import BatchResult, DataPlane, PeerEvent
 
 log = logging.getLogger("wgpy.device")
 
-HANDSHAKE_BUDGET = 16
-"""Handshake messages processed per call; the rest wait in the queue."""
+HANDSHAKE_TIME_BUDGET = 0.004
+"""Seconds of handshake work per call (per loop turn); the rest wait in the queue."""
 
-__all__ = ["Device", "Action", "SendDatagram", "WriteTun", "Unreachable", "HANDSHAKE_BUDGET"]
+__all__ = ["Device", "Action", "SendDatagram", "WriteTun", "Unreachable", "HANDSHAKE_TIME_BUDGET"]
 
 
 class Device:
@@ -71,11 +75,12 @@ class Device:
         wall_clock: Callable[[], float],
         mtu: int = DEFAULT_MTU,
         dataplane: DataPlane[Any] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.rng = rng
-        self.dataplane = dataplane
-        """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path."""
+        self._dataplane = dataplane
         self.wall_clock = wall_clock
+        self.clock = clock  # monotonic seconds, read only to bound one call's handshake work
         self._mtu = 0
         self.mtu = mtu
         self.listen_port = 0
@@ -89,6 +94,8 @@ class Device:
         self.identity: StaticIdentity | None = None
         self.checker = CookieChecker(None)
         self.ratelimiter = RateLimiter()
+        self.cookie_ratelimiter = RateLimiter()  # cookie replies per source, under load
+        self.gate = RateLimiter()  # without a plane: messages per source admitted to the queue, under load
         self.allowed: AllowedIPs[Peer] = AllowedIPs()
         self.indices: IndexTable[Peer | Keypair] = IndexTable()
         self._peers: dict[PublicKey, Peer] = {}
@@ -99,6 +106,12 @@ class Device:
         self._last_now = 0.0
 
     # ------------------------------------------------------------------ config
+    @property
+    def dataplane(self) -> DataPlane[Any] | None:
+        """The data plane mirroring the fast-path state (wgpy.dataplane), or None: pure path.
+        Fixed at construction: the device has pushed its state into it since."""
+        return self._dataplane
+
     @property
     def mtu(self) -> int:
         """The TUN MTU transport messages are padded for (the data plane follows it)."""
@@ -167,8 +180,10 @@ class Device:
             self._remove_peer(self._peers[identity.public])
         self.identity = identity
         self.checker.set_public(identity.public if identity else None)
+        if self.dataplane is not None:
+            self.dataplane.set_mac1_key(mac1_key(identity.public) if identity else None)
         for peer in self._peers.values():
-            self._release_handshake_index(peer)
+            self.release_handshake_index(peer)
             peer.handshake.set_local(identity)
             for kp in (peer.keypairs.current, peer.keypairs.next):
                 if kp is not None:
@@ -212,8 +227,10 @@ class Device:
         self.allowed.remove_by_value(peer)
         self._peers.pop(peer.public_key, None)
 
-    def _release_handshake_index(self, peer: Peer) -> None:
-        idx = peer.handshake.local_index
+    def release_handshake_index(self, peer: Peer, index: int | None = None) -> None:
+        """Release the index of the peer's handshake in progress (``index``: one its handshake
+        held before, e.g. before ``accept_initiation`` replaced it); a keypair's is left alone."""
+        idx = peer.handshake.local_index if index is None else index
         if idx and self.indices.get(idx) is peer:
             self.indices.remove(idx)
 
@@ -262,7 +279,7 @@ class Device:
     def forget_sessions(self, peer: Peer) -> None:
         """Zero the peer's keypairs and handshake and drop its staged packets
         (wireguard-go's ``ZeroAndFlushAll``); timers are left as they are."""
-        self._release_handshake_index(peer)
+        self.release_handshake_index(peer)
         self.release_keypairs(peer.keypairs.clear())
         peer.handshake.clear()
         peer.flush_staged()
@@ -292,12 +309,7 @@ class Device:
                 if peer is not None:
                     touched[peer] = None
             elif mtype in HANDSHAKE_SIZES:
-                if n != HANDSHAKE_SIZES[mtype]:
-                    self.drops[DropReason.MALFORMED] += 1
-                elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
-                    self.drops[DropReason.HANDSHAKE_QUEUE_FULL] += 1
-                else:
-                    self._hs_queue.append((bytes(data), src))
+                self._queue_handshake(data, src, now)
             else:
                 self.drops[DropReason.UNKNOWN_TYPE] += 1
         for peer in touched:
@@ -357,6 +369,8 @@ class Device:
         for (``receive.after_receive``), then the datagrams it handed back go the slow way."""
         self._last_now = now
         out: list[Action] = []
+        if result.drops.get(DropReason.HANDSHAKE_QUEUE_FULL) or result.drops.get(DropReason.RATE_LIMITED):
+            self._under_load_until = now + UNDER_LOAD_AFTER_TIME  # the plane's handshake ring filled up
         for ev, peer in self._batch_peers(result):
             if ev.endpoint is not None and ev.endpoint != peer.endpoint:
                 peer.endpoint = ev.endpoint
@@ -378,14 +392,36 @@ class Device:
         if plane is None:
             return
         for ev in result.events:
-            peer = plane.peer_by_id(ev.peer_id)
+            peer = plane.peer_for(ev.peer_id, ev.generation)  # None: published for a removed peer
             if peer is not None and ev.messages:
                 yield ev, peer
 
     # ------------------------------------------------------------------ handshakes
-    def under_load(self, now: float) -> bool:
-        if len(self._hs_queue) >= UNDER_LOAD_QUEUE_LEN:
+    def _queue_handshake(self, data: bytes, src: Endpoint, now: float) -> None:
+        """Size, mac1 and (without a plane, under load) the per-source gate before the queue."""
+        mtype, drop = data[0], None
+        if len(data) != HANDSHAKE_SIZES[mtype]:
+            drop = DropReason.MALFORMED
+        elif mtype != MESSAGE_COOKIE_REPLY and not self.checker.check_mac1(data):
+            drop = DropReason.INVALID_MAC1
+        elif (mtype != MESSAGE_COOKIE_REPLY and self.dataplane is None and self._under_load_until > now
+              and not self.gate.allow(src[0], now)):
+            drop = DropReason.RATE_LIMITED  # a plane has this gate before its ring; refusing is load
+        elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
+            drop = DropReason.HANDSHAKE_QUEUE_FULL
+        if drop is None:
+            return self._hs_queue.append((bytes(data), src))
+        self.drops[drop] += 1
+        if drop in (DropReason.RATE_LIMITED, DropReason.HANDSHAKE_QUEUE_FULL):
             self._under_load_until = now + UNDER_LOAD_AFTER_TIME
+
+    def under_load(self, now: float) -> bool:
+        """The queue holds UNDER_LOAD_QUEUE_LEN or did within UNDER_LOAD_AFTER_TIME (the plane is told)."""
+        if len(self._hs_queue) >= UNDER_LOAD_QUEUE_LEN:
+            until = now + UNDER_LOAD_AFTER_TIME
+            if self.dataplane is not None and until - self._under_load_until > 0.05:
+                self.dataplane.set_under_load(until)
+            self._under_load_until = until
             return True
         return self._under_load_until > now
 
@@ -393,14 +429,19 @@ class Device:
     def handshake_queue_length(self) -> int:
         return len(self._hs_queue)
 
-    def _process_handshakes(self, now: float, out: list[Action], budget: int = HANDSHAKE_BUDGET) -> None:
-        while self._hs_queue and budget > 0:
-            budget -= 1
-            under_load = self.under_load(now)
-            data, src = self._hs_queue.popleft()
+    def _process_handshakes(self, now: float, out: list[Action]) -> None:
+        """Drain the queue for HANDSHAKE_TIME_BUDGET of ``clock`` (without one: what was queued at the start)."""
+        queue, clock, left = self._hs_queue, self.clock, len(self._hs_queue)
+        end = clock() + HANDSHAKE_TIME_BUDGET if clock is not None else 0.0
+        while queue:
+            under_load = self.under_load(now)  # the queue still counts this message
+            data, src = queue.popleft()
             peer = receive.receive_handshake(self, data, src, now, under_load, out)
             if peer is not None:
                 self._schedule(peer)
+            left -= 1
+            if (clock() >= end) if clock is not None else left <= 0:
+                break
 
     # ------------------------------------------------------------------ timers
     def _schedule(self, peer: Peer) -> None:
@@ -431,40 +472,7 @@ class Device:
                 continue
             peer._scheduled = None
             for timer in peer.timers.expired(now):
-                self._timer_expired(peer, timer, now, out)
+                timer_expiry.expired(self, peer, timer, now, out)
             self._schedule(peer)
         self._process_handshakes(now, out)
         return out
-
-    def _timer_expired(self, peer: Peer, timer: Timer, now: float, out: list[Action]) -> None:
-        """Carry out one expired timer (wireguard.md §6; wireguard-go's ``expired*`` handlers)."""
-        timers = peer.timers
-        if timer is Timer.RETRANSMIT_HANDSHAKE:
-            if now - peer.last_sent_handshake < REKEY_TIMEOUT:
-                # A response went out since our initiation (the peer's initiation crossed ours), so the
-                # rate limit holds this retry back: wireguard-go loses it and waits for the next keepalive
-                # or data; we defer it one more period (from now, not from the response, so a peer whose
-                # retry went out meets us not initiating).  Not counted as an attempt.
-                timers.timers_handshake_initiated(now, self.rng)
-            elif timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
-                self.note(Event.HANDSHAKE_GIVE_UP, peer)
-                timers.give_up(now)
-                peer.flush_staged()
-            else:
-                timers.handshake_attempts += 1
-                self.note(Event.HANDSHAKE_RETRY, peer)
-                send.send_initiation(self, peer, now, out, retry=True)
-        elif timer is Timer.SEND_KEEPALIVE:
-            send.send_keepalive(self, peer, now, out)
-            if timers.need_another_keepalive:
-                timers.need_another_keepalive = False
-                timers.send_keepalive = now + KEEPALIVE_TIMEOUT
-        elif timer is Timer.NEW_HANDSHAKE:
-            self.note(Event.HANDSHAKE_STALE, peer)
-            send.send_initiation(self, peer, now, out, retry=False)
-        elif timer is Timer.ZERO_KEY_MATERIAL:
-            self.note(Event.KEYS_ZEROED, peer)
-            self.forget_sessions(peer)
-        elif timer is Timer.PERSISTENT_KEEPALIVE:
-            if timers.persistent_keepalive_interval > 0:
-                send.send_keepalive(self, peer, now, out)

@@ -60,6 +60,7 @@ class DropReason(enum.Enum):
     INVALID_MAC2 = "invalid-mac2"
     COOKIE_SENT = "under-load-cookie-sent"
     RATE_LIMITED = "rate-limited"
+    COOKIE_RATE_LIMITED = "cookie-rate-limited"
     UNKNOWN_PEER = "unknown-peer"
     DECRYPTION_FAILED = "decryption-failed"
     REPLAYED_TIMESTAMP = "replayed-timestamp"

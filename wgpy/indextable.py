@@ -67,6 +67,10 @@ class IndexTable(Generic[T]):
             raise StateError(f"index {index:#010x} is not allocated")
         self._table[index] = value
 
+    def items(self) -> list[tuple[int, T]]:
+        """A snapshot of every (index, value) entry (for audits and tests)."""
+        return list(self._table.items())
+
     def clear(self) -> None:
         """Release every index."""
         self._table.clear()

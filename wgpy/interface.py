@@ -173,7 +173,7 @@ class PacketInterface(_Base):
     @classmethod
     async def create(cls, on_packet: Callable[[bytes], None], *, private_key: PrivateKey | None = None,
                      listen_port: int = 0, mtu: int = DEFAULT_MTU) -> PacketInterface:
-        device = Device(rng=os.urandom, wall_clock=time.time, mtu=mtu)
+        device = Device(rng=os.urandom, wall_clock=time.time, mtu=mtu, clock=time.monotonic)
         bind = UdpBind.open(listen_port)
         runner = Runner(device, bind, deliver=on_packet)
         self = cls(device, runner)
@@ -225,7 +225,8 @@ class Interface(_Base):
             tun = open_tun(name, mtu)
         try:
             plane = NativeDataPlane() if native else None
-            device = Device(rng=os.urandom, wall_clock=time.time, mtu=tun.mtu(), dataplane=plane)
+            device = Device(rng=os.urandom, wall_clock=time.time, mtu=tun.mtu(), dataplane=plane,
+                            clock=time.monotonic)
             bind = UdpBind.open(listen_port)
         except BaseException:
             if own_tun:

@@ -13,6 +13,7 @@ second, and at ``max_entries`` new sources are refused and counted in
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Final
 
@@ -25,6 +26,7 @@ _GC_INTERVAL_NS: Final = _NS
 DEFAULT_MAX_ENTRIES: Final = 1 << 16
 
 
+@functools.lru_cache(maxsize=4096)  # a flood repeats few sources; parsing each costs microseconds
 def source_key(ip: str) -> bytes:
     """The bucket key: the IPv4 address, or the /64 of an IPv6 address."""
     addr = ipaddress.ip_address(ip.split("%", 1)[0])

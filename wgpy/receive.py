@@ -3,9 +3,11 @@
 Contract: ``receive_transport`` authenticates a transport message, applies the
 replay window (only after authentication), key confirmation, roaming, key
 freshness, the inner-packet checks and the cryptokey source filter, and
-appends ``WriteTun``; ``receive_handshake`` checks mac1, the under-load
-cookie/mac2/rate-limit rules and consumes initiations, responses and cookie
-replies.  Both return the peer they touched (for timer scheduling) or None,
+appends ``WriteTun``; ``receive_handshake`` applies the under-load
+cookie/mac2/rate-limit rules to a queued message whose mac1 the device has
+checked on arrival, and consumes initiations, responses and cookie replies;
+under load a cookie reply goes out at most at the per-source rate of
+``device.cookie_ratelimiter``.  Both return the peer they touched (for timer scheduling) or None,
 and count every drop in ``device.drops``; nothing raises on remote input.
 Cookie replies never change the endpoint or a timer.  The receive-side hooks
 live here as in wireguard-go's ``receive.go``: ``after_receive`` (the one
@@ -127,15 +129,15 @@ def inner_packet(plaintext: bytes) -> bytes | None:
 def receive_handshake(
     dev: Device, data: bytes, src: Endpoint, now: float, under_load: bool, out: list[Action]
 ) -> Peer | None:
-    """Process one queued handshake-type message (sizes already checked)."""
+    """Process one queued handshake-type message (size and mac1 already checked)."""
     mtype = data[0]
     if mtype == MESSAGE_COOKIE_REPLY:
         return _receive_cookie_reply(dev, data, src, now)
-    if not dev.checker.check_mac1(data):
-        dev.drops[DropReason.INVALID_MAC1] += 1
-        return None
     if under_load:
         if not dev.checker.check_mac2(data, src, now, dev.rng):
+            if not dev.cookie_ratelimiter.allow(src[0], now):
+                dev.drops[DropReason.COOKIE_RATE_LIMITED] += 1
+                return None
             sender = int.from_bytes(data[4:8], "little")
             reply = dev.checker.create_reply(data, sender, src, now, dev.rng)
             out.append(SendDatagram(reply.encode(), src))
@@ -168,7 +170,9 @@ def _receive_initiation(
     if peer is None:
         dev.drops[DropReason.UNKNOWN_PEER] += 1
         return None
+    previous = peer.handshake.local_index  # our own initiation, when they cross
     peer.handshake.accept_initiation(consumed, now)
+    dev.release_handshake_index(peer, previous)
     dev.note(Event.INITIATION_RECEIVED, peer, src)
     peer.endpoint = src
     peer.rx_bytes += size

@@ -123,7 +123,7 @@ def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> Non
 
 def _new_handshake_index(dev: Device, peer: Peer) -> int:
     """A fresh local index for the peer's next handshake message (the old one is released)."""
-    dev._release_handshake_index(peer)
+    dev.release_handshake_index(peer)
     return dev.indices.new_index(peer, dev.rng)
 
 

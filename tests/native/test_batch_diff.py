@@ -88,7 +88,7 @@ def build(plane: PureDataPlane | NativeDataPlane, sc: Scenario) -> dict[int, Key
     plane._set_mtu(sc.mtu)
     routes = []
     for pid in range(PEERS):
-        plane._peer_add(pid)
+        plane._peer_add(pid, 7 + pid)
         routes.append((4, 24, bytes([10, 0, pid, 0]), pid))
         routes.append((6, 64, bytes([0xFD, 0, 0, pid]) + bytes(12), pid))
         plane._peer_set_endpoint(pid, endpoint_to_addr(UNDERLAY[pid]))

@@ -10,7 +10,8 @@ hostile virtio-net headers, junk datagrams (also GSO-coalesced junk) and
 forged transport messages are counted drops, as are writes to a full "TUN"
 (``tun-queue-full``); and that keypair and peer
 churn from another thread while traffic flows leaves both loops running and
-stopping cleanly.  The same tests run under ASan+UBSan and TSan builds
+stopping cleanly; and that results the loops publish after the peer's id
+was reassigned (a new generation) are never credited to the new peer.  The same tests run under ASan+UBSan and TSan builds
 (``test_sanitizers.py``).
 """
 
@@ -67,11 +68,14 @@ class Loops:
         self.b.set_routes([(4, 24, bytes([10, 0, 0, 0]), PID), (6, 64, _v6("fd00:0:0:0::"), PID)])
         self.keypairs: list[_native.NativeKeypair] = []
         self.generation = 0
+        self.peer_generation = 0
         self.seq_a = 0
         self.lock = threading.Lock()
         self.add_peers()
         self.install()
         self.rc: dict[str, int] = {}
+        self.events: dict[str, list[tuple[int, int, int, int, int, _native.Addr]]] = {
+            "atx": [], "arx": [], "btx": [], "brx": []}
         self.results = {k: _native.Result(events=4096, slow=_native.MAILBOX_SLOTS, slow_bytes=_native.MAILBOX_BYTES)
                         for k in ("atx", "arx", "btx", "brx")}
         self.drops: dict[str, dict[int, int]] = {"a": {}, "b": {}}
@@ -90,8 +94,9 @@ class Loops:
     # ---------------------------------------------------------------- control-plane side
     def add_peers(self) -> None:
         self.seq_a = 0  # a new peer starts its slow sequence again
-        self.a.peer_add(PID)
-        self.b.peer_add(PID)
+        self.peer_generation += 1
+        self.a.peer_add(PID, self.peer_generation)
+        self.b.peer_add(PID, self.peer_generation)
         self.a.peer_set_endpoint(PID, (4, bytes([127, 0, 0, 1]).ljust(16, b"\0"), self.ub.getsockname()[1]))
 
     def install(self) -> None:
@@ -115,11 +120,13 @@ class Loops:
         for side, ctx, tx, rx in (("a", self.a, "atx", "arx"), ("b", self.b, "btx", "brx")):
             rtx, rrx = self.results[tx], self.results[rx]
             ctx.drain(rtx, rrx)
+            self.events[tx] += rtx.events()
+            self.events[rx] += rrx.events()
             for res in (rtx, rrx):
                 for code, n in res.drops().items():
                     self.drops[side][code] = self.drops[side].get(code, 0) + n
             if side == "a":
-                for _data, _pid, seq, _src in rtx.slow():
+                for _data, _pid, _gen, seq, _src in rtx.slow():
                     self.seq_a = seq  # the last one handed over (as wgpy.io.fastpath keeps it)
         with self.lock:
             self.a.peer_enable_fast_tx(PID, self.seq_a)
@@ -376,6 +383,81 @@ def test_loops_survive_keypair_and_peer_churn() -> None:
                 break
         assert after and set(after) <= sent, lp.drops
         assert set(got) <= sent
+    finally:
+        stop.set()
+        worker.join(WAIT) if worker.is_alive() else None
+        lp.close()
+
+
+GEN_SIZES = (60, 124, 252, 508)
+"""Inner lengths, one per generation (mod 4): 96, 160, 288 and 544 bytes on the wire (MTU 1420)."""
+
+
+def _gen_dest(gen: int) -> bytes:
+    return bytes([10, 0, 1, 1 + gen % 200])
+
+
+def _gen_packet(gen: int, i: int) -> bytes:
+    size = GEN_SIZES[gen % 4]
+    return ipv4_packet("10.0.0.5", socket.inet_ntoa(_gen_dest(gen)), (b"%d.%d:" % (gen, i)).ljust(size - 20, b"."))
+
+
+def test_loops_never_credit_a_reassigned_id() -> None:
+    """The control thread reassigns the peer's id while traffic flows, as ``replace_peers`` does: the
+    old keypairs are zeroed, the slot removed and added again with a new generation, then new routes and
+    a new session.  Each generation's traffic has its own destination and inner length, so every event
+    the loops publish must count exactly messages x that generation's wire length, on both sides: work
+    done for the old generation and published late is discarded, never added to the new peer's."""
+    lp = Loops(False, True)
+    lp.a.set_routes([(4, 32, _gen_dest(lp.peer_generation), PID)])
+    current = [lp.peer_generation]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        try:
+            for _ in range(150):
+                if stop.is_set():
+                    break
+                time.sleep(0.004)
+                with lp.lock:
+                    old, lp.keypairs = lp.keypairs, []
+                for kp in old:
+                    kp.zero()
+                for ctx in (lp.a, lp.b):
+                    ctx.peer_remove(PID)
+                lp.add_peers()
+                lp.a.set_routes([(4, 32, _gen_dest(lp.peer_generation), PID)])
+                lp.install()
+                current[0] = lp.peer_generation
+        except BaseException as exc:  # noqa: BLE001 -- reported by the test
+            errors.append(exc)
+
+    worker = threading.Thread(target=churn)
+    try:
+        got: list[bytes] = []
+        worker.start()
+        i = 0
+        while worker.is_alive():
+            gen = current[0]
+            for _ in range(24):
+                lp.write_tun(_gen_packet(gen, i))
+                i += 1
+            got += lp.read_tun(1, timeout=0.02)
+        worker.join()
+        assert not errors, errors
+        got += lp.read_tun(10**6, timeout=0.5)
+        lp.drain()
+        wire = {g: 32 + (GEN_SIZES[g % 4] + 15) // 16 * 16 for g in range(1, lp.peer_generation + 1)}
+        credited: dict[str, set[int]] = {"atx": set(), "brx": set()}
+        for key in ("atx", "brx"):
+            for pid, gen, messages, data, nbytes, _ep in lp.events[key]:
+                assert pid == PID and 1 <= gen <= lp.peer_generation, (key, pid, gen)
+                assert data == messages and nbytes == messages * wire[gen], \
+                    (key, gen, messages, nbytes, wire[gen])
+                credited[key].add(gen)
+        assert len(credited["atx"]) > 10 and len(credited["brx"]) > 10, credited
+        assert got, lp.drops
     finally:
         stop.set()
         worker.join(WAIT) if worker.is_alive() else None

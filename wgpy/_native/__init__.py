@@ -31,7 +31,7 @@ from ..keypair import Keypair
 
 __all__ = [
     "available", "load_error", "Context", "NativeKeypair", "ReplayWindow", "Result", "Addr",
-    "DROP_REASONS", "IO_DROPS", "MAILBOX_SLOTS", "MAILBOX_BYTES", "padded_length", "tso_split", "gro_coalesce",
+    "DROP_REASONS", "IO_DROPS", "MAILBOX_SLOTS", "MAILBOX_BYTES", "padded_length", "tso_split", "gro_coalesce", "mac16",
     "checksum",
 ]
 
@@ -136,6 +136,16 @@ def gro_coalesce(packets: list[bytes]) -> list[bytes]:
     if k < 0:
         raise NativeError("gro_coalesce output overflow")
     return [bytes(ffi.buffer(out + offs[i], olens[i])) for i in range(k)]
+
+
+def mac16(key: bytes, data: bytes) -> bytes:
+    """Keyed BLAKE2s-128 in C (``wgdp_mac16``; twin: ``wgpy.crypto.mac``)."""
+    _require()
+    if len(key) != 32:
+        raise ValueError("key must be 32 bytes")
+    out = ffi.new("uint8_t[16]")
+    lib.wgdp_mac16(key, data, len(data), out)
+    return bytes(out)
 
 
 def checksum(data: bytes, initial: int = 0) -> int:
@@ -262,15 +272,17 @@ class Result:
     def reset(self) -> None:
         lib.wgdp_result_reset(self.c)
 
-    def events(self) -> list[tuple[int, int, int, int, Addr]]:
-        """(peer_id, messages, data, bytes, endpoint) per peer."""
-        return [(int(e.peer_id), int(e.messages), int(e.data), int(e.bytes), _addr_out(e.endpoint))
+    def events(self) -> list[tuple[int, int, int, int, int, Addr]]:
+        """(peer_id, generation, messages, data, bytes, endpoint) per peer."""
+        return [(int(e.peer_id), int(e.generation), int(e.messages), int(e.data), int(e.bytes),
+                 _addr_out(e.endpoint))
                 for e in (self.c.events[i] for i in range(self.c.n_events))]
 
-    def slow(self) -> list[tuple[bytes, int, int, Addr]]:
-        """(data, peer_id, seq, source) per item handed back to Python."""
+    def slow(self) -> list[tuple[bytes, int, int, int, Addr]]:
+        """(data, peer_id, generation, seq, source) per item handed back to Python."""
         buf = ffi.buffer(self.c.slow_buf, self.c.slow_buf_used)
-        return [(bytes(buf[s.off:s.off + s.len]), int(s.peer_id), int(s.seq), _addr_out(s.src))
+        return [(bytes(buf[s.off:s.off + s.len]), int(s.peer_id), int(s.generation), int(s.seq),
+                 _addr_out(s.src))
                 for s in (self.c.slow[i] for i in range(self.c.n_slow))]
 
     def drops(self) -> dict[int, int]:
@@ -290,6 +302,17 @@ class Context:
     def set_mtu(self, mtu: int) -> None:
         lib.wgdp_set_mtu(self._ctx, mtu)
 
+    def set_mac1_key(self, key: bytes | None) -> None:
+        """The key mac1 of handshake messages to us is checked with (None: drop them all)."""
+        if key is not None and len(key) != 32:
+            raise ValueError("mac1 key must be 32 bytes")
+        lib.wgdp_set_mac1_key(self._ctx, ffi.NULL if key is None else key)
+
+    def set_under_load(self, until: float) -> None:
+        """Under load until ``until`` (monotonic seconds; only ever extended): the handshake gate then
+        limits initiations and responses per source before the handshake ring."""
+        lib.wgdp_set_under_load(self._ctx, until)
+
     def stop(self, on: bool = True) -> None:
         lib.wgdp_stop(self._ctx, int(on))
 
@@ -308,8 +331,11 @@ class Context:
     def remove_keypair(self, kp: NativeKeypair) -> None:
         lib.wgdp_remove_keypair(self._ctx, kp._kp)
 
-    def peer_add(self, peer_id: int) -> None:
-        if lib.wgdp_peer_add(self._ctx, peer_id) != 0:
+    def peer_add(self, peer_id: int, generation: int) -> None:
+        """Assign slot ``peer_id`` for its ``generation`` (non-zero; a new one replaces the slot)."""
+        if not 0 < generation <= 0xFFFFFFFF:
+            raise ValueError("generation must be a non-zero u32")
+        if lib.wgdp_peer_add(self._ctx, peer_id, generation) != 0:
             raise NativeError("wgdp_peer_add failed")
 
     def peer_remove(self, peer_id: int) -> None:

@@ -21,7 +21,8 @@ wgdp *wgdp_new(void)
     atomic_init(&ctx->gso, 0);
     atomic_init(&ctx->gro, 0);
     atomic_init(&ctx->tun_vnet, 0);
-    if (wgdp_mbox_init(ctx) < 0) {
+    if (wgdp_mbox_init(ctx) < 0 || wgdp_gate_init(ctx) < 0) {
+        wgdp_mbox_free(ctx);
         pthread_rwlock_destroy(&ctx->lock);
         free(ctx);
         return NULL;
@@ -51,6 +52,7 @@ void wgdp_free(wgdp *ctx)
     wgdp_route_table_free(ctx->routes);
     wgdp_io_free(ctx);
     wgdp_mbox_free(ctx);
+    wgdp_gate_free(ctx);
     pthread_rwlock_destroy(&ctx->lock);
     free(ctx);
 }
@@ -127,7 +129,7 @@ struct wgdp_peer *wgdp_peer_get(struct wgdp *ctx, uint32_t id)
     return id < ctx->n_peers ? ctx->peers[id] : NULL;
 }
 
-int wgdp_peer_add(wgdp *ctx, uint32_t peer_id)
+int wgdp_peer_add(wgdp *ctx, uint32_t peer_id, uint32_t generation)
 {
     int rc = 0;
     pthread_rwlock_wrlock(&ctx->lock);
@@ -145,6 +147,13 @@ int wgdp_peer_add(wgdp *ctx, uint32_t peer_id)
         ctx->peers = grown;
         ctx->n_peers = n;
     }
+    if (ctx->peers[peer_id] && ctx->peers[peer_id]->gen != generation) {  /* reassigned without a remove */
+        struct wgdp_peer *old = ctx->peers[peer_id];
+        ctx->peers[peer_id] = NULL;
+        wgdp_keypair_unref(old->current);
+        pthread_mutex_destroy(&old->lock);
+        free(old);
+    }
     if (!ctx->peers[peer_id]) {
         struct wgdp_peer *p = calloc(1, sizeof(*p));
         if (!p) {
@@ -152,6 +161,7 @@ int wgdp_peer_add(wgdp *ctx, uint32_t peer_id)
             goto out;
         }
         pthread_mutex_init(&p->lock, NULL);
+        p->gen = generation;
         ctx->peers[peer_id] = p;
     }
 out:
@@ -240,21 +250,22 @@ void wgdp_result_reset(wgdp_result *res)
     res->err = 0;
 }
 
-static wgdp_event *event_for(wgdp_result *res, uint32_t peer_id)
+static wgdp_event *event_for(wgdp_result *res, uint32_t peer_id, uint32_t gen)
 {
     for (uint32_t i = res->n_events; i-- > 0;)
-        if (res->events[i].peer_id == peer_id)
+        if (res->events[i].peer_id == peer_id && res->events[i].generation == gen)
             return &res->events[i];
     if (res->n_events >= res->events_cap)
         return NULL;
     wgdp_event *ev = &res->events[res->n_events++];
     memset(ev, 0, sizeof(*ev));
     ev->peer_id = peer_id;
+    ev->generation = gen;
     return ev;
 }
 
-static void push_slow(wgdp_result *res, const uint8_t *data, uint32_t len, uint32_t peer_id, uint32_t seq,
-                      const wgdp_addr *src)
+static void push_slow(wgdp_result *res, const uint8_t *data, uint32_t len, uint32_t peer_id, uint32_t gen,
+                      uint32_t seq, const wgdp_addr *src)
 {
     wgdp_slow *s;
     if (res->n_slow >= res->slow_cap || res->slow_buf_cap - res->slow_buf_used < len) {
@@ -266,6 +277,7 @@ static void push_slow(wgdp_result *res, const uint8_t *data, uint32_t len, uint3
     s->off = res->slow_buf_used;
     s->len = len;
     s->peer_id = peer_id;
+    s->generation = gen;
     s->seq = seq;
     if (src)
         s->src = *src;
@@ -313,7 +325,7 @@ int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t 
     pthread_mutex_unlock(&peer->lock);
     if (fast)
         n = wgdp_kp_seal_if_usable(kp, now, pkt, len, atomic_load(&ctx->mtu), out, cap);
-    if (n > 0 && (ev = event_for(res, (uint32_t)id)) != NULL) {
+    if (n > 0 && (ev = event_for(res, (uint32_t)id, peer->gen)) != NULL) {
         ev->messages++;
         ev->bytes += n;
         if (len)
@@ -329,7 +341,7 @@ int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t 
     if (n > 0)  /* sealed but no room for the event: cannot happen with sized buffers */
         res->drops[WGDP_DROP_IO_SEND]++;
     else
-        push_slow(res, pkt, len, (uint32_t)id, seq, NULL);
+        push_slow(res, pkt, len, (uint32_t)id, peer->gen, seq, NULL);
     return 0;
 }
 
@@ -374,8 +386,12 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
         static const uint32_t sizes[4] = {0, 148, 92, 64};
         if (len != sizes[msg[0]])
             res->drops[WGDP_DROP_MALFORMED]++;
+        else if (msg[0] != 3 && !wgdp_mac1_ok(ctx, msg, len))  /* cookie replies carry no mac1 */
+            res->drops[WGDP_DROP_INVALID_MAC1]++;
+        else if (msg[0] != 3 && !wgdp_gate_allow(ctx, src, now))
+            res->drops[WGDP_DROP_RATE_LIMITED]++;
         else
-            push_slow(res, msg, len, 0, 0, src);
+            push_slow(res, msg, len, 0, 0, 0, src);
         return 0;
     }
     if (len < WGDP_HEADER + WGDP_TAG) {
@@ -390,16 +406,16 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
     }
     peer = wgdp_peer_get(ctx, kp->peer_id);
     if (!atomic_load(&kp->fast_rx) || !peer) {
-        push_slow(res, msg, len, 0, 0, src);
+        push_slow(res, msg, len, 0, 0, 0, src);
         return 0;
     }
     if (!(now - kp->created < WGDP_REJECT_AFTER_TIME)) {
         res->drops[WGDP_DROP_KEYPAIR_EXPIRED]++;
         return 0;
     }
-    ev = event_for(res, kp->peer_id);
+    ev = event_for(res, kp->peer_id, peer->gen);
     if (!ev) {  /* cannot happen with sized buffers: let Python do it */
-        push_slow(res, msg, len, 0, 0, src);
+        push_slow(res, msg, len, 0, 0, 0, src);
         return 0;
     }
     plen = wgdp_keypair_open(kp, msg, len, out);

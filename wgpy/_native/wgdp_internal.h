@@ -37,6 +37,7 @@ struct wgdp_keypair {
 
 struct wgdp_peer {
     pthread_mutex_t lock;             /* endpoint, fast_tx, slow_seq */
+    uint32_t gen;                     /* generation of this assignment of the slot (constant) */
     wgdp_addr ep;
     int fast_tx;
     uint32_t slow_seq;
@@ -77,6 +78,9 @@ struct wgdp {
     struct io_bufs *txb, *rxb;
     struct wgdp_mbox *mbox;
     atomic_int gso, gro, tun_vnet;              /* UDP offloads: 1 on, 0 off (also when the kernel refused) */
+    uint8_t mac1_key[32];                       /* HASH("mac1----" || our public key), under the ctx lock */
+    int has_mac1_key;
+    struct wgdp_gate *gate;                     /* under-load admission, wgdp_hsgate.c */
 };
 
 /* crypto.c */
@@ -84,6 +88,12 @@ void wgdp_keypair_ref(struct wgdp_keypair *kp);
 int wgdp_kp_usable(struct wgdp_keypair *kp, double now);
 size_t wgdp_kp_seal_if_usable(struct wgdp_keypair *kp, double now, const uint8_t *packet, size_t len,
                               uint32_t mtu, uint8_t *out, size_t cap);
+/* hsgate.c */
+int wgdp_mac1_ok(struct wgdp *ctx, const uint8_t *msg, uint32_t len);
+int wgdp_gate_init(struct wgdp *ctx);
+void wgdp_gate_free(struct wgdp *ctx);
+void wgdp_gate_loaded(struct wgdp *ctx, double now);
+int wgdp_gate_allow(struct wgdp *ctx, const wgdp_addr *src, double now);
 /* ctx.c */
 struct wgdp_keypair *wgdp_index_find(struct wgdp *ctx, uint32_t index);
 struct wgdp_peer *wgdp_peer_get(struct wgdp *ctx, uint32_t id);

@@ -2,10 +2,16 @@
  *
  * The TX/RX loops never take the GIL: after each batch they publish what
  * Python must see -- per-peer counters (accumulated in the peer, so nothing is
- * lost however long Python takes), slow items (a bounded queue per direction;
- * beyond it items are dropped and counted) and drop counts -- and write an
+ * lost however long Python takes), slow items (bounded queues; beyond them
+ * items are dropped and counted) and drop counts -- and write an
  * eventfd when slow items wait, or when counters have waited flush_ms.  The
- * event loop reads the eventfd and drains everything in one call. */
+ * event loop reads the eventfd and drains everything in one call.
+ *
+ * RX slow items are two queues that share nothing: transport messages Python
+ * must open (key confirmation on the responder's `next` keypair) and handshake
+ * messages (types 1-3, mac1 already checked by wgdp_decrypt_one).  A handshake
+ * flood fills only the handshake ring (its overflow is the protocol drop
+ * handshake-queue-full); transport overflow stays slow-overflow. */
 #include "wgdp_internal.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -15,10 +21,14 @@
 
 #define MBOX_SLOTS ((uint32_t)WGDP_MAILBOX_SLOTS)
 #define MBOX_BYTES ((uint32_t)WGDP_MAILBOX_BYTES)
-/* pending RX slow items (mostly handshake messages) beyond this are dropped here:
- * the engine processes HANDSHAKE_BUDGET per step from a queue of 1024, so a flood
- * gains nothing by costing Python a conversion per message */
-#define MBOX_RX_SLOTS 256u
+/* pending handshake messages beyond this are dropped here: the engine works through its own
+ * queue (1024) by time per loop turn, so a flood gains nothing by costing Python a conversion
+ * per message; 256 of them fit in one drain */
+#define MBOX_HS_SLOTS 256u
+#define MBOX_HS_BYTES (MBOX_HS_SLOTS * 148u)
+#define DIR_TX 0
+#define DIR_RX 1
+#define DIR_HS 2   /* rx handshake messages */
 
 struct mbox_dir {
     wgdp_slow slow[MBOX_SLOTS];
@@ -30,7 +40,7 @@ struct mbox_dir {
 
 struct wgdp_mbox {
     pthread_mutex_t lock;
-    struct mbox_dir dir[2];
+    struct mbox_dir dir[3];
     int efd;
     int signalled;
     double pending_since;
@@ -41,12 +51,13 @@ int wgdp_mbox_init(struct wgdp *ctx)
     struct wgdp_mbox *m = calloc(1, sizeof(*m));
     if (!m)
         return -1;
-    m->dir[0].buf = malloc(MBOX_BYTES);
-    m->dir[1].buf = malloc(MBOX_BYTES);
+    m->dir[DIR_TX].buf = malloc(MBOX_BYTES);
+    m->dir[DIR_RX].buf = malloc(MBOX_BYTES);
+    m->dir[DIR_HS].buf = malloc(MBOX_HS_BYTES);
     m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!m->dir[0].buf || !m->dir[1].buf || m->efd < 0) {
-        free(m->dir[0].buf);
-        free(m->dir[1].buf);
+    if (!m->dir[DIR_TX].buf || !m->dir[DIR_RX].buf || !m->dir[DIR_HS].buf || m->efd < 0) {
+        for (int d = 0; d < 3; d++)
+            free(m->dir[d].buf);
         if (m->efd >= 0)
             close(m->efd);
         free(m);
@@ -63,8 +74,8 @@ void wgdp_mbox_free(struct wgdp *ctx)
     if (!m)
         return;
     close(m->efd);
-    free(m->dir[0].buf);
-    free(m->dir[1].buf);
+    for (int d = 0; d < 3; d++)
+        free(m->dir[d].buf);
     pthread_mutex_destroy(&m->lock);
     free(m);
     ctx->mbox = NULL;
@@ -86,7 +97,7 @@ static void maybe_signal(struct wgdp_mbox *m, double now, int flush_ms)
 {
     if (m->signalled || m->pending_since == 0)
         return;
-    if (m->dir[0].n_slow || m->dir[1].n_slow || now - m->pending_since >= flush_ms / 1000.0)
+    if (m->dir[DIR_TX].n_slow || m->dir[DIR_RX].n_slow || m->dir[DIR_HS].n_slow || now - m->pending_since >= flush_ms / 1000.0)
         signal_locked(m);
 }
 
@@ -108,8 +119,8 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
     for (uint32_t i = 0; i < res->n_events; i++) {
         const wgdp_event *ev = &res->events[i];
         struct wgdp_peer *p = wgdp_peer_get(ctx, ev->peer_id);
-        if (!p)
-            continue;
+        if (!p || p->gen != ev->generation)
+            continue;  /* the peer was removed (and its id perhaps reassigned) after the batch */
         p->acc[d].messages += ev->messages;
         p->acc[d].data += ev->data;
         p->acc[d].bytes += ev->bytes;
@@ -120,14 +131,18 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
     }
     for (uint32_t i = 0; i < res->n_slow; i++) {
         const wgdp_slow *s = &res->slow[i];
-        if (dir->n_slow >= (d ? MBOX_RX_SLOTS : MBOX_SLOTS) || MBOX_BYTES - dir->buf_used < s->len) {
-            dir->drops[WGDP_DROP_SLOW_OVERFLOW]++;
+        const uint8_t *data = res->slow_buf + s->off;
+        int hs = d == DIR_RX && s->len && data[0] != WGDP_MESSAGE_TRANSPORT;
+        struct mbox_dir *q = hs ? &m->dir[DIR_HS] : dir;
+        if (hs ? q->n_slow >= MBOX_HS_SLOTS || MBOX_HS_BYTES - q->buf_used < s->len
+               : q->n_slow >= MBOX_SLOTS || MBOX_BYTES - q->buf_used < s->len) {
+            dir->drops[hs ? WGDP_DROP_HANDSHAKE_QUEUE_FULL : WGDP_DROP_SLOW_OVERFLOW]++;
         } else {
-            wgdp_slow *t = &dir->slow[dir->n_slow++];
+            wgdp_slow *t = &q->slow[q->n_slow++];
             *t = *s;
-            t->off = dir->buf_used;
-            memcpy(dir->buf + dir->buf_used, res->slow_buf + s->off, s->len);
-            dir->buf_used += s->len;
+            t->off = q->buf_used;
+            memcpy(q->buf + q->buf_used, data, s->len);
+            q->buf_used += s->len;
         }
         content = 1;
     }
@@ -136,6 +151,8 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
             dir->drops[i] += res->drops[i];
             content = 1;
         }
+    if (d == DIR_RX && (m->dir[DIR_HS].n_slow >= MBOX_HS_SLOTS / 8 || dir->drops[WGDP_DROP_HANDSHAKE_QUEUE_FULL]))
+        wgdp_gate_loaded(ctx, now);  /* under load: the gate limits each source from now on */
     if (content && m->pending_since == 0)
         m->pending_since = now;
     maybe_signal(m, now, flush_ms);
@@ -152,9 +169,9 @@ void wgdp_mbox_tick(struct wgdp *ctx, double now, int flush_ms)
     pthread_mutex_unlock(&m->lock);
 }
 
-static int drain_dir(struct wgdp *ctx, struct wgdp_mbox *m, int d, wgdp_result *res)
+/* dir's slow items into res (what does not fit stays, in order); 1 if some had to wait */
+static int drain_slow(struct mbox_dir *dir, wgdp_result *res)
 {
-    struct mbox_dir *dir = &m->dir[d];
     int left = 0;
     uint32_t i;
     for (i = 0; i < dir->n_slow; i++) {
@@ -179,6 +196,14 @@ static int drain_dir(struct wgdp *ctx, struct wgdp_mbox *m, int d, wgdp_result *
     } else {
         dir->n_slow = dir->buf_used = 0;
     }
+    return left;
+}
+
+static int drain_dir(struct wgdp *ctx, struct wgdp_mbox *m, int d, wgdp_result *res)
+{
+    struct mbox_dir *dir = &m->dir[d];
+    /* rx: transport items first (key confirmation), then the handshake ring */
+    int left = drain_slow(dir, res) | (d == DIR_RX ? drain_slow(&m->dir[DIR_HS], res) : 0);
     for (int j = 0; j < WGDP_DROP_COUNT; j++)
         res->drops[j] += dir->drops[j];
     memset(dir->drops, 0, sizeof(dir->drops));
@@ -194,6 +219,7 @@ static int drain_dir(struct wgdp *ctx, struct wgdp_mbox *m, int d, wgdp_result *
         ev = &res->events[res->n_events++];
         memset(ev, 0, sizeof(*ev));
         ev->peer_id = id;
+        ev->generation = p->gen;
         ev->messages = p->acc[d].messages;
         ev->data = p->acc[d].data;
         ev->bytes = p->acc[d].bytes;

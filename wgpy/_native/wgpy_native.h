@@ -15,6 +15,8 @@
  * writer-preferring rwlock; each peer's endpoint/fast_tx by a mutex; each
  * keypair's send side and receive side by one mutex each.  No function
  * touches a Python object, so cffi may release the GIL for every call.
+ * Peer ids are reused after removal; each assignment of a slot has its own
+ * generation, so the I/O threads' late results never credit the slot's next peer.
  */
 #ifndef WGPY_NATIVE_H
 #define WGPY_NATIVE_H
@@ -37,7 +39,10 @@
 #define WGDP_DROP_SLOW_OVERFLOW 12
 #define WGDP_DROP_TUN_DOWN 13
 #define WGDP_DROP_TUN_QUEUE_FULL 14
-#define WGDP_DROP_COUNT 15
+#define WGDP_DROP_INVALID_MAC1 15
+#define WGDP_DROP_HANDSHAKE_QUEUE_FULL 16
+#define WGDP_DROP_RATE_LIMITED 17
+#define WGDP_DROP_COUNT 18
 
 /* mailbox capacity per direction: slow items and their bytes (a drain's wgdp_result needs as much) */
 #define WGDP_MAILBOX_SLOTS 2048
@@ -58,6 +63,7 @@ typedef struct {
 
 typedef struct {
     uint32_t peer_id;
+    uint32_t generation;     /* the slot's generation when the work was done (wgdp_peer_add) */
     uint32_t messages;       /* authenticated transport messages (incl. keepalives) */
     uint32_t data;           /* of which non-empty */
     uint64_t bytes;          /* wire bytes, as wg counts them */
@@ -68,6 +74,7 @@ typedef struct {
     uint32_t off;            /* into slow_buf */
     uint32_t len;
     uint32_t peer_id;        /* tx: the routed peer; rx: 0 */
+    uint32_t generation;     /* tx: that peer slot's generation; rx: 0 */
     uint32_t seq;            /* tx: the peer's slow sequence number */
     wgdp_addr src;           /* rx: UDP source */
 } wgdp_slow;
@@ -82,7 +89,7 @@ typedef struct {
     uint8_t *slow_buf;
     uint32_t slow_buf_cap;
     uint32_t slow_buf_used;
-    uint64_t drops[15];      /* by WGDP_DROP_* code */
+    uint64_t drops[18];      /* by WGDP_DROP_* code */
     uint64_t packets;        /* packets moved by the fast path */
     int err;                 /* I/O: errno of a fatal TUN error, else 0 */
 } wgdp_result;
@@ -122,7 +129,9 @@ void wgdp_set_mtu(wgdp *ctx, uint32_t mtu);
 void wgdp_stop(wgdp *ctx, int stop);
 int wgdp_add_keypair(wgdp *ctx, wgdp_keypair *kp);
 void wgdp_remove_keypair(wgdp *ctx, wgdp_keypair *kp);
-int wgdp_peer_add(wgdp *ctx, uint32_t peer_id);
+/* a peer slot: (re)assigning it takes a new generation (never 0), which every event and
+ * tx slow item done for it carries; work published for an older generation is discarded */
+int wgdp_peer_add(wgdp *ctx, uint32_t peer_id, uint32_t generation);
 void wgdp_peer_remove(wgdp *ctx, uint32_t peer_id);
 void wgdp_peer_set_keypair(wgdp *ctx, uint32_t peer_id, wgdp_keypair *kp);
 void wgdp_peer_set_endpoint(wgdp *ctx, uint32_t peer_id, const wgdp_addr *ep);
@@ -131,6 +140,14 @@ void wgdp_peer_disable_fast_tx(wgdp *ctx, uint32_t peer_id);
 int wgdp_set_routes(wgdp *ctx, uint32_t n, const uint8_t *families, const uint8_t *lens,
                     const uint8_t *addrs, const uint32_t *peer_ids);
 int64_t wgdp_route_lookup(wgdp *ctx, const uint8_t *addr, uint32_t len);
+
+/* mac1 of handshake messages, checked before they become slow items (twin: wgpy.cookie):
+ * key = HASH("mac1----" || our public key), NULL: no key (every initiation/response is dropped) */
+void wgdp_set_mac1_key(wgdp *ctx, const uint8_t *key);
+void wgdp_mac16(const uint8_t *key, const uint8_t *msg, size_t len, uint8_t *out);
+/* under load until `until` (monotonic seconds; only ever extended): initiations and responses then pass a
+ * per-source token bucket before the handshake ring (20/s, burst 5); the ring filling up also sets it */
+void wgdp_set_under_load(wgdp *ctx, double until);
 
 /* batches over caller buffers (twins: wgpy.dataplane_twin.PureDataPlane.encrypt_batch / decrypt_batch) */
 void wgdp_result_reset(wgdp_result *res);

@@ -15,7 +15,8 @@ unconfirmed keypairs, peers without a usable keypair), per-peer counters for
 the timer hooks and roaming, drop counts -- goes to the context's mailbox
 (slow items are bounded per direction, in count and bytes, by
 ``wgdp_mbox.c``; beyond that they are dropped and counted as
-``slow-overflow``), whose eventfd the event loop watches; ``_on_mailbox``
+``slow-overflow``; RX handshake messages, whose mac1 the RX thread has
+checked, have a ring of their own whose overflow is ``handshake-queue-full``), whose eventfd the event loop watches; ``_on_mailbox``
 drains it in one call and hands the TX and RX ``BatchResult`` to the
 runner's ``on_batch`` callback, which runs the device on the loop thread.
 So a handshake flood costs the data threads nothing but the mailbox copy.
@@ -33,6 +34,7 @@ import threading
 from typing import Callable
 
 from .. import _native
+from ..constants import MESSAGE_TRANSPORT
 from ..dataplane import BatchResult, NativeDataPlane, convert_result
 from .tun_linux import GONE_ERRNOS, TunDevice
 from .udp import UdpBind
@@ -44,7 +46,7 @@ FLUSH_MS = 10
 """How long per-peer counters may wait in the mailbox (slow items are signalled at once)."""
 EVENTS = 4096
 FLOOD_SLOW = 200
-"""A drain with this many RX slow items means a handshake flood: the loop then
+"""A drain with this many handshake messages means a handshake flood: the loop then
 waits FLOOD_PAUSE before draining again, so Python's handshake work (bounded
 per step anyway) cannot take a whole core from the data threads."""
 FLOOD_PAUSE = 0.005
@@ -150,7 +152,8 @@ class FastPath:
         convert_result(self._tx, tx)
         convert_result(self._rx, rx)
         self._on_batch(tx, rx)
-        if len(rx.slow) >= FLOOD_SLOW and self._loop is not None and self._pause is None:
+        handshakes = sum(1 for item in rx.slow if item.data[0] != MESSAGE_TRANSPORT)
+        if handshakes >= FLOOD_SLOW and self._loop is not None and self._pause is None:
             self._loop.remove_reader(self._efd)
             self._pause = self._loop.call_later(FLOOD_PAUSE, self._resume)
 
