@@ -58,12 +58,10 @@ if __package__ in (None, ""):
 
 from bench import common  # noqa: E402
 from bench.common import PYTHON, Netns, gen_private, proc_rss, rand_suffix, run, wait_for  # noqa: E402
-from bench.tunnel import KINDS, LABEL, MTU, Daemon, start_daemon  # noqa: E402
+from bench.tunnel import KINDS, LABEL, PORTS, TUNNEL, Daemon, configure_pair, start_daemon  # noqa: E402
 
 A_ADDR, B_ADDR, A_MOVED, B_MOVED = "10.201.1.1", "10.201.2.2", "10.201.1.11", "10.201.2.12"
 R_A, R_B = "10.201.1.254", "10.201.2.254"
-TUNNEL = ("10.202.0.1", "10.202.0.2")
-PORTS = (51001, 51002)
 STREAM_PORTS = (5301, 5302)
 STREAM = str(Path(__file__).resolve().parent / "soak_stream.py")
 
@@ -154,19 +152,7 @@ class Lab:
     def start(self) -> None:
         self.daemons = [start_daemon(self.kind_a, self.a, f"wgs{self.tag}a", self.logdir),
                         start_daemon("wggo", self.b, f"wgs{self.tag}b", self.logdir)]
-        endpoints = (f"{B_ADDR}:{PORTS[1]}", f"{A_ADDR}:{PORTS[0]}")
-        for i, d in enumerate(self.daemons):
-            o = 1 - i
-            conf = (f"[Interface]\nPrivateKey = {self.keys[i][0]}\nListenPort = {PORTS[i]}\n\n"
-                    f"[Peer]\nPublicKey = {self.keys[o][1]}\nAllowedIPs = {TUNNEL[o]}/32\n"
-                    f"Endpoint = {endpoints[i]}\n")
-            path = self.logdir / f"{d.ifname}.conf"
-            path.write_text(conf)
-            path.chmod(0o600)
-            d.ns.run("wg", "setconf", d.ifname, str(path))
-            d.ns.run("ip", "link", "set", d.ifname, "mtu", str(MTU))
-            d.ns.run("ip", "addr", "add", f"{TUNNEL[i]}/24", "dev", d.ifname)
-            d.ns.run("ip", "link", "set", d.ifname, "up")
+        configure_pair(self.daemons, self.keys, (f"{A_ADDR}:{PORTS[0]}", f"{B_ADDR}:{PORTS[1]}"), self.logdir)
         ok = wait_for(lambda: self.a.run("ping", "-n", "-c", "1", "-W", "1", TUNNEL[1], check=False,
                                          timeout=5).returncode == 0 or not self.alive(), 30, 0.2)
         if not ok or not self.alive():

@@ -107,6 +107,24 @@ def start_daemon(kind: str, ns: Netns, ifname: str, logdir: Path, timeout: float
     return d
 
 
+def configure_pair(daemons: list[Daemon], keys: list[tuple[str, str]], endpoints: tuple[str, str],
+                   logdir: Path) -> None:
+    """Point each of two daemons at the other (``endpoints[i]``: where daemon i lives), tunnel
+    addresses ``TUNNEL``, MTU ``MTU``, and bring the links up."""
+    for i, d in enumerate(daemons):
+        o = 1 - i
+        conf = (f"[Interface]\nPrivateKey = {keys[i][0]}\nListenPort = {PORTS[i]}\n\n"
+                f"[Peer]\nPublicKey = {keys[o][1]}\nAllowedIPs = {TUNNEL[o]}/32\n"
+                f"Endpoint = {endpoints[o]}\n")
+        path = logdir / f"{d.ifname}.conf"
+        path.write_text(conf)
+        path.chmod(0o600)
+        d.ns.run("wg", "setconf", d.ifname, str(path))
+        d.ns.run("ip", "link", "set", d.ifname, "mtu", str(MTU))
+        d.ns.run("ip", "addr", "add", f"{TUNNEL[i]}/24", "dev", d.ifname)
+        d.ns.run("ip", "link", "set", d.ifname, "up")
+
+
 class Underlay:
     """The two namespaces and the veth pair between them."""
 
@@ -178,18 +196,7 @@ class Tunnel:
         for kind, ns, side in ((self.kinds[0], u.a, "a"), (self.kinds[1], u.b, "b")):
             self.daemons.append(start_daemon(kind, ns, u.ifname(side), u.logdir))
         keys = [gen_private(), gen_private()]
-        for i, d in enumerate(self.daemons):
-            o = 1 - i
-            conf = (f"[Interface]\nPrivateKey = {keys[i][0]}\nListenPort = {PORTS[i]}\n\n"
-                    f"[Peer]\nPublicKey = {keys[o][1]}\nAllowedIPs = {TUNNEL[o]}/32\n"
-                    f"Endpoint = {UNDER[o]}:{PORTS[o]}\n")
-            path = u.logdir / f"{d.ifname}.conf"
-            path.write_text(conf)
-            path.chmod(0o600)
-            d.ns.run("wg", "setconf", d.ifname, str(path))
-            d.ns.run("ip", "link", "set", d.ifname, "mtu", str(MTU))
-            d.ns.run("ip", "addr", "add", f"{TUNNEL[i]}/24", "dev", d.ifname)
-            d.ns.run("ip", "link", "set", d.ifname, "up")
+        configure_pair(self.daemons, keys, (f"{UNDER[0]}:{PORTS[0]}", f"{UNDER[1]}:{PORTS[1]}"), u.logdir)
         ok = wait_for(lambda: self._ping_once() or not all(d.alive() for d in self.daemons), 20, 0.2)
         if not ok or not all(d.alive() for d in self.daemons):
             raise RuntimeError("tunnel did not come up: " + " | ".join(
