@@ -120,3 +120,20 @@ def self_signed(tmp: Path) -> tuple[str, str]:
         )
     )
     return str(cert_path), str(key_path)
+
+
+def parse_or_usage(argv: list[str]) -> Any:
+    """``command.parse_args(argv)``, or None when it exits (only with 0 or 2, never with a traceback)."""
+    import contextlib
+    import io
+
+    from kubespan.discovery.command import parse_args
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            return parse_args(argv)
+    except SystemExit as exc:
+        assert exc.code in (0, 2)
+        assert "Traceback" not in err.getvalue()
+        return None
