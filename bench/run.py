@@ -178,10 +178,10 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_aead(seconds: float) -> dict[str, Any]:
-    """The AEAD floor, in its own process (one thread, so one core)."""
-    res = subprocess.run([common.PYTHON, str(common.REPO / "bench" / "aead.py"), str(seconds)],
-                         capture_output=True, text=True, timeout=120, cwd=str(common.REPO),
+def _bench_json(script: str, arg: object, timeout: float) -> dict[str, Any]:
+    """Run ``bench/SCRIPT ARG`` in its own process and return the JSON it prints (its last stderr line on failure)."""
+    res = subprocess.run([common.PYTHON, str(common.REPO / "bench" / script), str(arg)],
+                         capture_output=True, text=True, timeout=timeout, cwd=str(common.REPO),
                          env=dict(os.environ, PYTHONPATH=str(common.REPO)))
     if res.returncode != 0:
         raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"rc {res.returncode}")
@@ -189,26 +189,20 @@ def run_aead(seconds: float) -> dict[str, Any]:
     return r
 
 
+def run_aead(seconds: float) -> dict[str, Any]:
+    """The AEAD floor, in its own process (one thread, so one core)."""
+    return _bench_json("aead.py", seconds, 120)
+
+
 def run_handshakes(n: int) -> dict[str, Any]:
-    res = subprocess.run([common.PYTHON, str(common.REPO / "bench" / "handshakes.py"), str(n)],
-                         capture_output=True, text=True, timeout=600, cwd=str(common.REPO),
-                         env=dict(os.environ, PYTHONPATH=str(common.REPO)))
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"rc {res.returncode}")
-    r: dict[str, Any] = json.loads(res.stdout)
+    r = _bench_json("handshakes.py", n, 600)
     if r["responses"] != r["initiations"] or r["checked_completed"] != r["checked"]:
         r["note"] = f"{r['responses']}/{r['initiations']} responses, {r['checked_completed']}/{r['checked']} completed"
     return r
 
 
 def run_memory_inproc(n: int) -> dict[str, Any]:
-    res = subprocess.run([common.PYTHON, str(common.REPO / "bench" / "peer_memory.py"), str(n)],
-                         capture_output=True, text=True, timeout=300, cwd=str(common.REPO),
-                         env=dict(os.environ, PYTHONPATH=str(common.REPO)))
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"rc {res.returncode}")
-    r: dict[str, Any] = json.loads(res.stdout)
-    return r
+    return _bench_json("peer_memory.py", n, 300)
 
 
 def run_memory(under: Underlay, sizes: list[int]) -> dict[str, Any]:
