@@ -241,6 +241,10 @@ def test_watch_overflow_aborts_stream() -> None:
                 for _ in range(5):
                     await watch.read()
             assert err.value.code() == grpc.StatusCode.ABORTED
+            for _ in range(200):  # the server drops the subscription after the client saw the abort
+                if server.state.stats()["subscriptions"] == 0:
+                    break
+                await asyncio.sleep(0.01)
             assert server.state.stats()["subscriptions"] == 0
         finally:
             await channel.close(None)
