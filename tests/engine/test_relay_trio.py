@@ -282,3 +282,17 @@ def test_path_changes_are_events() -> None:
     m.tick(RELAY_PROBE_INTERVAL + 1)
     assert ("p", Event.PATH_DIRECT) in seen and ("a", Event.PATH_DIRECT) in seen
     assert m["p"].device.events[Event.PATH_DIRECT] == 1
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_either_side_may_initiate_when_both_are_told_the_relay(
+        plane: Callable[[], DataPlane[Any] | None] | None) -> None:
+    m = trio(plane)
+    m.connect("p", "a", endpoint=m["r"].endpoint, relayed=True)
+    m.send_ip("p", "a", b"from-p")
+    m.deliver()
+    assert payloads(m["a"].tun) == [b"from-p"]
+    assert m["a"].device.events[Event.INITIATION_RECEIVED] == 1 and m["p"].device.events[Event.INITIATION_SENT] == 1
+    m.send_ip("a", "p", b"from-a")
+    m.deliver()
+    assert payloads(m["p"].tun) == [b"from-a"] and not m.lost and m["r"].tun == []
