@@ -6,13 +6,18 @@ in-process (port 51820, fwmark 0x20, MTU from config, optional UAPI socket),
 starts one ``DiscoveryClient`` per discovery endpoint, serves the resource
 API, then reconciles every ``reconcile_interval`` seconds (30 s by default) and
 at once when something changes (a discovery update, an address or link change
-on the host).  Between reconciles a status pass runs every ``STATUS_TICK``
-(1 s): WireGuard's peer stats (last handshake) and the clock against the last
-peer specs (``controller.peer_pass``; no netlink read, no discovery), so peer
-states follow handshakes and endpoint timeouts as they happen; only when a
-status really changed (``peers.status_changed``: state, endpoint rotation,
-roaming) does it apply the WireGuard and routing changes and publish the
-statuses.  wgpy exposes no handshake event, hence the poll; the full
+on the host).  Between reconciles a status pass (WireGuard's peer stats and
+the clock against the last peer specs, ``controller.peer_pass``; no netlink
+read, no discovery) runs when it can change something, so peer states follow
+handshakes and endpoint timeouts as they happen: when the engine reports a
+completed handshake (``wgpy.events.Event.HANDSHAKE_COMPLETE``, through
+``Interface.add_event_sink``) for a peer that is not up or that answered from
+another endpoint, and at the next boundary of the state table
+(``peers.next_state_change``: an endpoint's 15 s, the 275 s rules), plus
+``STATUS_SLACK``.  Events within ``STATUS_COALESCE`` share one pass.  Only
+when a status really changed (``peers.status_changed``: state, endpoint
+rotation, roaming) does a pass apply the WireGuard and routing changes and
+publish the statuses; an idle mesh runs no pass at all, and the full
 reconcile stays the backstop.  Each reconcile: read addresses (``kubespan.addresses``, netlink) and
 WireGuard peers, publish the local affiliate, merge remote affiliates, call the pure
 ``controller.reconcile``, apply the peer diff to wgpy and the routing spec to
@@ -51,6 +56,9 @@ from wgpy import (
     DeviceUpdate, Interface, MetricsServer, PeerUpdate, PresharedKey, PublicKey, UapiInUse, notify_ready,
     open_uapi_socket,
 )
+from wgpy.config import Endpoint as WgEndpoint
+from wgpy.events import Event
+from wgpy.peer import Peer
 
 from . import logfmt, specs
 from .affiliates import AffiliateSpec, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
@@ -68,7 +76,7 @@ from .identity import Identity, load_identity, parse_mac
 from .leave import remove_state
 from .lock import LOCK_DIR, AgentLock
 from .metrics import AgentMetrics
-from .peers import ObservedPeer, PeerSpec, PeerStatus, status_changed
+from .peers import ObservedPeer, PeerSpec, PeerState, PeerStatus, next_state_change, status_changed
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
     NODE_IDENTITIES, RESOURCE_ID_LOCAL, ResourceStore,
@@ -81,7 +89,10 @@ DEFAULT_STATE_DIR = "/var/lib/kubespan"
 DEFAULT_UAPI_SOCKET = "/var/run/wireguard/kubespan.sock"
 DEFAULT_RECONCILE_INTERVAL = 30.0
 DEBOUNCE = 0.2
-STATUS_TICK = 1.0
+STATUS_COALESCE = 0.02
+"""Seconds a status pass waits after the event that asked for it, so that a burst shares one pass."""
+STATUS_SLACK = 0.05
+"""Seconds after a state-table boundary before the pass that looks at it."""
 RTMGRP_LINK = 0x1  # link up/down changes which addresses are announced
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
@@ -149,6 +160,10 @@ class Agent:
         self._routed: RoutingSpec | None = None
         self._pass_lock = asyncio.Lock()
         """One pass at a time: a reconcile and a status pass never interleave across their awaits."""
+        self._status_due = asyncio.Event()
+        self._status_why = ""
+        """What asked for the pending status pass: ``handshake`` or ``timeout`` (logs and metrics)."""
+        self._status_timer: asyncio.TimerHandle | None = None
         self.iface: Interface | None = None
         self.clients: list[DiscoveryClient] = []
         self.api: ApiServer | None = None
@@ -188,6 +203,7 @@ class Agent:
         log.info("received %s, shutting down", why)
         self._stop.set()
         self._wake.set()
+        self._status_due.set()
 
     def trigger(self) -> None:
         self._wake.set()
@@ -200,6 +216,7 @@ class Agent:
         self.iface = await Interface.create(LINK_NAME, mtu=ks.mtu, private_key=self.identity.private_key,
                                             listen_port=LISTEN_PORT, uapi=uapi)
         self.iface.configure(DeviceUpdate(fwmark=FWMARK_WIREGUARD))
+        self.iface.add_event_sink(self._on_engine_event)
         log.info("created interface %s (port %d, fwmark 0x%x, mtu %d, public key %s, address %s)", LINK_NAME,
                  LISTEN_PORT, FWMARK_WIREGUARD, ks.mtu, self.identity.public_key.to_base64(), self.identity.address)
         self.api = ApiServer(self.options.api_socket, self.store, self.nodename, on_leave=self._on_leave)
@@ -295,18 +312,50 @@ class Agent:
         log.info("left the cluster: affiliate %s deleted, removed %s", self.identity.node_id, ", ".join(removed))
         return {"left": self.identity.node_id, "failed": [], "removed": removed}
 
+    def _on_engine_event(self, event: Event, peer: Peer | None, endpoint: WgEndpoint | None) -> None:
+        """The engine's sink (inside a device call: only schedules).  A completed handshake matters when the
+        peer is not up yet or answered from another endpoint; an up peer's rekey changes nothing we show."""
+        if event is not Event.HANDSHAKE_COMPLETE or peer is None:
+            return
+        status = self.statuses.get(peer.public_key.to_base64())
+        if status is not None and status.state is PeerState.UP and status.endpoint is not None:
+            seen = peer.endpoint
+            if seen is not None and (str(status.endpoint.ip), status.endpoint.port) == (seen[0], seen[1]):
+                return
+        self._want_status("handshake")
+
+    def _want_status(self, why: str) -> None:
+        if not self._status_due.is_set():
+            self._status_why = why
+            self._status_due.set()
+
+    def _arm_status_timer(self) -> None:
+        """After every pass: a status pass at the next state-table boundary of any peer."""
+        if self._status_timer is not None:
+            self._status_timer.cancel()
+            self._status_timer = None
+        now = time.time()
+        deadlines = [d for d in (next_state_change(s, now) for s in self.statuses.values()) if d is not None]
+        if deadlines and not self._stop.is_set():
+            self._status_timer = asyncio.get_running_loop().call_later(
+                max(0.0, min(deadlines) - now) + STATUS_SLACK, self._want_status, "timeout")
+
     async def _status_loop(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), STATUS_TICK)
+            await self._status_due.wait()
             if self._stop.is_set():
                 return
+            await asyncio.sleep(STATUS_COALESCE)
+            why, self._status_why = self._status_why, ""
+            self._status_due.clear()
             try:
-                await self.refresh_statuses()
-            except Exception:  # the next tick (or reconcile) retries
+                await self.refresh_statuses(why)
+            except Exception:  # the next event, boundary or reconcile retries
                 log.exception("status pass failed")
 
     async def _shutdown(self) -> None:
+        if self._status_timer is not None:
+            self._status_timer.cancel()
         if self._metrics_server is not None:
             await self._metrics_server.close()
         for client in self.clients:
@@ -361,28 +410,33 @@ class Agent:
         self._log_warnings(desired.warnings)
         self._specs = desired.peer_specs
         await self._apply(PeerPass(desired.statuses, desired.peers, desired.routing, desired.harvested), observed,
-                          always_route=True)
+                          always_route=True, why="reconcile")
         self._publish(desired, local, merged)
+        self._arm_status_timer()
         return desired
 
-    async def refresh_statuses(self) -> bool:
+    async def refresh_statuses(self, why: str = "timeout") -> bool:
         """The status pass (see the module contract); whether anything changed."""
         async with self._pass_lock:
             if self._specs is None or self.iface is None:
                 return False
+            self.metrics.status_pass(why)
             observed = _observed(self.iface)
             now = time.time()
             new = next_statuses(self._specs, observed, self.statuses, now)
             if not any(status_changed(self.statuses.get(key), status) for key, status in new.items()):
+                self._arm_status_timer()
                 return False
             result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now)
-            await self._apply(result, observed, always_route=False)
+            await self._apply(result, observed, always_route=False, why=why)
             self.store.publish(KUBESPAN_PEER_STATUSES,
                                {k: specs.peer_status_spec(s) for k, s in result.statuses.items()})
             self.store.publish(KUBESPAN_ENDPOINTS, {h.public_key: specs.endpoint_spec(h) for h in result.harvested})
+            self._arm_status_timer()
             return True
 
-    async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], always_route: bool) -> None:
+    async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], always_route: bool,
+                     why: str) -> None:
         """WireGuard peers, then routing (a status pass: only when the routed set changed), then statuses."""
         self._apply_peers(result.peers, observed)
         if always_route or result.routing != self._routed:
@@ -392,7 +446,7 @@ class Agent:
                 self._routed = result.routing
             except Exception as exc:
                 log.error("routing apply failed: %s", exc)
-        self._log_status_changes(result.statuses)
+        self._log_status_changes(result.statuses, why)
         self.metrics.observe_statuses(self.statuses, result.statuses)
         self.statuses = dict(result.statuses)
         if self.config.kubespan.harvest_extra_endpoints:
@@ -418,12 +472,12 @@ class Agent:
             log.info("peer %s (%s) %s: %s", labels.get(change.public_key, "?"), change.public_key, change.action,
                      "; ".join(change.reasons))
 
-    def _log_status_changes(self, statuses: Mapping[str, PeerStatus]) -> None:
+    def _log_status_changes(self, statuses: Mapping[str, PeerStatus], why: str) -> None:
         for key, status in statuses.items():
             old = self.statuses.get(key)
             if old is None or old.state is not status.state:
-                log.info("peer %s (%s) state %s -> %s", status.label, key, old.state.value if old else "new",
-                         status.state.value)
+                log.info("peer %s (%s) state %s -> %s (%s)", status.label, key, old.state.value if old else "new",
+                         status.state.value, why)
             if (old is not None and status.endpoint is not None and status.endpoint != old.endpoint
                     and status.endpoint != status.last_used_endpoint):
                 log.info("peer %s (%s) roamed to %s (WireGuard saw it there; kept)", status.label, key,

@@ -20,8 +20,11 @@ Contract (kubespan.md §5 "PeerSpec" and "Manager" steps 1-3; Talos
   ``lastUsedEndpoint`` when WireGuard has no endpoint or has that one, nothing
   when WireGuard roamed elsewhere (the roamed endpoint survives).
 - ``status_changed`` tells whether a pass changed anything but counters and
-  handshake times (the agent re-evaluates statuses every second and applies
-  only such changes).
+  handshake times (the agent applies only such changes), and
+  ``next_state_change(status, now)`` when ``calculate_state`` can next give
+  another answer on its own (a table boundary: T0 + 15 s, T0 + 275 s, the last
+  handshake + 275 s); the agent re-evaluates a peer then, or when WireGuard
+  completes a handshake, instead of polling.
 
 Timeline of one endpoint (T0 = ``last_endpoint_change``)::
 
@@ -32,7 +35,7 @@ Timeline of one endpoint (T0 = ``last_endpoint_change``)::
 
 A peer that is down, or that never had an endpoint applied, gets the next
 endpoint of its list; a dead endpoint is therefore tried for about 15 s (the
-agent re-evaluates every second; Talos at its 30 s reconcile, so 15-30 s).
+agent re-evaluates at T0 + 15 s; Talos at its 30 s reconcile, so 15-30 s).
 
 Pure: no I/O, no clock.  ``now`` and all times are wall-clock seconds (Unix
 time), because WireGuard reports the last handshake as wall time.  Warnings
@@ -53,7 +56,7 @@ from .filters import IPNetwork
 __all__ = [
     "ENDPOINT_CONNECTION_TIMEOUT", "PEER_DOWN_INTERVAL", "ObservedPeer", "PeerSpec", "PeerState", "PeerStatus",
     "build_peer_specs", "calculate_state", "endpoint_to_push", "host_prefix", "minimal_prefixes",
-    "pick_next_endpoint", "status_changed", "step_status", "subtract",
+    "next_state_change", "pick_next_endpoint", "status_changed", "step_status", "subtract",
 ]
 
 PEER_DOWN_INTERVAL = 180.0 + 5.0 + 90.0
@@ -132,6 +135,21 @@ def calculate_state(status: PeerStatus, now: float) -> PeerState:
 
 def _since(when: float | None, now: float) -> float:
     return float("inf") if when is None or when <= 0 else now - when
+
+
+def next_state_change(status: PeerStatus, now: float) -> float | None:
+    """The next boundary of the state table, or None: until then (without a new handshake or endpoint
+    change) ``calculate_state`` gives the answer it gives at ``now``; None means it always will."""
+    ahead: list[float] = []
+    change, handshake = status.last_endpoint_change, status.last_handshake_time
+    if change is not None and change > 0:
+        if change + ENDPOINT_CONNECTION_TIMEOUT > now:
+            ahead.append(change + ENDPOINT_CONNECTION_TIMEOUT)
+        if change + PEER_DOWN_INTERVAL >= now:  # the table moves on just after this instant
+            ahead.append(change + PEER_DOWN_INTERVAL)
+    if handshake is not None and handshake > 0 and handshake + PEER_DOWN_INTERVAL > now:
+        ahead.append(handshake + PEER_DOWN_INTERVAL)
+    return min(ahead, default=None)
 
 
 def should_change_endpoint(status: PeerStatus) -> bool:

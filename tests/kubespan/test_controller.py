@@ -10,7 +10,7 @@ from kubespan.controller import (
     KEEPALIVE, diff_peers, next_statuses, observed_endpoints_by_node, peer_pass, reconcile, routed_set,
 )
 from kubespan.discovery.protocol import Endpoint
-from kubespan.peers import ObservedPeer, PeerState, PeerStatus, status_changed
+from kubespan.peers import ObservedPeer, PeerState, PeerStatus, next_state_change, status_changed
 
 from test_affiliates import KS_IP, config, identity
 
@@ -103,12 +103,13 @@ def test_peer_pass_is_the_second_half_of_reconcile() -> None:
 
 
 def test_status_pass_follows_handshakes_and_timeouts_between_reconciles() -> None:
-    """The agent's 1 s status pass: the same specs, fresh WireGuard stats, the clock moving on."""
+    """The agent's status pass (on a completed handshake, or at a peer's next state-table boundary): the same
+    specs, fresh WireGuard stats, the clock moving on."""
     cfg = config("allowDownPeerBypass: true")
     d = run(cfg)                                        # the reconcile: both peers unknown, nothing routed
     specs, statuses = d.peer_specs, d.statuses
     assert d.routing.routed == ()
-    # 0.5 s later node-b's handshake completes; the next status pass sees it, no reconcile needed
+    # 0.5 s later node-b's handshake completes; the pass that event asks for sees it, no reconcile needed
     observed = {"key-b": ObservedPeer("key-b", ep("10.0.0.2:51820"), T0 + 0.5, 148, 92),
                 "key-c": ObservedPeer("key-c", ep("10.0.0.3:51820"), None, 0, 148)}
     new = next_statuses(specs, observed, statuses, T0 + 1)
@@ -116,8 +117,10 @@ def test_status_pass_follows_handshakes_and_timeouts_between_reconciles() -> Non
     p = peer_pass(cfg, identity(), specs, observed, statuses, T0 + 1)
     assert p.statuses["key-b"].state is PeerState.UP and p.statuses["key-c"].state is PeerState.UNKNOWN
     assert p.routing.routed == (net("10.0.0.2/32"), net("10.244.2.0/24"))   # routing follows at once
-    # node-c never answers: down as soon as the 15 s endpoint timeout passes, still not routed
-    later = peer_pass(cfg, identity(), specs, observed, p.statuses, T0 + 16)
+    # node-c never answers: down at the pass its 15 s endpoint timeout asks for, still not routed
+    boundary = next_state_change(p.statuses["key-c"], T0 + 1)
+    assert boundary == T0 + 15
+    later = peer_pass(cfg, identity(), specs, observed, p.statuses, boundary + 0.05)
     assert later.statuses["key-c"].state is PeerState.DOWN and status_changed(p.statuses["key-c"],
                                                                               later.statuses["key-c"])
     assert later.routing.routed == p.routing.routed

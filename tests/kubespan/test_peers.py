@@ -10,12 +10,14 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubespan.discovery.protocol import Endpoint
 from kubespan.peers import (
     ENDPOINT_CONNECTION_TIMEOUT, PEER_DOWN_INTERVAL, ObservedPeer, PeerSpec, PeerState, PeerStatus,
-    build_peer_specs, calculate_state, endpoint_to_push, pick_next_endpoint, status_changed, step_status, subtract,
-    update_endpoint,
+    build_peer_specs, calculate_state, endpoint_to_push, next_state_change, pick_next_endpoint, status_changed,
+    step_status, subtract, update_endpoint,
 )
 from kubespan.peers import SpecInput
 
@@ -113,6 +115,44 @@ def test_down_without_last_used_endpoint_is_unknown() -> None:
     status = PeerStatus(endpoint=None, last_endpoint_change=T0 - 100)
     assert calculate_state(status, T0) is PeerState.UNKNOWN
     assert calculate_state(PeerStatus(), T0) is PeerState.UNKNOWN
+
+
+# --- when the state can next change on its own (the agent's timer instead of a poll) ----------------
+
+_OFFSETS = st.one_of(st.none(), st.floats(-2 * PEER_DOWN_INTERVAL, 2 * PEER_DOWN_INTERVAL),
+                     st.sampled_from([0.0, -ENDPOINT_CONNECTION_TIMEOUT, -PEER_DOWN_INTERVAL]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(change=_OFFSETS, handshake=_OFFSETS, last_used=st.booleans(),
+       probes=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=8))
+def test_state_holds_until_next_state_change(change: float | None, handshake: float | None, last_used: bool,
+                                             probes: list[float]) -> None:
+    status = PeerStatus(last_used_endpoint=E1 if last_used else None,
+                        last_endpoint_change=None if change is None else T0 + change,
+                        last_handshake_time=None if handshake is None else T0 + handshake)
+    state = calculate_state(status, T0)
+    deadline = next_state_change(status, T0)
+    assert deadline is None or deadline >= T0
+    horizon = (deadline if deadline is not None else T0 + 4 * PEER_DOWN_INTERVAL) - T0
+    for fraction in probes:  # anywhere in [now, deadline): the same answer, so no pass is needed before it
+        when = T0 + fraction * horizon
+        if deadline is None or when < deadline:  # (the float sum may round up onto the deadline)
+            assert calculate_state(status, when) is state
+
+
+def test_next_state_change_is_each_boundary_of_the_table() -> None:
+    fresh = PeerStatus(last_used_endpoint=E1, last_endpoint_change=T0 - 5)
+    assert next_state_change(fresh, T0) == T0 - 5 + ENDPOINT_CONNECTION_TIMEOUT  # unknown -> down
+    assert calculate_state(fresh, T0 + 10) is PeerState.DOWN
+    waiting = PeerStatus(last_used_endpoint=E1, last_endpoint_change=T0 - 100, last_handshake_time=T0 - 50)
+    assert next_state_change(waiting, T0) == T0 - 100 + PEER_DOWN_INTERVAL  # then the 275 s rule
+    established = PeerStatus(last_used_endpoint=E1, last_endpoint_change=T0 - 1000, last_handshake_time=T0 - 100)
+    assert next_state_change(established, T0) == T0 - 100 + PEER_DOWN_INTERVAL  # up -> down without handshakes
+    assert calculate_state(established, T0 + PEER_DOWN_INTERVAL - 100) is PeerState.DOWN
+    assert next_state_change(PeerStatus(), T0) is None  # nothing ever applied, nothing heard: stays unknown
+    gone = PeerStatus(last_used_endpoint=E1, last_endpoint_change=T0 - 1000, last_handshake_time=T0 - 500)
+    assert next_state_change(gone, T0) is None and calculate_state(gone, T0) is PeerState.DOWN
 
 
 def test_state_codes_and_text() -> None:
