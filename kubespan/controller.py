@@ -25,6 +25,7 @@ only of peers that are up (``allowDownPeerBypass``), minus the cluster ULA
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,6 +134,13 @@ def routed_set(
         status = statuses.get(spec.public_key)
         if force_routing or (status is not None and status.state is PeerState.UP):
             nets.extend(spec.allowed_ips)
+    return _routed(tuple(nets), cluster_subnet)
+
+
+@functools.lru_cache(maxsize=8)
+def _routed(nets: tuple[IPNetwork, ...], cluster_subnet: ipaddress.IPv6Network) -> tuple[IPNetwork, ...]:
+    """``nets`` minus the cluster subnet, as minimal prefixes: the same for every pass until a peer's
+    allowed IPs (or, without forceRouting, the set of up peers) change, hence remembered."""
     return subtract(minimal_prefixes(nets), [cluster_subnet])
 
 
@@ -223,7 +231,8 @@ def diff_peers(desired: Sequence[DesiredPeer], observed: Mapping[str, ObservedPe
             changes.append(PeerChange(peer.public_key, "add", ("new peer",), peer))
             continue
         reasons: list[str] = []
-        if minimal_prefixes(seen.allowed_ips) != minimal_prefixes(peer.allowed_ips):
+        if (set(seen.allowed_ips) != set(peer.allowed_ips)  # the same prefixes: no need to normalise them
+                and minimal_prefixes(seen.allowed_ips) != minimal_prefixes(peer.allowed_ips)):
             reasons.append("allowed IPs changed")
         if peer.endpoint is not None and seen.endpoint != peer.endpoint:
             reasons.append(f"endpoint {seen.endpoint or 'none'} -> {peer.endpoint}")

@@ -44,6 +44,7 @@ are returned as data, never logged here.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
 import ipaddress
@@ -266,14 +267,34 @@ def subtract(nets: Iterable[IPNetwork], remove: Iterable[IPNetwork]) -> tuple[IP
     return minimal_prefixes(current)
 
 
-def _overlap(nets: Sequence[IPNetwork], others: Sequence[IPNetwork]) -> tuple[IPNetwork, ...]:
-    """The parts of ``nets`` that are inside ``others``."""
-    parts: list[IPNetwork] = []
-    for a in nets:
-        for b in others:
-            if a.version == b.version and a.overlaps(b):
-                parts.append(a if a.subnet_of(b) else b)  # type: ignore[arg-type]
-    return minimal_prefixes(parts)
+class _Taken:
+    """The prefixes earlier peers got: disjoint (overlaps are cut before adding), so kept per family as
+    integer ranges sorted by start, where the ranges a prefix overlaps are found by bisection."""
+
+    def __init__(self) -> None:
+        self._ranges: dict[int, list[tuple[int, int, IPNetwork]]] = {4: [], 6: []}
+        self._ends: dict[int, list[int]] = {4: [], 6: []}
+
+    def overlap(self, nets: Sequence[IPNetwork]) -> tuple[IPNetwork, ...]:
+        """The parts of ``nets`` inside taken prefixes (for each overlapping pair, the smaller prefix)."""
+        parts: list[IPNetwork] = []
+        for net in nets:
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            ranges, ends = self._ranges[net.version], self._ends[net.version]
+            i = bisect.bisect_left(ends, lo)  # the first taken range that does not end before ``net``
+            while i < len(ranges) and ranges[i][0] <= hi:
+                start, end, other = ranges[i]
+                parts.append(net if start <= lo and hi <= end else other)
+                i += 1
+        return minimal_prefixes(parts)
+
+    def add(self, nets: Iterable[IPNetwork]) -> None:
+        for net in nets:
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            ranges, ends = self._ranges[net.version], self._ends[net.version]
+            i = bisect.bisect_left(ends, hi)
+            ranges.insert(i, (lo, hi, net))
+            ends.insert(i, hi)
 
 
 # --- PeerSpec ------------------------------------------------------------------------------
@@ -299,7 +320,7 @@ def build_peer_specs(
     """PeerSpecs in node-ID order, and the warnings (address overlaps, duplicate keys)."""
     specs: list[PeerSpec] = []
     warnings: list[str] = []
-    taken: list[IPNetwork] = []
+    taken = _Taken()
     keys: set[str] = {local_public_key}
     for node_id in sorted(affiliates):
         aff = affiliates[node_id]
@@ -313,14 +334,14 @@ def build_peer_specs(
         allowed = subtract(nets, aff.exclude_advertised_networks)
         if aff.address is not None:
             allowed = minimal_prefixes([*allowed, host_prefix(aff.address)])
-        overlap = _overlap(allowed, taken)
+        overlap = taken.overlap(allowed)
         if overlap:
             warnings.append(
                 f"peer address overlap: {aff.nodename or node_id} ({aff.public_key}) "
                 f"overlaps earlier peers on {', '.join(map(str, overlap))}; removed from its allowed IPs"
             )
             allowed = subtract(allowed, overlap)
-        taken.extend(allowed)
+        taken.add(allowed)
         specs.append(PeerSpec(
             public_key=aff.public_key, address=aff.address, allowed_ips=allowed,
             endpoints=aff.endpoints, label=aff.nodename, node_id=node_id,

@@ -344,6 +344,27 @@ def test_peer_spec_overlap_first_wins_with_warning() -> None:
     assert len(warnings) == 1 and "peer address overlap" in warnings[0] and "10.244.5.0/24" in warnings[0]
 
 
+_PREFIX = st.builds(lambda addr, length: ipaddress.ip_network((addr, length), strict=False),
+                    st.integers(0x0A000000, 0x0A0000FF), st.integers(24, 32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(nets=st.lists(st.lists(_PREFIX, max_size=4), min_size=1, max_size=8))
+def test_peer_spec_overlaps_first_come_wins_disjoint(nets: list[list[ipaddress.IPv4Network]]) -> None:
+    affs = {f"n{i}": aff(f"n{i}", f"key-{i}", i + 1, address=None, addresses=(), additional_addresses=tuple(ns))
+            for i, ns in enumerate(nets)}
+    specs, _ = build_peer_specs("x", "key-x", affs)
+    got = {s.node_id: s.allowed_ips for s in specs}
+    claimed: list[tuple[str, ipaddress.IPv4Network]] = [(nid, n) for nid, ns in got.items() for n in ns]
+    for i, (a_id, a) in enumerate(claimed):  # nobody's prefixes overlap another's
+        assert not any(a.overlaps(b) for b_id, b in claimed[i + 1:] if b_id != a_id)
+    for node_id in sorted(affs):  # every input address belongs to the first node (in node-ID order) that has it
+        for prefix in affs[node_id].additional_addresses:
+            for ip in (prefix.network_address, prefix.broadcast_address):
+                owner = next(nid for nid in sorted(affs) if any(ip in p for p in affs[nid].additional_addresses))
+                assert any(ip in p for p in got[owner]), (ip, owner, got)
+
+
 def test_peer_spec_duplicate_public_key_skipped() -> None:
     specs, warnings = build_peer_specs("x", "key-x", {"b": aff("b", "key-b", 2), "c": aff("c", "key-b", 3)})
     assert [s.node_id for s in specs] == ["b"]
