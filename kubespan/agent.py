@@ -13,7 +13,8 @@ handshakes and endpoint timeouts as they happen: when the engine reports a
 completed handshake (``wgpy.events.Event.HANDSHAKE_COMPLETE``, through
 ``Interface.add_event_sink``) for a peer that is not up or that answered from
 another endpoint, and at the next boundary of the state table
-(``peers.next_state_change``: an endpoint's 15 s, the 275 s rules), plus
+(``peers.next_state_change``: an endpoint's 15 s, the 275 s rules) or the
+end of a first-contact hold (``controller.next_pass_due``), plus
 ``STATUS_SLACK``.  Events within ``STATUS_COALESCE`` share one pass.  Only
 when a status really changed (``peers.status_changed``: state, endpoint
 rotation, roaming) does a pass apply the WireGuard and routing changes and
@@ -66,7 +67,7 @@ from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config, parse_config
 from .controller import (
     FWMARK_WIREGUARD, LINK_NAME, LISTEN_PORT, Desired, DesiredPeer, PeerChange, PeerPass, RoutingSpec, diff_peers,
-    next_statuses, observed_endpoints_by_node, peer_pass, reconcile,
+    next_pass_due, next_statuses, observed_endpoints_by_node, peer_pass, reconcile,
 )
 from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .discovery.protocol import Endpoint
@@ -76,7 +77,7 @@ from .identity import Identity, load_identity, parse_mac
 from .leave import remove_state
 from .lock import LOCK_DIR, AgentLock
 from .metrics import AgentMetrics
-from .peers import ObservedPeer, PeerSpec, PeerState, PeerStatus, next_state_change, status_changed
+from .peers import ObservedPeer, PeerSpec, PeerState, PeerStatus, status_changed
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
     NODE_IDENTITIES, RESOURCE_ID_LOCAL, ResourceStore,
@@ -119,7 +120,8 @@ def _observed(iface: Interface) -> dict[str, ObservedPeer]:
         if p.endpoint is not None:
             endpoint = Endpoint(ipaddress.ip_address(p.endpoint[0]), p.endpoint[1])
         key = p.public_key.to_base64()
-        out[key] = ObservedPeer(key, endpoint, p.last_handshake, p.rx_bytes, p.tx_bytes, tuple(p.allowed_ips))
+        out[key] = ObservedPeer(key, endpoint, p.last_handshake, p.rx_bytes, p.tx_bytes, tuple(p.allowed_ips),
+                                p.persistent_keepalive)
     return out
 
 
@@ -330,15 +332,15 @@ class Agent:
             self._status_due.set()
 
     def _arm_status_timer(self) -> None:
-        """After every pass: a status pass at the next state-table boundary of any peer."""
+        """After every pass: a status pass when the next one has work (``controller.next_pass_due``)."""
         if self._status_timer is not None:
             self._status_timer.cancel()
             self._status_timer = None
         now = time.time()
-        deadlines = [d for d in (next_state_change(s, now) for s in self.statuses.values()) if d is not None]
-        if deadlines and not self._stop.is_set():
+        due = next_pass_due(self.identity.public_key.to_base64(), self.statuses, now)
+        if due is not None and not self._stop.is_set():
             self._status_timer = asyncio.get_running_loop().call_later(
-                max(0.0, min(deadlines) - now) + STATUS_SLACK, self._want_status, "timeout")
+                max(0.0, due - now) + STATUS_SLACK, self._want_status, "timeout")
 
     async def _status_loop(self) -> None:
         while not self._stop.is_set():
@@ -424,7 +426,7 @@ class Agent:
             observed = _observed(self.iface)
             now = time.time()
             new = next_statuses(self._specs, observed, self.statuses, now)
-            if not any(status_changed(self.statuses.get(key), status) for key, status in new.items()):
+            if why != "timeout" and not any(status_changed(self.statuses.get(k), s) for k, s in new.items()):
                 self._arm_status_timer()
                 return False
             result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now)

@@ -114,6 +114,8 @@ class ObservedPeer:
     rx_bytes: int
     tx_bytes: int
     allowed_ips: tuple[IPNetwork, ...] = ()
+    persistent_keepalive: int | None = None
+    """Seconds (0: off); None when not known (then never compared)."""
 
 
 # --- the state machine ----------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 from kubespan.affiliates import AffiliateSpec
 from kubespan.config import NodeConfig
 from kubespan.controller import (
-    KEEPALIVE, diff_peers, next_statuses, observed_endpoints_by_node, peer_pass, reconcile, routed_set,
+    FIRST_CONTACT_HOLD, KEEPALIVE, diff_peers, first_contact_hold_until, next_pass_due, next_statuses,
+    observed_endpoints_by_node, peer_pass, reconcile, routed_set,
 )
 from kubespan.discovery.protocol import Endpoint
 from kubespan.peers import ObservedPeer, PeerState, PeerStatus, next_state_change, status_changed
@@ -212,3 +214,30 @@ def test_pure_modules_do_no_io() -> None:
             else:
                 continue
             assert not mods & banned, f"{name} imports {mods & banned}"
+
+
+def test_first_contact_the_greater_key_holds_its_keepalive_until_a_handshake_or_the_hold_ends() -> None:
+    cfg = config()
+    local = identity().public_key.to_base64()
+    lower = "A" * 43 + "="  # sorts before the local key: this node is the pair's greater key
+    assert lower < local < "key-b"
+    affs = {"a": peer("a", 4, lower), "b": AFFS["b"]}
+    d = run(cfg, affs=affs)
+    keepalive = {p.public_key: p.persistent_keepalive for p in d.peers}
+    assert keepalive == {lower: 0, "key-b": KEEPALIVE}  # only towards the smaller key does this node wait
+    hold = first_contact_hold_until(local, lower, d.statuses[lower])
+    assert hold == T0 + FIRST_CONTACT_HOLD and first_contact_hold_until(local, "key-b", d.statuses["key-b"]) is None
+    assert next_pass_due(local, d.statuses, T0) == hold  # before the 15 s endpoint timeout
+    seen = {p.public_key: ObservedPeer(p.public_key, p.endpoint, None, 0, 0, p.allowed_ips, p.persistent_keepalive)
+            for p in d.peers}
+    assert diff_peers(d.peers, seen) == []
+    # the hold ends without a handshake: the pass that was due turns the keepalive on (wgpy then initiates)
+    later = peer_pass(cfg, identity(), d.peer_specs, seen, d.statuses, hold + 0.05)
+    (change,) = diff_peers(later.peers, seen)
+    assert (change.public_key, change.action, change.reasons) == (lower, "update", ("persistent keepalive 0 -> 25 s",))
+    # or the other node's handshake completes first: keepalive back on at once, the hold is over
+    answered = dict(seen, **{lower: dataclasses.replace(seen[lower], last_handshake=T0 + 0.5)})
+    up = peer_pass(cfg, identity(), d.peer_specs, answered, d.statuses, T0 + 0.6)
+    assert up.statuses[lower].state is PeerState.UP
+    assert {p.public_key: p.persistent_keepalive for p in up.peers}[lower] == KEEPALIVE
+    assert first_contact_hold_until(local, lower, up.statuses[lower]) is None
