@@ -21,8 +21,9 @@ then all N ``kubespan agent`` processes spawned at once (Talos' 30 s reconcile i
   seconds until every pair answered (from the start of the sweep and from the first spawn).
 - **idle**: with the mesh up and nothing polling, ``--idle`` seconds of CPU (utime+stime+cutime+
   cstime from ``/proc/<pid>/stat``, as a percentage of one core) per agent and of the discovery
-  service, and their RSS (``VmRSS`` from ``/proc/<pid>/status``) at the end of the window.  Also the
-  discovery service's CPU seconds while the mesh formed.
+  service, and their RSS (``VmRSS`` from ``/proc/<pid>/status``) at the end of the window; also each
+  agent's main thread alone (its event loop: kubespan and the WireGuard engine; the other threads are
+  the native data plane's and gRPC's).  Also the discovery service's CPU seconds while the mesh formed.
 - **per-node work** (figures that do not depend on how loaded the machine is): each agent's CPU
   seconds from its spawn until every agent answered and until all were up, and with ``--counters``,
   scraped from each agent's metrics endpoint (``--metrics-addr 127.0.0.1:METRICS_PORT`` in its
@@ -91,6 +92,8 @@ class Result:
     ping_sweep_s: float | None = None
     pings_from_spawn_s: float | None = None
     agent_cpu_pct: list[float] = field(default_factory=list)
+    agent_loop_cpu_pct: list[float] = field(default_factory=list)
+    """The same for each agent's main thread only (the rest: the native data plane's and gRPC's threads)."""
     agent_rss_kib: list[int] = field(default_factory=list)
     discovery_cpu_pct: float | None = None
     discovery_rss_kib: int | None = None
@@ -117,6 +120,13 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid``'s main thread (the agent's event loop: kubespan and the WireGuard engine)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:13]) / CLK_TCK
 
 
 def rss_kib(pid: int) -> int:
@@ -313,12 +323,15 @@ def measure(n: int, args: argparse.Namespace, workdir: Path) -> Result:
             pids = [node.agent.popen.pid for node in nodes if node.agent is not None]
             time.sleep(2)  # the last echo replies and the sweep's processes are gone
             c0 = {pid: cpu_seconds(pid) for pid in pids + [dpid]}
+            m0 = {pid: main_thread_cpu_seconds(pid) for pid in pids}
             w0 = time.monotonic()
             time.sleep(args.idle)
             c1 = {pid: cpu_seconds(pid) for pid in pids + [dpid]}
+            m1 = {pid: main_thread_cpu_seconds(pid) for pid in pids}
             wall = time.monotonic() - w0
             res.idle_window_s = wall
             res.agent_cpu_pct = [100 * (c1[p] - c0[p]) / wall for p in pids]
+            res.agent_loop_cpu_pct = [100 * (m1[p] - m0[p]) / wall for p in pids]
             res.agent_rss_kib = [rss_kib(p) for p in pids]
             res.discovery_cpu_pct = 100 * (c1[dpid] - c0[dpid]) / wall
             res.discovery_rss_kib = rss_kib(dpid)
@@ -356,14 +369,14 @@ def med_max(values: list[float] | list[int], spec: str = ".2f") -> str:
 
 def work_table(results: list[Result]) -> list[str]:
     """Per-node work, median / max over the agents (independent of the machine's load)."""
-    head = ["nodes", "agent CPU s to answer", "agent CPU s to all up", "reconciles", "status passes (handshake)",
-            "status passes (timeout)", "keypairs created (ideal N-1)"]
+    head = ["nodes", "agent CPU s to answer", "agent CPU s to all up", "idle CPU % main thread",
+            "reconciles", "status passes (handshake)", "status passes (timeout)", "keypairs created (ideal N-1)"]
     lines = ["Per agent, median / max:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         passes = r.agent_status_passes
         lines.append("| " + " | ".join([
             str(r.nodes), med_max(r.agent_cpu_start_s), med_max(r.agent_cpu_forming_s),
-            med_max(r.agent_reconciles, ".0f"), med_max(passes.get("handshake", []), ".0f"),
+            med_max(r.agent_loop_cpu_pct), med_max(r.agent_reconciles, ".0f"), med_max(passes.get("handshake", []), ".0f"),
             med_max(passes.get("timeout", []), ".0f"), med_max(r.agent_keypairs, ".0f")]) + " |")
     return lines
 

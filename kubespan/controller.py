@@ -61,7 +61,7 @@ __all__ = [
 LINK_NAME = "kubespan"
 LISTEN_PORT = 51820
 KEEPALIVE = 25
-FIRST_CONTACT_HOLD = 2.0
+FIRST_CONTACT_HOLD = 1.0
 """Seconds the greater key of a new pair waits before its keepalive may start a handshake (see above)."""
 FWMARK_WIREGUARD = 0x20
 FWMARK_FORCE = 0x40
