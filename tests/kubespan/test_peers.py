@@ -2,7 +2,12 @@
 
 The state-table and rotation cases marked "Talos" are the cases of siderolabs/talos
 internal/app/machined/pkg/adapters/kubespan/peer_status_test.go (TestPeerStatus_CalculateState,
-TestPeerStatus_PickNewEndpoint), with the same inputs and expected states.
+TestPeerStatus_PickNewEndpoint), with the same inputs and expected states; the re-push cases follow the
+"re-establish the endpoint" rule of internal/app/machined/pkg/controllers/kubespan/manager.go (both
+checked against Talos at ad88231, 2026-08-21: lastUsedEndpoint decides "down" vs "unknown", the
+single-endpoint no-rotate case compares WireGuard's endpoint with it, and it is re-pushed when WireGuard
+has no endpoint or has that one).  The boundaries ``next_state_change`` reports are property-tested
+against ``calculate_state``.
 """
 
 from __future__ import annotations
