@@ -11,12 +11,9 @@ the clock against the last peer specs, ``controller.peer_pass``; no netlink
 read, no discovery) runs when it can change something, so peer states follow
 handshakes and endpoint timeouts as they happen: when the engine reports a
 completed handshake (``wgpy.events.Event.HANDSHAKE_COMPLETE``, through
-``Interface.add_event_sink``) for a peer that is not up or that answered from
-another endpoint, and at the next boundary of the state table
-(``peers.next_state_change``: an endpoint's 15 s, the 275 s rules) or the
-end of a first-contact hold (``controller.next_pass_due``), plus
-``STATUS_SLACK``.  Events within ``STATUS_COALESCE`` share one pass.  Only
-when a status really changed (``peers.status_changed``: state, endpoint
+``Interface.add_event_sink``) and at the next boundary of the state table or
+the end of a first-contact hold (``kubespan.status_passes`` decides when).
+After a handshake, only when a status really changed (``peers.status_changed``: state, endpoint
 rotation, roaming) does a pass apply the WireGuard and routing changes and
 publish the statuses; an idle mesh runs no pass at all, and the full
 reconcile stays the backstop.  Each reconcile: read addresses (``kubespan.addresses``, netlink) and
@@ -57,9 +54,6 @@ from wgpy import (
     DeviceUpdate, Interface, MetricsServer, PeerUpdate, PresharedKey, PublicKey, UapiInUse, notify_ready,
     open_uapi_socket,
 )
-from wgpy.config import Endpoint as WgEndpoint
-from wgpy.events import Event
-from wgpy.peer import Peer
 
 from . import logfmt, specs
 from .affiliates import AffiliateSpec, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
@@ -67,7 +61,7 @@ from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config, parse_config
 from .controller import (
     FWMARK_WIREGUARD, LINK_NAME, LISTEN_PORT, Desired, DesiredPeer, PeerChange, PeerPass, RoutingSpec, diff_peers,
-    next_pass_due, next_statuses, observed_endpoints_by_node, peer_pass, reconcile,
+    next_statuses, observed_endpoints_by_node, peer_pass, reconcile,
 )
 from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .discovery.protocol import Endpoint
@@ -77,12 +71,13 @@ from .identity import Identity, load_identity, parse_mac
 from .leave import remove_state
 from .lock import LOCK_DIR, AgentLock
 from .metrics import AgentMetrics
-from .peers import ObservedPeer, PeerSpec, PeerState, PeerStatus, status_changed
+from .peers import ObservedPeer, PeerSpec, PeerStatus, status_changed
 from .resources import (
     AFFILIATES, KUBESPAN_ENDPOINTS, KUBESPAN_IDENTITIES, KUBESPAN_PEER_SPECS, KUBESPAN_PEER_STATUSES, MEMBERS,
     NODE_IDENTITIES, RESOURCE_ID_LOCAL, ResourceStore,
 )
 from .routing import KernelRouting, RoutingEffects
+from .status_passes import StatusPasses
 
 log = logging.getLogger("kubespan.agent")
 
@@ -90,10 +85,6 @@ DEFAULT_STATE_DIR = "/var/lib/kubespan"
 DEFAULT_UAPI_SOCKET = "/var/run/wireguard/kubespan.sock"
 DEFAULT_RECONCILE_INTERVAL = 30.0
 DEBOUNCE = 0.2
-STATUS_COALESCE = 0.02
-"""Seconds a status pass waits after the event that asked for it, so that a burst shares one pass."""
-STATUS_SLACK = 0.05
-"""Seconds after a state-table boundary before the pass that looks at it."""
 RTMGRP_LINK = 0x1  # link up/down changes which addresses are announced
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
@@ -162,10 +153,8 @@ class Agent:
         self._routed: RoutingSpec | None = None
         self._pass_lock = asyncio.Lock()
         """One pass at a time: a reconcile and a status pass never interleave across their awaits."""
-        self._status_due = asyncio.Event()
-        self._status_why = ""
-        """What asked for the pending status pass: ``handshake`` or ``timeout`` (logs and metrics)."""
-        self._status_timer: asyncio.TimerHandle | None = None
+        self.status_passes = StatusPasses(self.refresh_statuses, lambda: self.statuses,
+                                          identity.public_key.to_base64())
         self.iface: Interface | None = None
         self.clients: list[DiscoveryClient] = []
         self.api: ApiServer | None = None
@@ -189,7 +178,7 @@ class Agent:
         try:
             await self._start()
             notify_ready(f"serving {self.options.api_socket}")  # systemd Type=notify
-            ticker = asyncio.create_task(self._status_loop(), name="kubespan status pass")
+            ticker = asyncio.create_task(self.status_passes.run(), name="kubespan status passes")
             await self._loop()
         finally:
             if ticker is not None:
@@ -205,7 +194,7 @@ class Agent:
         log.info("received %s, shutting down", why)
         self._stop.set()
         self._wake.set()
-        self._status_due.set()
+        self.status_passes.stop()
 
     def trigger(self) -> None:
         self._wake.set()
@@ -218,7 +207,7 @@ class Agent:
         self.iface = await Interface.create(LINK_NAME, mtu=ks.mtu, private_key=self.identity.private_key,
                                             listen_port=LISTEN_PORT, uapi=uapi)
         self.iface.configure(DeviceUpdate(fwmark=FWMARK_WIREGUARD))
-        self.iface.add_event_sink(self._on_engine_event)
+        self.iface.add_event_sink(self.status_passes.engine_event)
         log.info("created interface %s (port %d, fwmark 0x%x, mtu %d, public key %s, address %s)", LINK_NAME,
                  LISTEN_PORT, FWMARK_WIREGUARD, ks.mtu, self.identity.public_key.to_base64(), self.identity.address)
         self.api = ApiServer(self.options.api_socket, self.store, self.nodename, on_leave=self._on_leave)
@@ -314,50 +303,8 @@ class Agent:
         log.info("left the cluster: affiliate %s deleted, removed %s", self.identity.node_id, ", ".join(removed))
         return {"left": self.identity.node_id, "failed": [], "removed": removed}
 
-    def _on_engine_event(self, event: Event, peer: Peer | None, endpoint: WgEndpoint | None) -> None:
-        """The engine's sink (inside a device call: only schedules).  A completed handshake matters when the
-        peer is not up yet or answered from another endpoint; an up peer's rekey changes nothing we show."""
-        if event is not Event.HANDSHAKE_COMPLETE or peer is None:
-            return
-        status = self.statuses.get(peer.public_key.to_base64())
-        if status is not None and status.state is PeerState.UP and status.endpoint is not None:
-            seen = peer.endpoint
-            if seen is not None and (str(status.endpoint.ip), status.endpoint.port) == (seen[0], seen[1]):
-                return
-        self._want_status("handshake")
-
-    def _want_status(self, why: str) -> None:
-        if not self._status_due.is_set():
-            self._status_why = why
-            self._status_due.set()
-
-    def _arm_status_timer(self) -> None:
-        """After every pass: a status pass when the next one has work (``controller.next_pass_due``)."""
-        if self._status_timer is not None:
-            self._status_timer.cancel()
-            self._status_timer = None
-        now = time.time()
-        due = next_pass_due(self.identity.public_key.to_base64(), self.statuses, now)
-        if due is not None and not self._stop.is_set():
-            self._status_timer = asyncio.get_running_loop().call_later(
-                max(0.0, due - now) + STATUS_SLACK, self._want_status, "timeout")
-
-    async def _status_loop(self) -> None:
-        while not self._stop.is_set():
-            await self._status_due.wait()
-            if self._stop.is_set():
-                return
-            await asyncio.sleep(STATUS_COALESCE)
-            why, self._status_why = self._status_why, ""
-            self._status_due.clear()
-            try:
-                await self.refresh_statuses(why)
-            except Exception:  # the next event, boundary or reconcile retries
-                log.exception("status pass failed")
-
     async def _shutdown(self) -> None:
-        if self._status_timer is not None:
-            self._status_timer.cancel()
+        self.status_passes.stop()
         if self._metrics_server is not None:
             await self._metrics_server.close()
         for client in self.clients:
@@ -414,11 +361,11 @@ class Agent:
         await self._apply(PeerPass(desired.statuses, desired.peers, desired.routing, desired.harvested), observed,
                           always_route=True, why="reconcile")
         self._publish(desired, local, merged)
-        self._arm_status_timer()
+        self.status_passes.arm()
         return desired
 
     async def refresh_statuses(self, why: str = "timeout") -> bool:
-        """The status pass (see the module contract); whether anything changed."""
+        """The status pass (see the module contract; ``why``: what asked for it); whether it applied."""
         async with self._pass_lock:
             if self._specs is None or self.iface is None:
                 return False
@@ -427,14 +374,14 @@ class Agent:
             now = time.time()
             new = next_statuses(self._specs, observed, self.statuses, now)
             if why != "timeout" and not any(status_changed(self.statuses.get(k), s) for k, s in new.items()):
-                self._arm_status_timer()
+                self.status_passes.arm()
                 return False
             result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now)
             await self._apply(result, observed, always_route=False, why=why)
             self.store.publish(KUBESPAN_PEER_STATUSES,
                                {k: specs.peer_status_spec(s) for k, s in result.statuses.items()})
             self.store.publish(KUBESPAN_ENDPOINTS, {h.public_key: specs.endpoint_spec(h) for h in result.harvested})
-            self._arm_status_timer()
+            self.status_passes.arm()
             return True
 
     async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], always_route: bool,
