@@ -21,8 +21,18 @@ then all N ``kubespan agent`` processes spawned at once (Talos' 30 s reconcile i
   seconds until every pair answered (from the start of the sweep and from the first spawn).
 - **idle**: with the mesh up and nothing polling, ``--idle`` seconds of CPU (utime+stime+cutime+
   cstime from ``/proc/<pid>/stat``, as a percentage of one core) per agent and of the discovery
-  service, and their RSS (``VmRSS`` from ``/proc/<pid>/status``) at the end of the window.  Also the
-  discovery service's CPU seconds while the mesh formed.
+  service, and their RSS (``VmRSS`` from ``/proc/<pid>/status``) at the end of the window; also each
+  agent's main thread alone (its event loop: kubespan and the WireGuard engine; the other threads are
+  the native data plane's and gRPC's).  Also the discovery service's CPU seconds while the mesh formed.
+- **per-node work** (figures that do not depend on how loaded the machine is): each agent's CPU
+  seconds from its spawn until every agent answered and until all were up, and with ``--counters``,
+  scraped from each agent's metrics endpoint (``--metrics-addr 127.0.0.1:METRICS_PORT`` in its
+  namespace, read with ``curl`` after the idle window): reconcile passes, status passes by trigger and
+  WireGuard keypairs created (a mesh where every pair shakes hands once creates N-1 per node).  Off by
+  default: serving metrics costs each agent the prometheus_client import.
+
+Before the first mesh the packages are byte-compiled (``compileall``), as an installed agent's are: with
+``PYTHONDONTWRITEBYTECODE`` set, every agent would otherwise compile each changed module again.
 
 The goals of issue 15 (50 nodes all up in <= 15 s from the spawn; idle agent <= 0.5 % of a core, the
 busiest agent counts) are printed as met / MISSED.  Everything (agents, discovery service,
@@ -33,6 +43,7 @@ temporary directory removed at the end unless ``--keep-logs`` (always kept after
 from __future__ import annotations
 
 import argparse
+import compileall
 import concurrent.futures
 import json
 import os
@@ -58,6 +69,7 @@ from lab.mesh import Lab, LabError, Node, missing_requirements  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL_INTERVAL = 0.25
+METRICS_PORT = 9100
 API_TIMEOUT = 5.0
 UP_GOAL_NODES, UP_GOAL_S, IDLE_GOAL_PCT = 50, 15.0, 0.5
 
@@ -80,10 +92,19 @@ class Result:
     ping_sweep_s: float | None = None
     pings_from_spawn_s: float | None = None
     agent_cpu_pct: list[float] = field(default_factory=list)
+    agent_loop_cpu_pct: list[float] = field(default_factory=list)
+    """The same for each agent's main thread only (the rest: the native data plane's and gRPC's threads)."""
     agent_rss_kib: list[int] = field(default_factory=list)
     discovery_cpu_pct: float | None = None
     discovery_rss_kib: int | None = None
     discovery_cpu_forming_s: float | None = None
+    agent_cpu_start_s: list[float] = field(default_factory=list)
+    """CPU seconds per agent from its spawn until every agent answered."""
+    agent_cpu_forming_s: list[float] = field(default_factory=list)
+    """CPU seconds per agent from its spawn until all were up."""
+    agent_reconciles: list[int] = field(default_factory=list)
+    agent_status_passes: dict[str, list[int]] = field(default_factory=dict)
+    agent_keypairs: list[int] = field(default_factory=list)
     up_timeline: list[tuple[float, int]] = field(default_factory=list)
     """(seconds after every agent answered, ordered pairs up) per poll round."""
     idle_window_s: float = 0.0
@@ -99,6 +120,13 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid``'s main thread (the agent's event loop: kubespan and the WireGuard engine)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:13]) / CLK_TCK
 
 
 def rss_kib(pid: int) -> int:
@@ -163,6 +191,20 @@ def wait_all(nodes: list[Node], done: Any, timeout: float, what: str, on_round: 
             last_report = now
         time.sleep(POLL_INTERVAL)
     return time.monotonic() - start
+
+
+def agent_counters(node: Node) -> dict[str, float]:
+    """A few samples of ``node``'s agent metrics ({} if they cannot be read)."""
+    res = node.ns.run("curl", "-s", "-m", "10", f"http://127.0.0.1:{METRICS_PORT}/metrics", check=False, timeout=20)
+    out: dict[str, float] = {}
+    for line in res.stdout.splitlines():
+        if line.startswith(("kubespan_reconcile_total{", "kubespan_status_passes_total{", "wgpy_keypairs_created_total")):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                continue
+    return out
 
 
 # --- pings ---------------------------------------------------------------------------------------
@@ -232,9 +274,12 @@ def measure(n: int, args: argparse.Namespace, workdir: Path) -> Result:
             t_spawn = time.monotonic()
             for node in nodes:
                 lab.start_agent(node, wait=0, reconcile_interval=args.reconcile_interval,
-                                log_level=args.log_level)
+                                log_level=args.log_level,
+                                extra_args=["--metrics-addr", f"127.0.0.1:{METRICS_PORT}"] if args.counters else [])
+            agent_pids = [node.agent.popen.pid for node in nodes if node.agent is not None]
             wait_all(nodes, answers, args.start_timeout, "agents answer")
             t_answer = time.monotonic()
+            res.agent_cpu_start_s = [cpu_seconds(pid) for pid in agent_pids]
             res.answer_s = t_answer - t_spawn
             say(f"   every agent answers {res.answer_s:.1f} s after the first spawn")
             names = {node.name for node in nodes}
@@ -253,6 +298,7 @@ def measure(n: int, args: argparse.Namespace, workdir: Path) -> Result:
             t_up = time.monotonic()
             res.up_from_spawn_s, res.up_from_answer_s = t_up - t_spawn, t_up - t_answer
             res.discovery_cpu_forming_s = cpu_seconds(dpid) - d_cpu0
+            res.agent_cpu_forming_s = [cpu_seconds(pid) for pid in agent_pids]
             say(f"   all up {res.up_from_spawn_s:.1f} s after the first spawn ({res.up_from_answer_s:.1f} s "
                 "after every agent answered); confirming with kubespan get")
             for node in nodes:
@@ -277,16 +323,27 @@ def measure(n: int, args: argparse.Namespace, workdir: Path) -> Result:
             pids = [node.agent.popen.pid for node in nodes if node.agent is not None]
             time.sleep(2)  # the last echo replies and the sweep's processes are gone
             c0 = {pid: cpu_seconds(pid) for pid in pids + [dpid]}
+            m0 = {pid: main_thread_cpu_seconds(pid) for pid in pids}
             w0 = time.monotonic()
             time.sleep(args.idle)
             c1 = {pid: cpu_seconds(pid) for pid in pids + [dpid]}
+            m1 = {pid: main_thread_cpu_seconds(pid) for pid in pids}
             wall = time.monotonic() - w0
             res.idle_window_s = wall
             res.agent_cpu_pct = [100 * (c1[p] - c0[p]) / wall for p in pids]
+            res.agent_loop_cpu_pct = [100 * (m1[p] - m0[p]) / wall for p in pids]
             res.agent_rss_kib = [rss_kib(p) for p in pids]
             res.discovery_cpu_pct = 100 * (c1[dpid] - c0[dpid]) / wall
             res.discovery_rss_kib = rss_kib(dpid)
             check_agents(nodes)
+            for node in nodes if args.counters else []:
+                got = agent_counters(node)
+                res.agent_reconciles.append(int(got.get('kubespan_reconcile_total{result="ok"}', -1)))
+                for trigger in ("handshake", "timeout"):
+                    res.agent_status_passes.setdefault(trigger, []).append(
+                        int(got.get(f'kubespan_status_passes_total{{trigger="{trigger}"}}', -1)))
+                res.agent_keypairs.append(int(next((v for k, v in got.items()
+                                                    if k.startswith("wgpy_keypairs_created_total")), -1)))
         except (LabError, OSError, concurrent.futures.TimeoutError) as exc:
             res.error = str(exc)[:2000]
             say(f"   FAILED: {res.error}")
@@ -301,6 +358,27 @@ def measure(n: int, args: argparse.Namespace, workdir: Path) -> Result:
 
 def fmt(value: float | None, spec: str = ".1f") -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def med_max(values: list[float] | list[int], spec: str = ".2f") -> str:
+    got = [v for v in values if v >= 0]
+    if not got:
+        return "n/a"
+    return f"{format(statistics.median(got), spec)} / {format(max(got), spec)}"
+
+
+def work_table(results: list[Result]) -> list[str]:
+    """Per-node work, median / max over the agents (independent of the machine's load)."""
+    head = ["nodes", "agent CPU s to answer", "agent CPU s to all up", "idle CPU % main thread",
+            "reconciles", "status passes (handshake)", "status passes (timeout)", "keypairs created (ideal N-1)"]
+    lines = ["Per agent, median / max:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        passes = r.agent_status_passes
+        lines.append("| " + " | ".join([
+            str(r.nodes), med_max(r.agent_cpu_start_s), med_max(r.agent_cpu_forming_s),
+            med_max(r.agent_loop_cpu_pct), med_max(r.agent_reconciles, ".0f"), med_max(passes.get("handshake", []), ".0f"),
+            med_max(passes.get("timeout", []), ".0f"), med_max(r.agent_keypairs, ".0f")]) + " |")
+    return lines
 
 
 def table(results: list[Result], args: argparse.Namespace) -> str:
@@ -322,6 +400,8 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
             fmt(r.discovery_cpu_forming_s, ".2f")])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines.append("")
+    lines += work_table(results)
     lines.append("")
     lines.append("Targets (issue 15 item 9):")
     big = [r for r in results if r.nodes == UP_GOAL_NODES]
@@ -378,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ping-sources", type=int, default=4, help="source nodes pinging at a time (4)")
     p.add_argument("--ping-per-node", type=int, default=8, help="pings in flight per source node (8)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--counters", action="store_true",
+                   help="serve each agent's metrics and report its reconcile/status-pass/keypair counts")
     p.add_argument("--json", type=Path, help="write the raw figures here")
     p.add_argument("--keep-logs", action="store_true")
     args = p.parse_args(argv)
@@ -391,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    for package in ("kubespan", "wgpy"):
+        compileall.compile_dir(str(REPO / package), quiet=1)
     workdir = Path(tempfile.mkdtemp(prefix="kubespan-scale-"))
     results: list[Result] = []
     interrupted = False

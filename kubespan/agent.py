@@ -6,13 +6,16 @@ in-process (port 51820, fwmark 0x20, MTU from config, optional UAPI socket),
 starts one ``DiscoveryClient`` per discovery endpoint, serves the resource
 API, then reconciles every ``reconcile_interval`` seconds (30 s by default) and
 at once when something changes (a discovery update, an address or link change
-on the host).  Between reconciles a status pass runs every ``STATUS_TICK``
-(1 s): WireGuard's peer stats (last handshake) and the clock against the last
-peer specs (``controller.peer_pass``; no netlink read, no discovery), so peer
-states follow handshakes and endpoint timeouts as they happen; only when a
-status really changed (``peers.status_changed``: state, endpoint rotation,
-roaming) does it apply the WireGuard and routing changes and publish the
-statuses.  wgpy exposes no handshake event, hence the poll; the full
+on the host).  Between reconciles a status pass (WireGuard's peer stats and
+the clock against the last peer specs, ``controller.peer_pass``; no netlink
+read, no discovery) runs when it can change something, so peer states follow
+handshakes and endpoint timeouts as they happen: when the engine reports a
+completed handshake (``wgpy.events.Event.HANDSHAKE_COMPLETE``, through
+``Interface.add_event_sink``) and at the next boundary of the state table or
+the end of a first-contact hold (``kubespan.status_passes`` decides when).
+After a handshake, only when a status really changed (``peers.status_changed``: state, endpoint
+rotation, roaming) does a pass apply the WireGuard and routing changes and
+publish the statuses; an idle mesh runs no pass at all, and the full
 reconcile stays the backstop.  Each reconcile: read addresses (``kubespan.addresses``, netlink) and
 WireGuard peers, publish the local affiliate, merge remote affiliates, call the pure
 ``controller.reconcile``, apply the peer diff to wgpy and the routing spec to
@@ -74,6 +77,7 @@ from .resources import (
     NODE_IDENTITIES, RESOURCE_ID_LOCAL, ResourceStore,
 )
 from .routing import KernelRouting, RoutingEffects
+from .status_passes import StatusPasses
 
 log = logging.getLogger("kubespan.agent")
 
@@ -81,7 +85,6 @@ DEFAULT_STATE_DIR = "/var/lib/kubespan"
 DEFAULT_UAPI_SOCKET = "/var/run/wireguard/kubespan.sock"
 DEFAULT_RECONCILE_INTERVAL = 30.0
 DEBOUNCE = 0.2
-STATUS_TICK = 1.0
 RTMGRP_LINK = 0x1  # link up/down changes which addresses are announced
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
@@ -108,7 +111,8 @@ def _observed(iface: Interface) -> dict[str, ObservedPeer]:
         if p.endpoint is not None:
             endpoint = Endpoint(ipaddress.ip_address(p.endpoint[0]), p.endpoint[1])
         key = p.public_key.to_base64()
-        out[key] = ObservedPeer(key, endpoint, p.last_handshake, p.rx_bytes, p.tx_bytes, tuple(p.allowed_ips))
+        out[key] = ObservedPeer(key, endpoint, p.last_handshake, p.rx_bytes, p.tx_bytes, tuple(p.allowed_ips),
+                                p.persistent_keepalive)
     return out
 
 
@@ -149,6 +153,8 @@ class Agent:
         self._routed: RoutingSpec | None = None
         self._pass_lock = asyncio.Lock()
         """One pass at a time: a reconcile and a status pass never interleave across their awaits."""
+        self.status_passes = StatusPasses(self.refresh_statuses, lambda: self.statuses,
+                                          identity.public_key.to_base64())
         self.iface: Interface | None = None
         self.clients: list[DiscoveryClient] = []
         self.api: ApiServer | None = None
@@ -172,7 +178,7 @@ class Agent:
         try:
             await self._start()
             notify_ready(f"serving {self.options.api_socket}")  # systemd Type=notify
-            ticker = asyncio.create_task(self._status_loop(), name="kubespan status pass")
+            ticker = asyncio.create_task(self.status_passes.run(), name="kubespan status passes")
             await self._loop()
         finally:
             if ticker is not None:
@@ -188,6 +194,7 @@ class Agent:
         log.info("received %s, shutting down", why)
         self._stop.set()
         self._wake.set()
+        self.status_passes.stop()
 
     def trigger(self) -> None:
         self._wake.set()
@@ -200,6 +207,7 @@ class Agent:
         self.iface = await Interface.create(LINK_NAME, mtu=ks.mtu, private_key=self.identity.private_key,
                                             listen_port=LISTEN_PORT, uapi=uapi)
         self.iface.configure(DeviceUpdate(fwmark=FWMARK_WIREGUARD))
+        self.iface.add_event_sink(self.status_passes.engine_event)
         log.info("created interface %s (port %d, fwmark 0x%x, mtu %d, public key %s, address %s)", LINK_NAME,
                  LISTEN_PORT, FWMARK_WIREGUARD, ks.mtu, self.identity.public_key.to_base64(), self.identity.address)
         self.api = ApiServer(self.options.api_socket, self.store, self.nodename, on_leave=self._on_leave)
@@ -295,18 +303,8 @@ class Agent:
         log.info("left the cluster: affiliate %s deleted, removed %s", self.identity.node_id, ", ".join(removed))
         return {"left": self.identity.node_id, "failed": [], "removed": removed}
 
-    async def _status_loop(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), STATUS_TICK)
-            if self._stop.is_set():
-                return
-            try:
-                await self.refresh_statuses()
-            except Exception:  # the next tick (or reconcile) retries
-                log.exception("status pass failed")
-
     async def _shutdown(self) -> None:
+        self.status_passes.stop()
         if self._metrics_server is not None:
             await self._metrics_server.close()
         for client in self.clients:
@@ -361,28 +359,33 @@ class Agent:
         self._log_warnings(desired.warnings)
         self._specs = desired.peer_specs
         await self._apply(PeerPass(desired.statuses, desired.peers, desired.routing, desired.harvested), observed,
-                          always_route=True)
+                          always_route=True, why="reconcile")
         self._publish(desired, local, merged)
+        self.status_passes.arm()
         return desired
 
-    async def refresh_statuses(self) -> bool:
-        """The status pass (see the module contract); whether anything changed."""
+    async def refresh_statuses(self, why: str = "timeout") -> bool:
+        """The status pass (see the module contract; ``why``: what asked for it); whether it applied."""
         async with self._pass_lock:
             if self._specs is None or self.iface is None:
                 return False
+            self.metrics.status_pass(why)
             observed = _observed(self.iface)
             now = time.time()
             new = next_statuses(self._specs, observed, self.statuses, now)
-            if not any(status_changed(self.statuses.get(key), status) for key, status in new.items()):
+            if why != "timeout" and not any(status_changed(self.statuses.get(k), s) for k, s in new.items()):
+                self.status_passes.arm()
                 return False
             result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now)
-            await self._apply(result, observed, always_route=False)
+            await self._apply(result, observed, always_route=False, why=why)
             self.store.publish(KUBESPAN_PEER_STATUSES,
                                {k: specs.peer_status_spec(s) for k, s in result.statuses.items()})
             self.store.publish(KUBESPAN_ENDPOINTS, {h.public_key: specs.endpoint_spec(h) for h in result.harvested})
+            self.status_passes.arm()
             return True
 
-    async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], always_route: bool) -> None:
+    async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], always_route: bool,
+                     why: str) -> None:
         """WireGuard peers, then routing (a status pass: only when the routed set changed), then statuses."""
         self._apply_peers(result.peers, observed)
         if always_route or result.routing != self._routed:
@@ -392,7 +395,7 @@ class Agent:
                 self._routed = result.routing
             except Exception as exc:
                 log.error("routing apply failed: %s", exc)
-        self._log_status_changes(result.statuses)
+        self._log_status_changes(result.statuses, why)
         self.metrics.observe_statuses(self.statuses, result.statuses)
         self.statuses = dict(result.statuses)
         if self.config.kubespan.harvest_extra_endpoints:
@@ -418,12 +421,12 @@ class Agent:
             log.info("peer %s (%s) %s: %s", labels.get(change.public_key, "?"), change.public_key, change.action,
                      "; ".join(change.reasons))
 
-    def _log_status_changes(self, statuses: Mapping[str, PeerStatus]) -> None:
+    def _log_status_changes(self, statuses: Mapping[str, PeerStatus], why: str) -> None:
         for key, status in statuses.items():
             old = self.statuses.get(key)
             if old is None or old.state is not status.state:
-                log.info("peer %s (%s) state %s -> %s", status.label, key, old.state.value if old else "new",
-                         status.state.value)
+                log.info("peer %s (%s) state %s -> %s (%s)", status.label, key, old.state.value if old else "new",
+                         status.state.value, why)
             if (old is not None and status.endpoint is not None and status.endpoint != old.endpoint
                     and status.endpoint != status.last_used_endpoint):
                 log.info("peer %s (%s) roamed to %s (WireGuard saw it there; kept)", status.label, key,

@@ -4,15 +4,26 @@ Contract (kubespan.md §5 "Manager", "Harvesting", §6 "Routing";
 architecture.md point 7): ``reconcile(config, identity, local, affiliates,
 observed, statuses, now)`` returns a ``Desired`` — peer specs, the next peer
 statuses, the WireGuard peers (PSK = cluster secret, keepalive 25 s, allowed
-IPs replaced, endpoint only when the re-push rule says so), the routing spec
+IPs replaced, endpoint only when the re-push rule says so; see "first
+contact" below for the keepalive of a new pair), the routing spec
 (link address /64, MTU, routed set), the harvested endpoints and warnings.
 ``reconcile`` is two steps: the peer specs from the affiliates
 (``build_peer_specs``), then ``peer_pass(config, identity, specs, observed,
 statuses, now)``, which needs only WireGuard's state and the clock; the agent
-runs ``peer_pass`` alone every second between reconciles so that statuses
-(and the routing of up/down peers) follow handshakes and endpoint timeouts
-as they happen (``next_statuses`` is its cheap first half: the agent goes on
-only when ``peers.status_changed`` says a status really changed).
+runs ``peer_pass`` alone between reconciles (on a completed handshake, and
+when ``next_pass_due`` says) so that statuses (and the routing of up/down
+peers) follow handshakes and endpoint timeouts as they happen
+(``next_statuses`` is its cheap first half: after a handshake the agent goes
+on only when ``peers.status_changed`` says a status really changed).
+First contact: of two nodes that never completed a handshake, the one with
+the greater public key (base64 text) holds its persistent keepalive back
+(0) for ``FIRST_CONTACT_HOLD`` after an endpoint is applied
+(``first_contact_hold_until``), so the other's handshake comes first and the
+two do not cross: crossing initiations leave both sides answering each
+other and waiting for a retransmit (REKEY_TIMEOUT, 5 s; more under load).
+Once a handshake completed, or the hold ran out, the keepalive is 25 s
+again; ``next_pass_due`` gives the agent the next instant a pass has work
+(a state-table boundary or the end of a hold).
 ``diff_peers(desired, observed)`` turns the desired peers into the minimal
 WireGuard changes, each with the reasons it is needed.  The agent applies
 them; nothing here does I/O or reads a clock: the same inputs always give the
@@ -25,6 +36,7 @@ only of peers that are up (``allowDownPeerBypass``), minus the cluster ULA
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,18 +48,21 @@ from .filters import IPNetwork
 from .identity import Identity
 from .peers import (
     ObservedPeer, PeerSpec, PeerState, PeerStatus, build_peer_specs, endpoint_to_push, minimal_prefixes,
-    step_status, subtract,
+    next_state_change, step_status, subtract,
 )
 
 __all__ = [
-    "FWMARK_FORCE", "FWMARK_MASK", "FWMARK_WIREGUARD", "KEEPALIVE", "LINK_NAME", "LISTEN_PORT", "ROUTE_TABLE",
-    "RULE_PRIORITY", "Desired", "DesiredPeer", "HarvestedEndpoint", "PeerChange", "PeerPass", "RoutingSpec",
-    "diff_peers", "next_statuses", "peer_pass", "reconcile", "routed_set",
+    "FIRST_CONTACT_HOLD", "FWMARK_FORCE", "FWMARK_MASK", "FWMARK_WIREGUARD", "KEEPALIVE", "LINK_NAME", "LISTEN_PORT",
+    "ROUTE_TABLE", "RULE_PRIORITY", "Desired", "DesiredPeer", "HarvestedEndpoint", "PeerChange", "PeerPass",
+    "RoutingSpec", "diff_peers", "first_contact_hold_until", "next_pass_due", "next_statuses", "peer_pass",
+    "reconcile", "routed_set",
 ]
 
 LINK_NAME = "kubespan"
 LISTEN_PORT = 51820
 KEEPALIVE = 25
+FIRST_CONTACT_HOLD = 1.0
+"""Seconds the greater key of a new pair waits before its keepalive may start a handshake (see above)."""
 FWMARK_WIREGUARD = 0x20
 FWMARK_FORCE = 0x40
 FWMARK_MASK = 0x60
@@ -133,6 +148,13 @@ def routed_set(
         status = statuses.get(spec.public_key)
         if force_routing or (status is not None and status.state is PeerState.UP):
             nets.extend(spec.allowed_ips)
+    return _routed(tuple(nets), cluster_subnet)
+
+
+@functools.lru_cache(maxsize=8)
+def _routed(nets: tuple[IPNetwork, ...], cluster_subnet: ipaddress.IPv6Network) -> tuple[IPNetwork, ...]:
+    """``nets`` minus the cluster subnet, as minimal prefixes: the same for every pass until a peer's
+    allowed IPs (or, without forceRouting, the set of up peers) change, hence remembered."""
     return subtract(minimal_prefixes(nets), [cluster_subnet])
 
 
@@ -169,6 +191,32 @@ def next_statuses(
             for spec in specs}
 
 
+def first_contact_hold_until(local_key: str, peer_key: str, status: PeerStatus) -> float | None:
+    """Until when this node holds its keepalive to the peer back (see the module contract), or None."""
+    if local_key <= peer_key or status.last_handshake_time or status.last_endpoint_change is None:
+        return None
+    return status.last_endpoint_change + FIRST_CONTACT_HOLD
+
+
+def _keepalive(local_key: str, peer_key: str, status: PeerStatus, now: float) -> int:
+    hold = first_contact_hold_until(local_key, peer_key, status)
+    return 0 if hold is not None and now < hold else KEEPALIVE
+
+
+def next_pass_due(local_key: str, statuses: Mapping[str, PeerStatus], now: float) -> float | None:
+    """The next instant a pass over these statuses has work without new input: a state-table boundary
+    (``peers.next_state_change``) or the end of a first-contact hold; None if there is none."""
+    due: list[float] = []
+    for key, status in statuses.items():
+        boundary = next_state_change(status, now)
+        if boundary is not None:
+            due.append(boundary)
+        hold = first_contact_hold_until(local_key, key, status)
+        if hold is not None and hold > now:
+            due.append(hold)
+    return min(due, default=None)
+
+
 def peer_pass(
     config: NodeConfig,
     identity: Identity,
@@ -182,9 +230,12 @@ def peer_pass(
         raise ValueError("peer_pass needs the cluster identity (cluster secret)")
     new = next_statuses(specs, observed, statuses, now)
     psk = config.identity.cluster_secret
+    local_key = identity.public_key.to_base64()
     peers = tuple(
         DesiredPeer(public_key=spec.public_key, preshared_key=psk, endpoint=endpoint_to_push(new[spec.public_key]),
-                    allowed_ips=spec.allowed_ips, label=spec.label)
+                    allowed_ips=spec.allowed_ips,
+                    persistent_keepalive=_keepalive(local_key, spec.public_key, new[spec.public_key], now),
+                    label=spec.label)
         for spec in specs
     )
     routing = RoutingSpec(
@@ -223,10 +274,13 @@ def diff_peers(desired: Sequence[DesiredPeer], observed: Mapping[str, ObservedPe
             changes.append(PeerChange(peer.public_key, "add", ("new peer",), peer))
             continue
         reasons: list[str] = []
-        if minimal_prefixes(seen.allowed_ips) != minimal_prefixes(peer.allowed_ips):
+        if (set(seen.allowed_ips) != set(peer.allowed_ips)  # the same prefixes: no need to normalise them
+                and minimal_prefixes(seen.allowed_ips) != minimal_prefixes(peer.allowed_ips)):
             reasons.append("allowed IPs changed")
         if peer.endpoint is not None and seen.endpoint != peer.endpoint:
             reasons.append(f"endpoint {seen.endpoint or 'none'} -> {peer.endpoint}")
+        if seen.persistent_keepalive is not None and seen.persistent_keepalive != peer.persistent_keepalive:
+            reasons.append(f"persistent keepalive {seen.persistent_keepalive} -> {peer.persistent_keepalive} s")
         if reasons:
             changes.append(PeerChange(peer.public_key, "update", tuple(reasons), peer))
     for key in sorted(observed):

@@ -4,13 +4,16 @@ Contract: ``AgentMetrics`` is a prometheus-client collector the agent feeds
 twice per reconcile pass -- ``observe_statuses(old, new)`` (endpoint
 rotations: a peer's ``lastUsedEndpoint`` changed, i.e. the agent moved on to
 the next candidate as Talos' ``PickNewEndpoint`` does) and
-``reconciled(seconds, ok)`` -- and otherwise reads the peer statuses and the
-discovery clients when scraped:
+``reconciled(seconds, ok)`` --, once per status pass between reconciles
+(``status_pass(trigger)``: ``handshake`` when the engine reported one,
+``timeout`` at a state-table boundary), and otherwise reads the peer
+statuses and the discovery clients when scraped:
 
     kubespan_peer_state{public_key,label,state}              1 for the current state, 0 for the others
     kubespan_peer_endpoint_rotations_total{public_key,label} counter
     kubespan_reconcile_duration_seconds                       histogram of whole passes
     kubespan_reconcile_total{result}                          ok / error
+    kubespan_status_passes_total{trigger}                     handshake / timeout
     kubespan_discovery_connected{endpoint}                    1 while the Watch stream is established
     kubespan_discovery_client_events_total{endpoint,event}    refreshes, redirects, session/watch errors,
                                                               dropped undecryptable data / endpoints
@@ -47,6 +50,7 @@ class AgentMetrics(Collector):
         self.rotations: Counter[str] = Counter()
         self._labels: dict[str, str] = {}
         self._results: Counter[str] = Counter({"ok": 0, "error": 0})
+        self.status_passes: Counter[str] = Counter({"handshake": 0, "timeout": 0})
         self._duration = Histogram("kubespan_reconcile_duration_seconds",
                                    "Time one reconcile pass took (read, decide, apply, publish).",
                                    buckets=RECONCILE_BUCKETS, registry=None)
@@ -61,6 +65,9 @@ class AgentMetrics(Collector):
     def reconciled(self, seconds: float, ok: bool) -> None:
         self._duration.observe(seconds)
         self._results["ok" if ok else "error"] += 1
+
+    def status_pass(self, trigger: str) -> None:
+        self.status_passes[trigger] += 1
 
     def collect(self) -> Iterator[Metric]:
         statuses = self._statuses()
@@ -80,6 +87,11 @@ class AgentMetrics(Collector):
         for result, n in sorted(self._results.items()):
             results.add_metric([result], n)
         yield results
+        passes = CounterMetricFamily("kubespan_status_passes", "Status passes between reconciles, by what asked "
+                                     "for them (a completed handshake, a state-table timeout).", labels=["trigger"])
+        for trigger, n in sorted(self.status_passes.items()):
+            passes.add_metric([trigger], n)
+        yield passes
         yield from self._discovery()
 
     def _discovery(self) -> Iterator[Metric]:

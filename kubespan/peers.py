@@ -20,8 +20,11 @@ Contract (kubespan.md §5 "PeerSpec" and "Manager" steps 1-3; Talos
   ``lastUsedEndpoint`` when WireGuard has no endpoint or has that one, nothing
   when WireGuard roamed elsewhere (the roamed endpoint survives).
 - ``status_changed`` tells whether a pass changed anything but counters and
-  handshake times (the agent re-evaluates statuses every second and applies
-  only such changes).
+  handshake times (the agent applies only such changes), and
+  ``next_state_change(status, now)`` when ``calculate_state`` can next give
+  another answer on its own (a table boundary: T0 + 15 s, T0 + 275 s, the last
+  handshake + 275 s); the agent re-evaluates a peer then, or when WireGuard
+  completes a handshake, instead of polling.
 
 Timeline of one endpoint (T0 = ``last_endpoint_change``)::
 
@@ -32,7 +35,7 @@ Timeline of one endpoint (T0 = ``last_endpoint_change``)::
 
 A peer that is down, or that never had an endpoint applied, gets the next
 endpoint of its list; a dead endpoint is therefore tried for about 15 s (the
-agent re-evaluates every second; Talos at its 30 s reconcile, so 15-30 s).
+agent re-evaluates at T0 + 15 s; Talos at its 30 s reconcile, so 15-30 s).
 
 Pure: no I/O, no clock.  ``now`` and all times are wall-clock seconds (Unix
 time), because WireGuard reports the last handshake as wall time.  Warnings
@@ -41,6 +44,7 @@ are returned as data, never logged here.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
 import ipaddress
@@ -53,7 +57,7 @@ from .filters import IPNetwork
 __all__ = [
     "ENDPOINT_CONNECTION_TIMEOUT", "PEER_DOWN_INTERVAL", "ObservedPeer", "PeerSpec", "PeerState", "PeerStatus",
     "build_peer_specs", "calculate_state", "endpoint_to_push", "host_prefix", "minimal_prefixes",
-    "pick_next_endpoint", "status_changed", "step_status", "subtract",
+    "next_state_change", "pick_next_endpoint", "status_changed", "step_status", "subtract",
 ]
 
 PEER_DOWN_INTERVAL = 180.0 + 5.0 + 90.0
@@ -110,6 +114,8 @@ class ObservedPeer:
     rx_bytes: int
     tx_bytes: int
     allowed_ips: tuple[IPNetwork, ...] = ()
+    persistent_keepalive: int | None = None
+    """Seconds (0: off); None when not known (then never compared)."""
 
 
 # --- the state machine ----------------------------------------------------------------------
@@ -132,6 +138,21 @@ def calculate_state(status: PeerStatus, now: float) -> PeerState:
 
 def _since(when: float | None, now: float) -> float:
     return float("inf") if when is None or when <= 0 else now - when
+
+
+def next_state_change(status: PeerStatus, now: float) -> float | None:
+    """The next boundary of the state table, or None: until then (without a new handshake or endpoint
+    change) ``calculate_state`` gives the answer it gives at ``now``; None means it always will."""
+    ahead: list[float] = []
+    change, handshake = status.last_endpoint_change, status.last_handshake_time
+    if change is not None and change > 0:
+        if change + ENDPOINT_CONNECTION_TIMEOUT > now:
+            ahead.append(change + ENDPOINT_CONNECTION_TIMEOUT)
+        if change + PEER_DOWN_INTERVAL >= now:  # the table moves on just after this instant
+            ahead.append(change + PEER_DOWN_INTERVAL)
+    if handshake is not None and handshake > 0 and handshake + PEER_DOWN_INTERVAL > now:
+        ahead.append(handshake + PEER_DOWN_INTERVAL)
+    return min(ahead, default=None)
 
 
 def should_change_endpoint(status: PeerStatus) -> bool:
@@ -248,14 +269,34 @@ def subtract(nets: Iterable[IPNetwork], remove: Iterable[IPNetwork]) -> tuple[IP
     return minimal_prefixes(current)
 
 
-def _overlap(nets: Sequence[IPNetwork], others: Sequence[IPNetwork]) -> tuple[IPNetwork, ...]:
-    """The parts of ``nets`` that are inside ``others``."""
-    parts: list[IPNetwork] = []
-    for a in nets:
-        for b in others:
-            if a.version == b.version and a.overlaps(b):
-                parts.append(a if a.subnet_of(b) else b)  # type: ignore[arg-type]
-    return minimal_prefixes(parts)
+class _Taken:
+    """The prefixes earlier peers got: disjoint (overlaps are cut before adding), so kept per family as
+    integer ranges sorted by start, where the ranges a prefix overlaps are found by bisection."""
+
+    def __init__(self) -> None:
+        self._ranges: dict[int, list[tuple[int, int, IPNetwork]]] = {4: [], 6: []}
+        self._ends: dict[int, list[int]] = {4: [], 6: []}
+
+    def overlap(self, nets: Sequence[IPNetwork]) -> tuple[IPNetwork, ...]:
+        """The parts of ``nets`` inside taken prefixes (for each overlapping pair, the smaller prefix)."""
+        parts: list[IPNetwork] = []
+        for net in nets:
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            ranges, ends = self._ranges[net.version], self._ends[net.version]
+            i = bisect.bisect_left(ends, lo)  # the first taken range that does not end before ``net``
+            while i < len(ranges) and ranges[i][0] <= hi:
+                start, end, other = ranges[i]
+                parts.append(net if start <= lo and hi <= end else other)
+                i += 1
+        return minimal_prefixes(parts)
+
+    def add(self, nets: Iterable[IPNetwork]) -> None:
+        for net in nets:
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            ranges, ends = self._ranges[net.version], self._ends[net.version]
+            i = bisect.bisect_left(ends, hi)
+            ranges.insert(i, (lo, hi, net))
+            ends.insert(i, hi)
 
 
 # --- PeerSpec ------------------------------------------------------------------------------
@@ -281,7 +322,7 @@ def build_peer_specs(
     """PeerSpecs in node-ID order, and the warnings (address overlaps, duplicate keys)."""
     specs: list[PeerSpec] = []
     warnings: list[str] = []
-    taken: list[IPNetwork] = []
+    taken = _Taken()
     keys: set[str] = {local_public_key}
     for node_id in sorted(affiliates):
         aff = affiliates[node_id]
@@ -295,14 +336,14 @@ def build_peer_specs(
         allowed = subtract(nets, aff.exclude_advertised_networks)
         if aff.address is not None:
             allowed = minimal_prefixes([*allowed, host_prefix(aff.address)])
-        overlap = _overlap(allowed, taken)
+        overlap = taken.overlap(allowed)
         if overlap:
             warnings.append(
                 f"peer address overlap: {aff.nodename or node_id} ({aff.public_key}) "
                 f"overlaps earlier peers on {', '.join(map(str, overlap))}; removed from its allowed IPs"
             )
             allowed = subtract(allowed, overlap)
-        taken.extend(allowed)
+        taken.add(allowed)
         specs.append(PeerSpec(
             public_key=aff.public_key, address=aff.address, allowed_ips=allowed,
             endpoints=aff.endpoints, label=aff.nodename, node_id=node_id,

@@ -18,6 +18,7 @@ are built by ``kubespan.specs``, the output formatted by ``kubespan.get``.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -185,8 +186,12 @@ def resolve_type(name: str) -> ResourceType | None:
 
 def format_stamp(when: float) -> str:
     """Unix seconds → RFC 3339 UTC in whole seconds (Go's ``time.RFC3339``)."""
-    stamp = datetime.datetime.fromtimestamp(int(when), datetime.timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _stamp(int(when))
+
+
+@functools.lru_cache(maxsize=256)
+def _stamp(seconds: int) -> str:  # every list renders two per resource, mostly the same few seconds
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)

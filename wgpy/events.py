@@ -3,8 +3,10 @@
 Contract: ``Event`` names the control-plane moments an operator wants to see
 (wireguard-go logs them at its verbose level): handshake messages sent and
 received, cookie replies, keypairs created, the timer decisions to retry,
-give up or forget keys, keepalives, and a peer's path moving to a relay or
-back to direct (wgpy.relay).  ``Device.note`` counts each one in
+give up or forget keys, keepalives, a peer's path moving to a relay or
+back to direct (wgpy.relay), and the moment a handshake completes
+(what ``wg``'s latest-handshake reports; a shell that tracks peer state reacts
+to it instead of polling).  ``Device.note`` counts each one in
 ``Device.events`` (a counter the metrics read at scrape time) and hands it to
 the device's optional ``on_event`` sink with the peer (None for a cookie
 reply sent before any peer is known) and the remote endpoint when one is
@@ -33,6 +35,9 @@ class Event(enum.Enum):
     COOKIE_REPLY_SENT = "cookie-reply-sent"
     COOKIE_REPLY_RECEIVED = "cookie-reply-received"
     KEYPAIR_CREATED = "keypair-created"
+    HANDSHAKE_COMPLETE = "handshake-complete"
+    """A session is confirmed and the peer's last-handshake time was just set: the initiator consumed the
+    response, or the responder received the first transport message of the new keypair."""
     HANDSHAKE_RETRY = "handshake-retry"
     """REKEY_TIMEOUT passed without a response: the initiation is sent again."""
     HANDSHAKE_GIVE_UP = "handshake-give-up"

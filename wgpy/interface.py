@@ -15,7 +15,9 @@ together), follows the link's up/down state and MTU over rtnetlink, and can
 serve the UAPI socket so ``wg`` sees it, and Prometheus metrics
 (``serve_metrics`` / ``create(metrics_addr=...)``; ``wgpy.io.metrics``).
 Both kinds log the engine's peer events on the ``wgpy.peer`` logger
-(``wgpy.io.eventlog``).  ``PacketInterface`` has no
+(``wgpy.io.eventlog``); ``add_event_sink`` hands them to the caller too (on
+the loop thread, inside the engine call: a sink schedules work, it does not
+reconfigure the interface).  ``PacketInterface`` has no
 TUN: the caller hands plaintext IP packets to ``send_packets`` and receives
 decrypted ones through its ``on_packet`` callback, which needs no privileges.
 Both must be used from one event loop; they are not thread-safe.
@@ -39,6 +41,7 @@ from .constants import DEFAULT_MTU, RELAY_PAIR_BURST, RELAY_PAIR_RATE
 from .dataplane import NativeDataPlane
 from .device import Device
 from .errors import ConfigError, DropReason, UapiError
+from .events import Event, EventSink
 from .io import fastpath
 from .io.eventlog import EventLog
 from .io.runner import Runner
@@ -46,6 +49,7 @@ from .io.tun_linux import LinkEvent, LinkWatcher, TunDevice
 from .io.uapi_server import UapiServer, open_uapi_socket
 from .io.udp import UdpBind
 from .keys import PresharedKey, PrivateKey, PublicKey
+from .peer import Peer
 from .relay import RelayStats
 from .uapi import serialize_get
 
@@ -102,8 +106,22 @@ class _Base:
     def __init__(self, device: Device, runner: Runner) -> None:
         self.device = device
         self.runner = runner
-        if device.on_event is None:
-            device.on_event = EventLog(peer_log)
+        first = device.on_event
+        if first is None:
+            first = device.on_event = EventLog(peer_log)
+        self._first_sink: EventSink = first
+        self._sinks: list[EventSink] = []
+
+    def add_event_sink(self, sink: EventSink) -> None:
+        """Also hand every engine peer event (``wgpy.events``) to ``sink``, after the log line
+        (or the sink the device had before)."""
+        self._sinks.append(sink)
+        self.device.on_event = self._fan_out
+
+    def _fan_out(self, event: Event, peer: Peer | None, endpoint: Endpoint | None) -> None:
+        self._first_sink(event, peer, endpoint)
+        for sink in self._sinks:
+            sink(event, peer, endpoint)
 
     # ------------------------------------------------------------- configure
 

@@ -136,6 +136,7 @@ def handshake_complete(dev: Device, peer: Peer) -> None:
     """A session is confirmed (response consumed, or first transport message on ``next``)."""
     peer.timers.timers_handshake_complete()
     peer.last_handshake_wall = dev.wall_clock()
+    dev.note(Event.HANDSHAKE_COMPLETE, peer)
 
 
 def inner_packet(plaintext: bytes) -> bytes | None:

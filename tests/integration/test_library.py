@@ -118,3 +118,39 @@ def test_packet_interface_configuration_is_atomic() -> None:
             await iface.close()
 
     asyncio.run(main())
+
+
+def test_event_sinks_see_a_real_handshake_complete_on_both_sides() -> None:
+    import asyncio
+
+    from wgpy.events import Event
+    from wgpy.interface import PacketInterface
+
+    async def main() -> None:
+        got: dict[str, asyncio.Event] = {"a": asyncio.Event(), "b": asyncio.Event()}
+        seen: dict[str, list[Event]] = {"a": [], "b": []}
+        ka, kb = gen_key(), gen_key()
+        a = await PacketInterface.create(lambda packet: None, private_key=ka)
+        b = await PacketInterface.create(lambda packet: None, private_key=kb)
+        try:
+            for name, iface in (("a", a), ("b", b)):
+                def sink(event: Event, peer: object, endpoint: object, name: str = name) -> None:
+                    seen[name].append(event)
+                    if event is Event.HANDSHAKE_COMPLETE:
+                        got[name].set()
+                iface.add_event_sink(sink)
+            a.set_peer(kb.public_key(), endpoint=("127.0.0.1", b.listen_port), allowed_ips=["10.9.0.2/32"],
+                       persistent_keepalive=1)
+            b.set_peer(ka.public_key(), endpoint=("127.0.0.1", a.listen_port), allowed_ips=["10.9.0.1/32"])
+            await asyncio.wait_for(asyncio.gather(got["a"].wait(), got["b"].wait()), 30)
+            for iface in (a, b):
+                (stats,) = iface.peers()
+                assert stats.last_handshake is not None
+            # the sink comes after the device's own (log) sink and sees the handshake's other events too
+            assert Event.INITIATION_SENT in seen["a"] and Event.RESPONSE_SENT in seen["b"]
+            assert a.device.events[Event.HANDSHAKE_COMPLETE] >= 1 and b.device.events[Event.HANDSHAKE_COMPLETE] >= 1
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 from kubespan.affiliates import AffiliateSpec
 from kubespan.config import NodeConfig
 from kubespan.controller import (
-    KEEPALIVE, diff_peers, next_statuses, observed_endpoints_by_node, peer_pass, reconcile, routed_set,
+    FIRST_CONTACT_HOLD, KEEPALIVE, diff_peers, first_contact_hold_until, next_pass_due, next_statuses,
+    observed_endpoints_by_node, peer_pass, reconcile, routed_set,
 )
 from kubespan.discovery.protocol import Endpoint
-from kubespan.peers import ObservedPeer, PeerState, PeerStatus, status_changed
+from kubespan.peers import ObservedPeer, PeerState, PeerStatus, next_state_change, status_changed
 
 from test_affiliates import KS_IP, config, identity
 
@@ -103,12 +105,13 @@ def test_peer_pass_is_the_second_half_of_reconcile() -> None:
 
 
 def test_status_pass_follows_handshakes_and_timeouts_between_reconciles() -> None:
-    """The agent's 1 s status pass: the same specs, fresh WireGuard stats, the clock moving on."""
+    """The agent's status pass (on a completed handshake, or at a peer's next state-table boundary): the same
+    specs, fresh WireGuard stats, the clock moving on."""
     cfg = config("allowDownPeerBypass: true")
     d = run(cfg)                                        # the reconcile: both peers unknown, nothing routed
     specs, statuses = d.peer_specs, d.statuses
     assert d.routing.routed == ()
-    # 0.5 s later node-b's handshake completes; the next status pass sees it, no reconcile needed
+    # 0.5 s later node-b's handshake completes; the pass that event asks for sees it, no reconcile needed
     observed = {"key-b": ObservedPeer("key-b", ep("10.0.0.2:51820"), T0 + 0.5, 148, 92),
                 "key-c": ObservedPeer("key-c", ep("10.0.0.3:51820"), None, 0, 148)}
     new = next_statuses(specs, observed, statuses, T0 + 1)
@@ -116,8 +119,10 @@ def test_status_pass_follows_handshakes_and_timeouts_between_reconciles() -> Non
     p = peer_pass(cfg, identity(), specs, observed, statuses, T0 + 1)
     assert p.statuses["key-b"].state is PeerState.UP and p.statuses["key-c"].state is PeerState.UNKNOWN
     assert p.routing.routed == (net("10.0.0.2/32"), net("10.244.2.0/24"))   # routing follows at once
-    # node-c never answers: down as soon as the 15 s endpoint timeout passes, still not routed
-    later = peer_pass(cfg, identity(), specs, observed, p.statuses, T0 + 16)
+    # node-c never answers: down at the pass its 15 s endpoint timeout asks for, still not routed
+    boundary = next_state_change(p.statuses["key-c"], T0 + 1)
+    assert boundary == T0 + 15
+    later = peer_pass(cfg, identity(), specs, observed, p.statuses, boundary + 0.05)
     assert later.statuses["key-c"].state is PeerState.DOWN and status_changed(p.statuses["key-c"],
                                                                               later.statuses["key-c"])
     assert later.routing.routed == p.routing.routed
@@ -209,3 +214,30 @@ def test_pure_modules_do_no_io() -> None:
             else:
                 continue
             assert not mods & banned, f"{name} imports {mods & banned}"
+
+
+def test_first_contact_the_greater_key_holds_its_keepalive_until_a_handshake_or_the_hold_ends() -> None:
+    cfg = config()
+    local = identity().public_key.to_base64()
+    lower = "A" * 43 + "="  # sorts before the local key: this node is the pair's greater key
+    assert lower < local < "key-b"
+    affs = {"a": peer("a", 4, lower), "b": AFFS["b"]}
+    d = run(cfg, affs=affs)
+    keepalive = {p.public_key: p.persistent_keepalive for p in d.peers}
+    assert keepalive == {lower: 0, "key-b": KEEPALIVE}  # only towards the smaller key does this node wait
+    hold = first_contact_hold_until(local, lower, d.statuses[lower])
+    assert hold == T0 + FIRST_CONTACT_HOLD and first_contact_hold_until(local, "key-b", d.statuses["key-b"]) is None
+    assert next_pass_due(local, d.statuses, T0) == hold  # before the 15 s endpoint timeout
+    seen = {p.public_key: ObservedPeer(p.public_key, p.endpoint, None, 0, 0, p.allowed_ips, p.persistent_keepalive)
+            for p in d.peers}
+    assert diff_peers(d.peers, seen) == []
+    # the hold ends without a handshake: the pass that was due turns the keepalive on (wgpy then initiates)
+    later = peer_pass(cfg, identity(), d.peer_specs, seen, d.statuses, hold + 0.05)
+    (change,) = diff_peers(later.peers, seen)
+    assert (change.public_key, change.action, change.reasons) == (lower, "update", ("persistent keepalive 0 -> 25 s",))
+    # or the other node's handshake completes first: keepalive back on at once, the hold is over
+    answered = dict(seen, **{lower: dataclasses.replace(seen[lower], last_handshake=T0 + 0.5)})
+    up = peer_pass(cfg, identity(), d.peer_specs, answered, d.statuses, T0 + 0.6)
+    assert up.statuses[lower].state is PeerState.UP
+    assert {p.public_key: p.persistent_keepalive for p in up.peers}[lower] == KEEPALIVE
+    assert first_contact_hold_until(local, lower, up.statuses[lower]) is None

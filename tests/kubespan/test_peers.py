@@ -2,7 +2,12 @@
 
 The state-table and rotation cases marked "Talos" are the cases of siderolabs/talos
 internal/app/machined/pkg/adapters/kubespan/peer_status_test.go (TestPeerStatus_CalculateState,
-TestPeerStatus_PickNewEndpoint), with the same inputs and expected states.
+TestPeerStatus_PickNewEndpoint), with the same inputs and expected states; the re-push cases follow the
+"re-establish the endpoint" rule of internal/app/machined/pkg/controllers/kubespan/manager.go (both
+checked against Talos at ad88231, 2026-08-21: lastUsedEndpoint decides "down" vs "unknown", the
+single-endpoint no-rotate case compares WireGuard's endpoint with it, and it is re-pushed when WireGuard
+has no endpoint or has that one).  The boundaries ``next_state_change`` reports are property-tested
+against ``calculate_state``.
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubespan.discovery.protocol import Endpoint
 from kubespan.peers import (
     ENDPOINT_CONNECTION_TIMEOUT, PEER_DOWN_INTERVAL, ObservedPeer, PeerSpec, PeerState, PeerStatus,
-    build_peer_specs, calculate_state, endpoint_to_push, pick_next_endpoint, status_changed, step_status, subtract,
-    update_endpoint,
+    build_peer_specs, calculate_state, endpoint_to_push, next_state_change, pick_next_endpoint, status_changed,
+    step_status, subtract, update_endpoint,
 )
 from kubespan.peers import SpecInput
 
@@ -113,6 +120,44 @@ def test_down_without_last_used_endpoint_is_unknown() -> None:
     status = PeerStatus(endpoint=None, last_endpoint_change=T0 - 100)
     assert calculate_state(status, T0) is PeerState.UNKNOWN
     assert calculate_state(PeerStatus(), T0) is PeerState.UNKNOWN
+
+
+# --- when the state can next change on its own (the agent's timer instead of a poll) ----------------
+
+_OFFSETS = st.one_of(st.none(), st.floats(-2 * PEER_DOWN_INTERVAL, 2 * PEER_DOWN_INTERVAL),
+                     st.sampled_from([0.0, -ENDPOINT_CONNECTION_TIMEOUT, -PEER_DOWN_INTERVAL]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(change=_OFFSETS, handshake=_OFFSETS, last_used=st.booleans(),
+       probes=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=8))
+def test_state_holds_until_next_state_change(change: float | None, handshake: float | None, last_used: bool,
+                                             probes: list[float]) -> None:
+    status = PeerStatus(last_used_endpoint=E1 if last_used else None,
+                        last_endpoint_change=None if change is None else T0 + change,
+                        last_handshake_time=None if handshake is None else T0 + handshake)
+    state = calculate_state(status, T0)
+    deadline = next_state_change(status, T0)
+    assert deadline is None or deadline >= T0
+    horizon = (deadline if deadline is not None else T0 + 4 * PEER_DOWN_INTERVAL) - T0
+    for fraction in probes:  # anywhere in [now, deadline): the same answer, so no pass is needed before it
+        when = T0 + fraction * horizon
+        if deadline is None or when < deadline:  # (the float sum may round up onto the deadline)
+            assert calculate_state(status, when) is state
+
+
+def test_next_state_change_is_each_boundary_of_the_table() -> None:
+    fresh = PeerStatus(last_used_endpoint=E1, last_endpoint_change=T0 - 5)
+    assert next_state_change(fresh, T0) == T0 - 5 + ENDPOINT_CONNECTION_TIMEOUT  # unknown -> down
+    assert calculate_state(fresh, T0 + 10) is PeerState.DOWN
+    waiting = PeerStatus(last_used_endpoint=E1, last_endpoint_change=T0 - 100, last_handshake_time=T0 - 50)
+    assert next_state_change(waiting, T0) == T0 - 100 + PEER_DOWN_INTERVAL  # then the 275 s rule
+    established = PeerStatus(last_used_endpoint=E1, last_endpoint_change=T0 - 1000, last_handshake_time=T0 - 100)
+    assert next_state_change(established, T0) == T0 - 100 + PEER_DOWN_INTERVAL  # up -> down without handshakes
+    assert calculate_state(established, T0 + PEER_DOWN_INTERVAL - 100) is PeerState.DOWN
+    assert next_state_change(PeerStatus(), T0) is None  # nothing ever applied, nothing heard: stays unknown
+    gone = PeerStatus(last_used_endpoint=E1, last_endpoint_change=T0 - 1000, last_handshake_time=T0 - 500)
+    assert next_state_change(gone, T0) is None and calculate_state(gone, T0) is PeerState.DOWN
 
 
 def test_state_codes_and_text() -> None:
@@ -302,6 +347,27 @@ def test_peer_spec_overlap_first_wins_with_warning() -> None:
     assert specs[0].allowed_ips == (net("10.0.0.2/32"), net("10.244.0.0/16"), net("fd00::2/128"))
     assert specs[1].allowed_ips == (net("10.245.0.0/24"), net("fd00::3/128"))
     assert len(warnings) == 1 and "peer address overlap" in warnings[0] and "10.244.5.0/24" in warnings[0]
+
+
+_PREFIX = st.builds(lambda addr, length: ipaddress.ip_network((addr, length), strict=False),
+                    st.integers(0x0A000000, 0x0A0000FF), st.integers(24, 32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(nets=st.lists(st.lists(_PREFIX, max_size=4), min_size=1, max_size=8))
+def test_peer_spec_overlaps_first_come_wins_disjoint(nets: list[list[ipaddress.IPv4Network]]) -> None:
+    affs = {f"n{i}": aff(f"n{i}", f"key-{i}", i + 1, address=None, addresses=(), additional_addresses=tuple(ns))
+            for i, ns in enumerate(nets)}
+    specs, _ = build_peer_specs("x", "key-x", affs)
+    got = {s.node_id: s.allowed_ips for s in specs}
+    claimed: list[tuple[str, ipaddress.IPv4Network]] = [(nid, n) for nid, ns in got.items() for n in ns]
+    for i, (a_id, a) in enumerate(claimed):  # nobody's prefixes overlap another's
+        assert not any(a.overlaps(b) for b_id, b in claimed[i + 1:] if b_id != a_id)
+    for node_id in sorted(affs):  # every input address belongs to the first node (in node-ID order) that has it
+        for prefix in affs[node_id].additional_addresses:
+            for ip in (prefix.network_address, prefix.broadcast_address):
+                owner = next(nid for nid in sorted(affs) if any(ip in p for p in affs[nid].additional_addresses))
+                assert any(ip in p for p in got[owner]), (ip, owner, got)
 
 
 def test_peer_spec_duplicate_public_key_skipped() -> None:

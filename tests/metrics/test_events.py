@@ -10,6 +10,7 @@ from wgsupport import DevicePair
 from wgpy.constants import MAX_TIMER_HANDSHAKES, REKEY_TIMEOUT, ZERO_KEY_MATERIAL_AFTER
 from wgpy.events import Event
 from wgpy.io.eventlog import EventLog, short_key
+from wgpy.peer import Peer
 
 
 def record(p: DevicePair) -> list[tuple[str, Event]]:
@@ -27,10 +28,28 @@ def test_a_handshake_notes_each_message_once_on_each_side() -> None:
     assert seen == [
         ("a", Event.INITIATION_SENT),
         ("b", Event.INITIATION_RECEIVED), ("b", Event.KEYPAIR_CREATED), ("b", Event.RESPONSE_SENT),
-        ("a", Event.RESPONSE_RECEIVED), ("a", Event.KEYPAIR_CREATED),
+        ("a", Event.RESPONSE_RECEIVED), ("a", Event.KEYPAIR_CREATED), ("a", Event.HANDSHAKE_COMPLETE),
+        ("b", Event.HANDSHAKE_COMPLETE),  # the responder: a's first transport message (the staged data)
     ]
-    assert p.a.device.events == {Event.INITIATION_SENT: 1, Event.RESPONSE_RECEIVED: 1, Event.KEYPAIR_CREATED: 1}
-    assert p.b.device.events == {Event.INITIATION_RECEIVED: 1, Event.RESPONSE_SENT: 1, Event.KEYPAIR_CREATED: 1}
+    assert p.a.device.events == {Event.INITIATION_SENT: 1, Event.RESPONSE_RECEIVED: 1, Event.KEYPAIR_CREATED: 1,
+                                 Event.HANDSHAKE_COMPLETE: 1}
+    assert p.b.device.events == {Event.INITIATION_RECEIVED: 1, Event.RESPONSE_SENT: 1, Event.KEYPAIR_CREATED: 1,
+                                 Event.HANDSHAKE_COMPLETE: 1}
+
+
+def test_handshake_complete_comes_once_the_last_handshake_time_is_set() -> None:
+    p = DevicePair()
+    seen: list[tuple[str, float | None]] = []
+    for node in (p.a, p.b):
+        def sink(event: Event, peer: Peer | None, ep: object, name: str = node.name) -> None:
+            if event is Event.HANDSHAKE_COMPLETE:
+                assert peer is not None
+                seen.append((name, peer.last_handshake_wall))
+        node.device.on_event = sink
+    p.send_ip(p.a, b"hello")
+    p.deliver()
+    assert [name for name, _ in seen] == ["a", "b"]
+    assert all(when is not None for _, when in seen)
 
 
 def test_retries_give_up_and_zeroing_are_noted() -> None:

@@ -9,6 +9,8 @@ so operators can grep our logs as they grep its.  A peer is named by
 in base64 -- never a private or preshared key.  Keypair creation is logged as
 the kernel module does ("Keypair 3 created"), numbered per device from 1.
 Keepalives are logged at DEBUG only: they come every few seconds per peer.
+A completed handshake gets no line (wireguard-go writes none; the lines of the
+response and the keypair already tell it).
 Formatting runs only when the logger is enabled for the record's level.
 """
 
@@ -38,6 +40,7 @@ _PEER_TEXT = {
     Event.PATH_DIRECT: "Back on a direct path",
 }
 _DEBUG_ONLY = frozenset({Event.KEEPALIVE_SENT, Event.KEEPALIVE_RECEIVED})
+_UNLOGGED = frozenset({Event.HANDSHAKE_COMPLETE})
 
 
 def short_key(key: PublicKey) -> str:
@@ -63,6 +66,8 @@ class EventLog:
     def __call__(self, event: Event, peer: Peer | None, endpoint: Endpoint | None) -> None:
         if event is Event.KEYPAIR_CREATED:
             self._keypairs += 1
+        if event in _UNLOGGED:
+            return
         level = logging.DEBUG if event in _DEBUG_ONLY else logging.INFO
         if not self.log.isEnabledFor(level):
             return
