@@ -25,6 +25,10 @@ response payload).  The same steps are exposed at the plain-Noise level
 ``read_response``, messages ``e || s || payload`` and ``e || payload``) so
 generic Noise_IKpsk2 vectors with arbitrary payloads and prologue run
 through exactly this code.
+
+The responder's arithmetic (consuming an initiation, writing a response)
+runs through ``handshake_steps.STEPS``: one C call per step when the native
+module is loaded, the pure twin otherwise, byte for byte the same.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Callable, Final
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from . import handshake_steps
 from .constants import IDENTIFIER, INITIATION_MIN_INTERVAL, KEY_SIZE, LABEL_COOKIE, LABEL_MAC1, TAG_SIZE
 from .crypto import C0, H0, InvalidTag, ZeroDHError, aead_open, aead_seal, dh, hash_, kdf1, kdf2, kdf3, x25519_key
 from .errors import DropReason, HandshakeError, StateError
@@ -152,12 +157,8 @@ def read_initiation(message: bytes, local: StaticIdentity, *, sender: int = 0,
     ephemeral = bytes(message[:KEY_SIZE])
     encrypted_static = bytes(message[KEY_SIZE:KEY_SIZE + _ENCRYPTED_STATIC_LEN])
     encrypted_payload = bytes(message[KEY_SIZE + _ENCRYPTED_STATIC_LEN:])
-    h = local.initial_hash(prologue)
-    c = kdf1(C0, ephemeral)
-    h = hash_(h, ephemeral)
-    c, k = kdf2(c, _dh(local.key, ephemeral))
-    remote_static = _open(k, encrypted_static, h)
-    h = hash_(h, encrypted_static)
+    steps = handshake_steps.STEPS
+    remote_static, c, h = steps.read_static(local.key, local.initial_hash(prologue), ephemeral, encrypted_static)
     if static_static is None:
         ss = _dh(local.key, remote_static)
     else:
@@ -165,9 +166,7 @@ def read_initiation(message: bytes, local: StaticIdentity, *, sender: int = 0,
         if known is None:
             raise HandshakeError(DropReason.UNKNOWN_PEER)
         ss = known
-    c, k = kdf2(c, ss)
-    payload = _open(k, encrypted_payload, h)
-    h = hash_(h, encrypted_payload)
+    payload, c, h = steps.read_payload(c, h, ss, encrypted_payload)
     return ConsumedInitiation(PublicKey(remote_static), sender, ephemeral, payload, c, h)
 
 
@@ -309,18 +308,11 @@ class Handshake:
             raise StateError(f"cannot create a response in state {self.state.name}")
         if len(ephemeral_private) != KEY_SIZE:
             raise ValueError("ephemeral private key must be 32 bytes")
-        key = x25519_key(ephemeral_private)
-        ephemeral = key.public_key().public_bytes_raw()
-        c = kdf1(self._chaining_key, ephemeral)
-        h = hash_(self._hash, ephemeral)
-        c = kdf1(c, _dh(key, self.remote_ephemeral))
-        c = kdf1(c, _dh(key, self.remote_static.raw))
-        c, tau, k = kdf3(c, self._psk())
-        h = hash_(h, tau)
-        encrypted_payload = aead_seal(k, 0, payload, h)
-        h = hash_(h, encrypted_payload)
+        ephemeral, encrypted_payload, c, h = handshake_steps.STEPS.write_response(
+            self._chaining_key, self._hash, ephemeral_private, self.remote_ephemeral, self.remote_static.raw,
+            self._psk(), payload)
         self.state = HandshakeState.RESPONSE_CREATED
-        self.local_ephemeral = key
+        self.local_ephemeral = None  # only an initiator needs its ephemeral key again
         self._chaining_key, self._hash = c, h
         return ephemeral + encrypted_payload
 
