@@ -4,7 +4,7 @@
  * 1. mac1 = BLAKE2s-128 keyed with HASH("mac1----" || our static public key) over msg[0 : len-32],
  *    stored at msg[len-32 : len-16].  Our own BLAKE2s (wgdp_blake2s.c) keeps this free of OpenSSL
  *    context set-up, so a junk initiation costs well under a microsecond.
- * 2. Under load (the handshake ring filled to 1/8 or overflowed within the last second, or Python
+ * 2. Under load (128 messages waited in the handshake ring or it overflowed within the last second, or Python
  *    said so with wgdp_set_under_load), initiations and responses also pass a per-source token
  *    bucket, 20/s with a burst of 5, per IPv4 address and IPv6 /64 (the kernel's ratelimiter.c
  *    figures): a flood from a few addresses then fills the ring with at most that much, and a
