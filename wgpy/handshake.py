@@ -158,7 +158,7 @@ def read_initiation(message: bytes, local: StaticIdentity, *, sender: int = 0,
     encrypted_static = bytes(message[KEY_SIZE:KEY_SIZE + _ENCRYPTED_STATIC_LEN])
     encrypted_payload = bytes(message[KEY_SIZE + _ENCRYPTED_STATIC_LEN:])
     steps = handshake_steps.STEPS
-    remote_static, c, h = steps.read_static(local.key, local.initial_hash(prologue), ephemeral, encrypted_static)
+    remote_static, c, h = steps.read_static(local.private.raw, local.initial_hash(prologue), ephemeral, encrypted_static)
     if static_static is None:
         ss = _dh(local.key, remote_static)
     else:

@@ -7,8 +7,8 @@ response) are the Noise_IKpsk2 operations of wireguard.md §3 on plain bytes;
 ``wgpy.handshake`` keeps the state machine and calls them through
 ``STEPS``.  ``PURE`` computes with ``wgpy.crypto``; ``NATIVE`` (None when
 the native module is unavailable or ``WGPY_NATIVE=0``) does the X25519
-operations the same way (the binding's OpenSSL is faster at them than the
-system libcrypto the C module links) and the rest -- HASH, the HMAC-BLAKE2s
+operations the same way (``wgpy.crypto.dh`` on raw keys: libsodium, faster
+at them than the system libcrypto 3.0 the C module links) and the rest -- HASH, the HMAC-BLAKE2s
 KDF chain, the zero-nonce AEAD -- in one C call per step
 (``wgpy/_native/wgdp_noise.c``).  Both give identical bytes for the
 same inputs (tests/native/test_noise_diff.py) and raise the same
@@ -22,18 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Final
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from . import _native
 from ._native import noise as _noise
-from .crypto import C0, InvalidTag, ZeroDHError, aead_open, aead_seal, dh, hash_, kdf1, kdf2, kdf3, x25519_key
+from .crypto import C0, InvalidTag, ZeroDHError, aead_open, aead_seal, dh, hash_, kdf1, kdf2, kdf3, public_from_private
 from .errors import DropReason, HandshakeError
 
 __all__ = ["Steps", "PURE", "NATIVE", "STEPS"]
 
 
-ReadStatic = Callable[[X25519PrivateKey, bytes, bytes, bytes], "tuple[bytes, bytes, bytes]"]
-"""(our key, H0, e, enc(s)) -> (S_i, C, H)"""
+ReadStatic = Callable[[bytes, bytes, bytes, bytes], "tuple[bytes, bytes, bytes]"]
+"""(our private key, H0, e, enc(s)) -> (S_i, C, H)"""
 ReadPayload = Callable[[bytes, bytes, bytes, bytes], "tuple[bytes, bytes, bytes]"]
 """(C, H, DH(S_r, S_i), enc(payload)) -> (payload, C, H)"""
 WriteResponse = Callable[[bytes, bytes, bytes, bytes, bytes, bytes, bytes], "tuple[bytes, bytes, bytes, bytes]"]
@@ -48,7 +46,7 @@ class Steps:
     write_response: WriteResponse
 
 
-def _dh(private: X25519PrivateKey, public: bytes) -> bytes:
+def _dh(private: bytes, public: bytes) -> bytes:
     try:
         return dh(private, public)
     except ZeroDHError:
@@ -62,7 +60,7 @@ def _open(key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
         raise HandshakeError(DropReason.DECRYPTION_FAILED) from None
 
 
-def _pure_read_static(local: X25519PrivateKey, h0: bytes, ephemeral: bytes,
+def _pure_read_static(local: bytes, h0: bytes, ephemeral: bytes,
                       encrypted_static: bytes) -> tuple[bytes, bytes, bytes]:
     c = kdf1(C0, ephemeral)
     h = hash_(h0, ephemeral)
@@ -79,19 +77,18 @@ def _pure_read_payload(c: bytes, h: bytes, ss: bytes, encrypted: bytes) -> tuple
 
 def _pure_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ephemeral: bytes,
                          remote_static: bytes, psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes]:
-    key = x25519_key(ephemeral_private)
-    ephemeral = key.public_key().public_bytes_raw()
+    ephemeral = public_from_private(ephemeral_private)
     c = kdf1(c, ephemeral)
     h = hash_(h, ephemeral)
-    c = kdf1(c, _dh(key, remote_ephemeral))
-    c = kdf1(c, _dh(key, remote_static))
+    c = kdf1(c, _dh(ephemeral_private, remote_ephemeral))
+    c = kdf1(c, _dh(ephemeral_private, remote_static))
     c, tau, k = kdf3(c, psk)
     h = hash_(h, tau)
     encrypted = aead_seal(k, 0, payload, h)
     return ephemeral, encrypted, c, hash_(h, encrypted)
 
 
-def _native_read_static(local: X25519PrivateKey, h0: bytes, ephemeral: bytes,
+def _native_read_static(local: bytes, h0: bytes, ephemeral: bytes,
                         encrypted_static: bytes) -> tuple[bytes, bytes, bytes]:
     out = _noise.read_static(h0, ephemeral, encrypted_static, _dh(local, ephemeral))
     if out is None:
@@ -108,10 +105,9 @@ def _native_read_payload(c: bytes, h: bytes, ss: bytes, encrypted: bytes) -> tup
 
 def _native_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ephemeral: bytes,
                            remote_static: bytes, psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes]:
-    key = x25519_key(ephemeral_private)
-    ephemeral = key.public_key().public_bytes_raw()
-    encrypted, c, h = _noise.write_response(c, h, ephemeral, _dh(key, remote_ephemeral), _dh(key, remote_static),
-                                            psk, payload)
+    ephemeral = public_from_private(ephemeral_private)
+    encrypted, c, h = _noise.write_response(c, h, ephemeral, _dh(ephemeral_private, remote_ephemeral),
+                                            _dh(ephemeral_private, remote_static), psk, payload)
     return ephemeral, encrypted, c, h
 
 

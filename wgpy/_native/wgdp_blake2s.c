@@ -39,6 +39,7 @@ static void compress(uint32_t h[8], const uint8_t block[64], uint64_t t, int las
     v[13] ^= (uint32_t)(t >> 32);
     if (last)
         v[14] = ~v[14];
+#pragma GCC unroll 10
     for (int r = 0; r < 10; r++) {
         const uint8_t *s = SIGMA[r];
         G(0, 4, 8, 12, m[s[0]], m[s[1]]);
