@@ -201,6 +201,8 @@ class Handshake:
     _chaining_key: bytes = field(default=_ZERO_KEY, init=False)
     _hash: bytes = field(default=_ZERO_KEY, init=False)
     _initial_hash: bytes = field(default=_ZERO_KEY, init=False)
+    _split: bytes = field(default=b"", init=False)
+    """T1 || T2 from write_response (the responder's session keys), until begin_session."""
 
     def __post_init__(self) -> None:
         self._initial_hash = initial_hash(self.remote_static.raw, self.prologue)
@@ -243,6 +245,7 @@ class Handshake:
         self.remote_ephemeral = None
         self._chaining_key = _ZERO_KEY
         self._hash = _ZERO_KEY
+        self._split = b""
 
     def _psk(self) -> bytes:
         return _ZERO_KEY if self.preshared_key is None else self.preshared_key.raw
@@ -308,7 +311,7 @@ class Handshake:
             raise StateError(f"cannot create a response in state {self.state.name}")
         if len(ephemeral_private) != KEY_SIZE:
             raise ValueError("ephemeral private key must be 32 bytes")
-        ephemeral, encrypted_payload, c, h = handshake_steps.STEPS.write_response(
+        ephemeral, encrypted_payload, c, h, self._split = handshake_steps.STEPS.write_response(
             self._chaining_key, self._hash, ephemeral_private, self.remote_ephemeral, self.remote_static.raw,
             self._psk(), payload)
         self.state = HandshakeState.RESPONSE_CREATED
@@ -365,7 +368,10 @@ class Handshake:
             initiator = False
         else:
             raise StateError(f"cannot begin a session in state {self.state.name}")
-        t1, t2 = kdf2(self._chaining_key, b"")
+        if not initiator and self._split:  # write_response derived them with the last C
+            t1, t2 = self._split[:KEY_SIZE], self._split[KEY_SIZE:]
+        else:
+            t1, t2 = kdf2(self._chaining_key, b"")
         send, receive = (t1, t2) if initiator else (t2, t1)
         keys = SessionKeys(send, receive, self.local_index, self.remote_index, initiator)
         self.state = HandshakeState.ZEROED
@@ -373,4 +379,5 @@ class Handshake:
         self.remote_ephemeral = None
         self._chaining_key = _ZERO_KEY
         self._hash = _ZERO_KEY
+        self._split = b""
         return keys

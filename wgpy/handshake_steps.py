@@ -34,8 +34,8 @@ ReadStatic = Callable[[bytes, bytes, bytes, bytes], "tuple[bytes, bytes, bytes]"
 """(our private key, H0, e, enc(s)) -> (S_i, C, H)"""
 ReadPayload = Callable[[bytes, bytes, bytes, bytes], "tuple[bytes, bytes, bytes]"]
 """(C, H, DH(S_r, S_i), enc(payload)) -> (payload, C, H)"""
-WriteResponse = Callable[[bytes, bytes, bytes, bytes, bytes, bytes, bytes], "tuple[bytes, bytes, bytes, bytes]"]
-"""(C, H, e_r private, E_i, S_i, Q, payload) -> (E_r, enc(payload), C, H)"""
+WriteResponse = Callable[[bytes, bytes, bytes, bytes, bytes, bytes, bytes], "tuple[bytes, bytes, bytes, bytes, bytes]"]
+"""(C, H, e_r private, E_i, S_i, Q, payload) -> (E_r, enc(payload), C, H, T1 || T2 = KDF2(C, ""))"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ def _pure_read_payload(c: bytes, h: bytes, ss: bytes, encrypted: bytes) -> tuple
 
 
 def _pure_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ephemeral: bytes,
-                         remote_static: bytes, psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+                         remote_static: bytes, psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     ephemeral = public_from_private(ephemeral_private)
     c = kdf1(c, ephemeral)
     h = hash_(h, ephemeral)
@@ -85,7 +85,8 @@ def _pure_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ep
     c, tau, k = kdf3(c, psk)
     h = hash_(h, tau)
     encrypted = aead_seal(k, 0, payload, h)
-    return ephemeral, encrypted, c, hash_(h, encrypted)
+    t1, t2 = kdf2(c, b"")
+    return ephemeral, encrypted, c, hash_(h, encrypted), t1 + t2
 
 
 def _native_read_static(local: bytes, h0: bytes, ephemeral: bytes,
@@ -104,11 +105,11 @@ def _native_read_payload(c: bytes, h: bytes, ss: bytes, encrypted: bytes) -> tup
 
 
 def _native_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ephemeral: bytes,
-                           remote_static: bytes, psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+                           remote_static: bytes, psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     ephemeral = public_from_private(ephemeral_private)
-    encrypted, c, h = _noise.write_response(c, h, ephemeral, _dh(ephemeral_private, remote_ephemeral),
+    encrypted, c, h, split = _noise.write_response(c, h, ephemeral, _dh(ephemeral_private, remote_ephemeral),
                                             _dh(ephemeral_private, remote_static), psk, payload)
-    return ephemeral, encrypted, c, h
+    return ephemeral, encrypted, c, h, split
 
 
 PURE: Final = Steps("pure", _pure_read_static, _pure_read_payload, _pure_write_response)

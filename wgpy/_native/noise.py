@@ -31,16 +31,16 @@ def _check(rc: int) -> bool:
     raise MemoryError(f"native handshake step failed ({rc})")
 
 
-def _sized(*keys: bytes) -> None:
+def _sized(ok: bool) -> None:
     if _lib is None:
         _require()
-    if any(len(k) != 32 for k in keys):
+    if not ok:
         raise ValueError("keys, hashes and DH results are 32 bytes")
 
 
 def read_static(h0: bytes, ephemeral: bytes, encrypted_static: bytes, es: bytes) -> tuple[bytes, bytes, bytes] | None:
     """(S_i, C, H) after ``e`` and ``enc(s)`` of an initiation, ``es`` = DH(S_r, E_i)."""
-    _sized(h0, ephemeral, es)
+    _sized(len(h0) == len(ephemeral) == len(es) == 32)
     if len(encrypted_static) != 48:
         raise ValueError("encrypted static must be 48 bytes")
     out = _ffi.new("uint8_t[96]")
@@ -52,7 +52,7 @@ def read_static(h0: bytes, ephemeral: bytes, encrypted_static: bytes, es: bytes)
 
 def read_payload(ck: bytes, h: bytes, ss: bytes, encrypted: bytes) -> tuple[bytes, bytes, bytes] | None:
     """(payload, C, H) after ``enc(payload)`` with the static-static DH ``ss``."""
-    _sized(ck, h, ss)
+    _sized(len(ck) == len(h) == len(ss) == 32)
     n = len(encrypted) - 16
     if n < 0:
         return None
@@ -65,11 +65,12 @@ def read_payload(ck: bytes, h: bytes, ss: bytes, encrypted: bytes) -> tuple[byte
 
 
 def write_response(ck: bytes, h: bytes, ephemeral: bytes, ee: bytes, se: bytes, psk: bytes,
-                   payload: bytes) -> tuple[bytes, bytes, bytes]:
-    """(enc(payload), C, H) of a response with our ephemeral public key ``ephemeral``."""
-    _sized(ck, h, ephemeral, ee, se, psk)
-    out = _ffi.new("uint8_t[]", 64 + 16 + len(payload))
+                   payload: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """(enc(payload), C, H, T1 || T2) of a response with our ephemeral public key ``ephemeral``."""
+    _sized(len(ck) == len(h) == len(ephemeral) == len(ee) == len(se) == len(psk) == 32)
+    out = _ffi.new("uint8_t[]", 128 + 16 + len(payload))
     _ffi.memmove(out, ck + h, 64)
-    _check(_lib.wgdp_noise_write_response(out, out + 32, ephemeral, ee, se, psk, payload, len(payload), out + 64))
+    _check(_lib.wgdp_noise_write_response(out, out + 32, ephemeral, ee, se, psk, payload, len(payload), out + 128,
+                                          out + 64))
     raw = _ffi.buffer(out)[:]
-    return raw[64:], raw[:32], raw[32:64]
+    return raw[128:], raw[:32], raw[32:64], raw[64:128]

@@ -156,7 +156,8 @@ int wgdp_noise_read_payload(uint8_t *ck, uint8_t *hash, const uint8_t *ss, const
 }
 
 int wgdp_noise_write_response(uint8_t *ck, uint8_t *hash, const uint8_t *e_pub, const uint8_t *ee, const uint8_t *se,
-                              const uint8_t *psk, const uint8_t *payload, size_t len, uint8_t *enc)
+                              const uint8_t *psk, const uint8_t *payload, size_t len, uint8_t *enc,
+                              uint8_t *split)
 {
     uint8_t c[32], h[32], tau[32], k[32];
     int rc;
@@ -170,6 +171,7 @@ int wgdp_noise_write_response(uint8_t *ck, uint8_t *hash, const uint8_t *e_pub, 
     rc = aead0(1, k, payload, len, h, enc);
     if (rc == WGDP_NOISE_OK) {
         hash2(h, 32, enc, len + 16, h);                 /* H = HASH(H, enc(payload)) */
+        kdf(c, NULL, 0, split, split + 32, NULL);       /* T1, T2 = KDF2(C, ""): the session keys */
         memcpy(ck, c, 32);
         memcpy(hash, h, 32);
     }

@@ -160,9 +160,10 @@ int wgdp_noise_read_static(const uint8_t *h0, const uint8_t *msg, const uint8_t 
 /* ck, hash: in and out; ss = DH(S_r, S_i); payload gets enc_len - 16 bytes */
 int wgdp_noise_read_payload(uint8_t *ck, uint8_t *hash, const uint8_t *ss, const uint8_t *enc, size_t enc_len,
                             uint8_t *payload);
-/* ck, hash: in and out; ee = DH(E_r, E_i), se = DH(E_r, S_i); enc gets the len + 16 bytes of enc(payload) */
+/* ck, hash: in and out; ee = DH(E_r, E_i), se = DH(E_r, S_i); enc gets the len + 16 bytes of enc(payload),
+ * split the 64 bytes of T1 || T2 = KDF2(C, "") (the session keys begin_session would derive) */
 int wgdp_noise_write_response(uint8_t *ck, uint8_t *hash, const uint8_t *e_pub, const uint8_t *ee, const uint8_t *se,
-                              const uint8_t *psk, const uint8_t *payload, size_t len, uint8_t *enc);
+                              const uint8_t *psk, const uint8_t *payload, size_t len, uint8_t *enc, uint8_t *split);
 
 /* batches over caller buffers (twins: wgpy.dataplane_twin.PureDataPlane.encrypt_batch / decrypt_batch) */
 void wgdp_result_reset(wgdp_result *res);
