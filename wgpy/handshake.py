@@ -27,7 +27,7 @@ generic Noise_IKpsk2 vectors with arbitrary payloads and prologue run
 through exactly this code.
 
 The responder's arithmetic (consuming an initiation, writing a response)
-runs through ``handshake_steps.STEPS``: one C call per step when the native
+runs through ``handshake_steps.steps()``: one C call per step when the native
 module is loaded, the pure twin otherwise, byte for byte the same.
 """
 
@@ -157,8 +157,9 @@ def read_initiation(message: bytes, local: StaticIdentity, *, sender: int = 0,
     ephemeral = bytes(message[:KEY_SIZE])
     encrypted_static = bytes(message[KEY_SIZE:KEY_SIZE + _ENCRYPTED_STATIC_LEN])
     encrypted_payload = bytes(message[KEY_SIZE + _ENCRYPTED_STATIC_LEN:])
-    steps = handshake_steps.STEPS
-    remote_static, c, h = steps.read_static(local.private.raw, local.initial_hash(prologue), ephemeral, encrypted_static)
+    steps = handshake_steps.steps()
+    remote_static, c, h = steps.read_static(local.private.raw, local.initial_hash(prologue), ephemeral,
+                                            encrypted_static)
     if static_static is None:
         ss = _dh(local.key, remote_static)
     else:
@@ -311,7 +312,7 @@ class Handshake:
             raise StateError(f"cannot create a response in state {self.state.name}")
         if len(ephemeral_private) != KEY_SIZE:
             raise ValueError("ephemeral private key must be 32 bytes")
-        ephemeral, encrypted_payload, c, h, self._split = handshake_steps.STEPS.write_response(
+        ephemeral, encrypted_payload, c, h, self._split = handshake_steps.steps().write_response(
             self._chaining_key, self._hash, ephemeral_private, self.remote_ephemeral, self.remote_static.raw,
             self._psk(), payload)
         self.state = HandshakeState.RESPONSE_CREATED

@@ -5,8 +5,8 @@ Contract: ``read_static`` (after ``e`` and ``enc(s)`` of an initiation),
 ``write_response`` (``e``, ``ee``, ``se``, the PSK and ``enc(payload)`` of a
 response) are the Noise_IKpsk2 operations of wireguard.md §3 on plain bytes;
 ``wgpy.handshake`` keeps the state machine and calls them through
-``STEPS``.  ``PURE`` computes with ``wgpy.crypto``; ``NATIVE`` (None when
-the native module is unavailable or ``WGPY_NATIVE=0``) does the X25519
+``steps()``.  ``PURE`` computes with ``wgpy.crypto``; ``native()`` (None
+when the native module is unavailable or ``WGPY_NATIVE=0``) does the X25519
 operations the same way (``wgpy.crypto.dh`` on raw keys: libsodium, faster
 at them than the system libcrypto 3.0 the C module links) and the rest -- HASH, the HMAC-BLAKE2s
 KDF chain, the zero-nonce AEAD -- in one C call per step
@@ -20,14 +20,15 @@ ephemeral private key is an argument.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Final
+from typing import Any, Callable, Final
 
-from . import _native
-from ._native import noise as _noise
 from .crypto import C0, InvalidTag, ZeroDHError, aead_open, aead_seal, dh, hash_, kdf1, kdf2, kdf3, public_from_private
 from .errors import DropReason, HandshakeError
 
-__all__ = ["Steps", "PURE", "NATIVE", "STEPS"]
+__all__ = ["Steps", "PURE", "native", "steps", "STEPS"]
+
+_noise: Any = None
+"""wgpy._native.noise once ``native()`` found the module loaded."""
 
 
 ReadStatic = Callable[[bytes, bytes, bytes, bytes], "tuple[bytes, bytes, bytes]"]
@@ -91,29 +92,47 @@ def _pure_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ep
 
 def _native_read_static(local: bytes, h0: bytes, ephemeral: bytes,
                         encrypted_static: bytes) -> tuple[bytes, bytes, bytes]:
-    out = _noise.read_static(h0, ephemeral, encrypted_static, _dh(local, ephemeral))
+    out: tuple[bytes, bytes, bytes] | None = _noise.read_static(h0, ephemeral, encrypted_static, _dh(local, ephemeral))
     if out is None:
         raise HandshakeError(DropReason.DECRYPTION_FAILED)
     return out
 
 
 def _native_read_payload(c: bytes, h: bytes, ss: bytes, encrypted: bytes) -> tuple[bytes, bytes, bytes]:
-    out = _noise.read_payload(c, h, ss, encrypted)
+    out: tuple[bytes, bytes, bytes] | None = _noise.read_payload(c, h, ss, encrypted)
     if out is None:
         raise HandshakeError(DropReason.DECRYPTION_FAILED)
     return out
 
 
-def _native_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ephemeral: bytes,
-                           remote_static: bytes, psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+def _native_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ephemeral: bytes, remote_static: bytes,
+                           psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     ephemeral = public_from_private(ephemeral_private)
     encrypted, c, h, split = _noise.write_response(c, h, ephemeral, _dh(ephemeral_private, remote_ephemeral),
-                                            _dh(ephemeral_private, remote_static), psk, payload)
+                                                   _dh(ephemeral_private, remote_static), psk, payload)
     return ephemeral, encrypted, c, h, split
 
 
 PURE: Final = Steps("pure", _pure_read_static, _pure_read_payload, _pure_write_response)
-NATIVE: Final = (Steps("native", _native_read_static, _native_read_payload, _native_write_response)
-                 if _native.available() else None)
-STEPS: Steps = NATIVE or PURE
-"""The steps wgpy.handshake uses (tests swap it to run both twins)."""
+_NATIVE: Final = Steps("native", _native_read_static, _native_read_payload, _native_write_response)
+STEPS: Steps | None = None
+"""The steps wgpy.handshake uses, chosen on first use (tests set it to run both twins)."""
+
+
+def native() -> Steps | None:
+    """The native steps, or None when the native module is unavailable.  The module is loaded here, not
+    at import: importing wgpy must not load it before a caller could set WGPY_NATIVE."""
+    global _noise
+    from . import _native
+    if not _native.available():
+        return None
+    from ._native import noise
+    _noise = noise
+    return _NATIVE
+
+
+def steps() -> Steps:
+    global STEPS
+    if STEPS is None:
+        STEPS = native() or PURE
+    return STEPS

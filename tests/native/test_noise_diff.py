@@ -10,6 +10,7 @@ give the same typed ``HandshakeError`` reason from both, or the same result.
 from __future__ import annotations
 
 import os
+from typing import Any, Callable, TypeVar
 
 import pytest
 from hypothesis import given
@@ -21,7 +22,8 @@ from wgpy.handshake import Handshake, StaticIdentity, read_initiation
 from wgpy.keys import PresharedKey, PrivateKey
 from wgpy.tai64n import timestamp
 
-NATIVE = handshake_steps.NATIVE
+T = TypeVar("T")
+NATIVE = handshake_steps.native()
 PURE = handshake_steps.PURE
 # points of small order on Curve25519 (their DH with any scalar is all-zero)
 LOW_ORDER = [bytes(32), (1).to_bytes(32, "little"),
@@ -34,7 +36,7 @@ RESPONDER = PrivateKey(bytes(range(33, 65)))
 ID_I, ID_R = StaticIdentity(INITIATOR), StaticIdentity(RESPONDER)
 
 
-def _with(steps: handshake_steps.Steps | None, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _with(steps: handshake_steps.Steps | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     assert steps is not None
     saved = handshake_steps.STEPS
     handshake_steps.STEPS = steps
@@ -44,7 +46,10 @@ def _with(steps: handshake_steps.Steps | None, fn, *args, **kwargs):  # type: ig
         handshake_steps.STEPS = saved
 
 
-def _outcome(steps: handshake_steps.Steps | None, message: bytes, prologue: bytes = b"WireGuard v1 zx2c4 Jason@zx2c4.com"):  # type: ignore[no-untyped-def]
+PROLOGUE = b"WireGuard v1 zx2c4 Jason@zx2c4.com"
+
+
+def _outcome(steps: handshake_steps.Steps | None, message: bytes, prologue: bytes = PROLOGUE) -> tuple[object, ...]:
     try:
         c = _with(steps, read_initiation, message, ID_R, sender=7, prologue=prologue)
     except HandshakeError as exc:
@@ -122,7 +127,7 @@ def test_low_order_ephemeral_same_drop(point: bytes) -> None:
 @pytest.mark.parametrize("point", LOW_ORDER)
 def test_low_order_ephemeral_in_response_same_drop(point: bytes) -> None:
     """A low-order remote ephemeral that decrypted (built by the test) fails the response the same way."""
-    outcomes = []
+    outcomes: list[tuple[object, ...]] = []
     for steps in (NATIVE, PURE):
         assert steps is not None
         try:
@@ -131,7 +136,7 @@ def test_low_order_ephemeral_in_response_same_drop(point: bytes) -> None:
         except HandshakeError as exc:
             outcomes.append(("error", exc.reason))
         else:
-            outcomes.append(out)  # type: ignore[arg-type]
+            outcomes.append(out)
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == "error"
 
@@ -139,11 +144,11 @@ def test_low_order_ephemeral_in_response_same_drop(point: bytes) -> None:
 @given(c=st.binary(min_size=32, max_size=32), h=st.binary(min_size=32, max_size=32),
        ss=st.binary(min_size=32, max_size=32), enc=st.binary(min_size=0, max_size=80))
 def test_read_payload_garbage_same_outcome(c: bytes, h: bytes, ss: bytes, enc: bytes) -> None:
-    outcomes = []
+    outcomes: list[tuple[object, ...]] = []
     for steps in (NATIVE, PURE):
         assert steps is not None
         try:
             outcomes.append(steps.read_payload(c, h, ss, enc))
         except HandshakeError as exc:
-            outcomes.append(("error", exc.reason))  # type: ignore[arg-type]
+            outcomes.append(("error", exc.reason))
     assert outcomes[0] == outcomes[1]

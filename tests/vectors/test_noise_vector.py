@@ -27,7 +27,7 @@ from wgpy.keys import PresharedKey, PrivateKey, PublicKey
 VECTOR_FILE = Path(__file__).parents[2] / "vectors" / "noise_ikpsk2.json"
 
 
-@pytest.fixture(autouse=True, params=[s for s in (handshake_steps.PURE, handshake_steps.NATIVE) if s is not None],
+@pytest.fixture(autouse=True, params=[s for s in (handshake_steps.PURE, handshake_steps.native()) if s is not None],
                 ids=lambda s: s.name)
 def steps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> handshake_steps.Steps:
     monkeypatch.setattr(handshake_steps, "STEPS", request.param)
