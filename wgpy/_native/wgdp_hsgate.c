@@ -20,10 +20,13 @@ void wgdp_set_mac1_key(wgdp *ctx, const uint8_t *key)
 {
     pthread_rwlock_wrlock(&ctx->lock);
     ctx->has_mac1_key = key != NULL;
-    if (key)
+    if (key) {
         memcpy(ctx->mac1_key, key, 32);
-    else
+        wgdp_mac16_prepare(key, ctx->mac1_state);  /* the key block once, not per message */
+    } else {
         memset(ctx->mac1_key, 0, 32);
+        memset(ctx->mac1_state, 0, sizeof(ctx->mac1_state));
+    }
     pthread_rwlock_unlock(&ctx->lock);
 }
 
@@ -32,9 +35,9 @@ int wgdp_mac1_ok(struct wgdp *ctx, const uint8_t *msg, uint32_t len)
 {
     uint8_t mac[16];
     uint8_t diff = 0;
-    if (!ctx->has_mac1_key || len < 32)
+    if (!ctx->has_mac1_key || len <= 32)
         return 0;
-    wgdp_mac16(ctx->mac1_key, msg, len - 32, mac);
+    wgdp_mac16_from(ctx->mac1_state, msg, len - 32, mac);
     for (int i = 0; i < 16; i++)
         diff |= mac[i] ^ msg[len - 32 + i];
     return diff == 0;

@@ -80,6 +80,7 @@ struct wgdp {
     atomic_int gso, gro, tun_vnet;              /* UDP offloads: 1 on, 0 off (also when the kernel refused) */
     uint8_t mac1_key[32];                       /* HASH("mac1----" || our public key), under the ctx lock */
     int has_mac1_key;
+    uint32_t mac1_state[8];                     /* the MAC's state after that key block (wgdp_mac16_prepare) */
     struct wgdp_gate *gate;                     /* under-load admission, wgdp_hsgate.c */
 };
 
@@ -98,6 +99,8 @@ typedef struct {
 void wgdp_blake2s_init(wgdp_blake2s *s, size_t outlen, const uint8_t *key, size_t keylen);
 void wgdp_blake2s_update(wgdp_blake2s *s, const uint8_t *in, size_t len);
 void wgdp_blake2s_final(wgdp_blake2s *s, uint8_t *out);
+void wgdp_mac16_prepare(const uint8_t *key, uint32_t *state);
+void wgdp_mac16_from(const uint32_t *state, const uint8_t *msg, size_t len, uint8_t *out);
 
 /* hsgate.c */
 int wgdp_mac1_ok(struct wgdp *ctx, const uint8_t *msg, uint32_t len);
