@@ -1,18 +1,17 @@
 /* The responder's side of the Noise_IKpsk2 handshake in C (wireguard.md §3): consuming an
  * initiation (wgdp_noise_read_static, then wgdp_noise_read_payload once Python has looked the
  * decrypted static key up and passes that peer's precomputed DH(S_r, S_i)) and creating the
- * response (wgdp_noise_write_response).  The state machine stays in Python (wgpy.handshake) and
- * so do the X25519 operations: the DH results come in as arguments (the Python binding's
- * OpenSSL computes one in ~35 us; the system libcrypto 3.0 through EVP took ~45 us, key set-up
- * included).  These calls are the rest of the arithmetic: HASH/HMAC/KDF over our BLAKE2s
- * (wgdp_blake2s.c) and the zero-nonce ChaCha20-Poly1305 over EVP.
+ * response (wgdp_noise_write_response, which also splits the session keys).  The state machine
+ * stays in Python (wgpy.handshake) and so do the X25519 operations: the DH results come in as
+ * arguments (libsodium, through PyNaCl, computes one in ~32 us; the system libcrypto 3.0 through
+ * EVP took ~45 us, key set-up included).  These calls are the rest of the arithmetic: HASH/HMAC/KDF
+ * over our BLAKE2s (wgdp_blake2s.c) and the zero-nonce ChaCha20-Poly1305 over EVP.
  *
- * Every call works on local copies and writes its outputs only on success (WGDP_NOISE_OK); a
- * bad tag gives WGDP_NOISE_DECRYPT, an allocation failure WGDP_NOISE_ERROR.  Intermediate secrets are wiped before returning.  Twins: the pure steps of
- * wgpy.handshake (_pure_read_static, _pure_read_payload, _pure_write_response), checked byte for
- * byte by tests/native/test_noise_diff.py. */
+ * Every call works on local copies and writes its outputs only on success (WGDP_NOISE_OK); a bad
+ * tag gives WGDP_NOISE_DECRYPT, an allocation failure WGDP_NOISE_ERROR.  Intermediate secrets are
+ * wiped before returning.  Twin: wgpy.handshake_steps.PURE, checked byte for byte by
+ * tests/native/test_noise_diff.py. */
 #include "wgdp_internal.h"
-#include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 
