@@ -154,21 +154,25 @@ def read_initiation(message: bytes, local: StaticIdentity, *, sender: int = 0,
     """Responder side of Noise message 1 (``e || enc(s) || enc(payload)``)."""
     if len(message) < KEY_SIZE + _ENCRYPTED_STATIC_LEN + TAG_SIZE:
         raise HandshakeError(DropReason.MALFORMED)
-    ephemeral = bytes(message[:KEY_SIZE])
-    encrypted_static = bytes(message[KEY_SIZE:KEY_SIZE + _ENCRYPTED_STATIC_LEN])
-    encrypted_payload = bytes(message[KEY_SIZE + _ENCRYPTED_STATIC_LEN:])
+    return _read_initiation(bytes(message[:KEY_SIZE]), bytes(message[KEY_SIZE:KEY_SIZE + _ENCRYPTED_STATIC_LEN]),
+                            bytes(message[KEY_SIZE + _ENCRYPTED_STATIC_LEN:]), local, sender, prologue,
+                            static_static)
+
+
+def _read_initiation(ephemeral: bytes, encrypted_static: bytes, encrypted_payload: bytes, local: StaticIdentity,
+                     sender: int, prologue: bytes, static_static: StaticStaticLookup | None) -> ConsumedInitiation:
     steps = handshake_steps.steps()
-    remote_static, c, h = steps.read_static(local.private.raw, local.initial_hash(prologue), ephemeral,
-                                            encrypted_static)
+    raw, c, h = steps.read_static(local.private.raw, local.initial_hash(prologue), ephemeral, encrypted_static)
+    remote_static = PublicKey(raw)
     if static_static is None:
-        ss = _dh(local.key, remote_static)
+        ss = _dh(local.key, raw)
     else:
-        known = static_static(PublicKey(remote_static))
+        known = static_static(remote_static)
         if known is None:
             raise HandshakeError(DropReason.UNKNOWN_PEER)
         ss = known
     payload, c, h = steps.read_payload(c, h, ss, encrypted_payload)
-    return ConsumedInitiation(PublicKey(remote_static), sender, ephemeral, payload, c, h)
+    return ConsumedInitiation(remote_static, sender, ephemeral, payload, c, h)
 
 
 def consume_initiation(msg: Initiation, local: StaticIdentity, *, prologue: bytes = IDENTIFIER,
@@ -177,8 +181,8 @@ def consume_initiation(msg: Initiation, local: StaticIdentity, *, prologue: byte
 
     With ``static_static`` the responder uses its peers' precomputed
     static-static DH and drops unknown initiators early (``UNKNOWN_PEER``)."""
-    return read_initiation(msg.ephemeral + msg.encrypted_static + msg.encrypted_timestamp,
-                           local, sender=msg.sender, prologue=prologue, static_static=static_static)
+    return _read_initiation(msg.ephemeral, msg.encrypted_static, msg.encrypted_timestamp, local, msg.sender,
+                            prologue, static_static)
 
 
 @dataclass(slots=True, repr=False, eq=False)
