@@ -11,7 +11,8 @@ paced at ``--rate``; and, as a control, during the junk flood sent to a port
 in B nobody listens on (the share the machine loses to the flood whatever
 the daemon does).  It prints, per kind, the Mbit/s and the share of the
 quiet figure kept under each flood (the ratio the issue's goal is about:
-wgpy ≥ 80% under both), with the rate each flood reached; ``--json`` writes
+wgpy ≥ 80% under both), with the rate each flood reached and the UDP
+RcvbufErrors in B while iperf3 ran (a full socket buffer); ``--json`` writes
 everything.  Everything it creates is removed at exit.
 """
 
@@ -41,17 +42,27 @@ CONTROL_PORT = 9
 limited); what throughput it costs is the machine's share (the flooder, the veth, the kernel), not the daemon's."""
 
 
+def _rcvbuf_errors(tun: Tunnel) -> int:
+    """UDP RcvbufErrors in namespace B (datagrams the kernel dropped because a socket's buffer was full)."""
+    lines = [line.split() for line in tun.under.b.run("cat", "/proc/net/snmp").stdout.splitlines()
+             if line.startswith("Udp:")]
+    return int(dict(zip(lines[0][1:], lines[1][1:]))["RcvbufErrors"]) if len(lines) >= 2 else -1
+
+
 def _flooded(tun: Tunnel, binary: Path, duration: float, rate: int, messages: Path | None,
              sources: list[str], port: int = PORTS[1]) -> tuple[dict[str, Any], dict[str, float]]:
     flood = Flood(binary, tun.under.a.argv([]), UNDER[1], port, duration + 20, messages, sources, rate)
     common._procs.append(flood.proc)
     try:
         time.sleep(1.0)  # the flood is on (under load, for the valid-mac1 one)
+        before = _rcvbuf_errors(tun)
         result = traffic.tcp(tun, 1, duration)
+        rcvbuf = _rcvbuf_errors(tun) - before
     finally:
         report = flood.stop()
         if flood.proc in common._procs:
             common._procs.remove(flood.proc)
+    report["rcvbuf_errors"] = rcvbuf
     time.sleep(1.5)  # let "under load" expire before the next measurement
     return result, report
 
@@ -113,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{junk / 1e6:>7.0f}{junk / quiet:>6.0%}{mac1 / 1e6:>7.0f}{mac1 / quiet:>6.0%}"
               f"{med_rate('ctrl_flood'):>11.0f}{med_rate('junk_flood'):>9.0f}{med_rate('mac1_flood'):>9.0f}")
     print("Mbit/s; kept = share of the quiet figure; control = the junk flood sent to a port nobody listens on")
+    for kind, rounds in results.items():
+        drops = {name: statistics.median(r[f"{name}_flood"].get("rcvbuf_errors", -1) for r in rounds)
+                 for name in ("junk", "mac1")}
+        print(f"{LABEL.get(kind, kind)}: UDP RcvbufErrors in B during the iperf3 run: junk {drops['junk']:.0f}, "
+              f"valid-mac1 {drops['mac1']:.0f}")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "summary": summary}, indent=1))
     return 0

@@ -25,6 +25,10 @@ response payload).  The same steps are exposed at the plain-Noise level
 ``read_response``, messages ``e || s || payload`` and ``e || payload``) so
 generic Noise_IKpsk2 vectors with arbitrary payloads and prologue run
 through exactly this code.
+
+The responder's arithmetic (consuming an initiation, writing a response)
+runs through ``handshake_steps.steps()``: one C call per step when the native
+module is loaded, the pure twin otherwise, byte for byte the same.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Callable, Final
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from . import handshake_steps
 from .constants import IDENTIFIER, INITIATION_MIN_INTERVAL, KEY_SIZE, LABEL_COOKIE, LABEL_MAC1, TAG_SIZE
 from .crypto import C0, H0, InvalidTag, ZeroDHError, aead_open, aead_seal, dh, hash_, kdf1, kdf2, kdf3, x25519_key
 from .errors import DropReason, HandshakeError, StateError
@@ -149,26 +154,25 @@ def read_initiation(message: bytes, local: StaticIdentity, *, sender: int = 0,
     """Responder side of Noise message 1 (``e || enc(s) || enc(payload)``)."""
     if len(message) < KEY_SIZE + _ENCRYPTED_STATIC_LEN + TAG_SIZE:
         raise HandshakeError(DropReason.MALFORMED)
-    ephemeral = bytes(message[:KEY_SIZE])
-    encrypted_static = bytes(message[KEY_SIZE:KEY_SIZE + _ENCRYPTED_STATIC_LEN])
-    encrypted_payload = bytes(message[KEY_SIZE + _ENCRYPTED_STATIC_LEN:])
-    h = local.initial_hash(prologue)
-    c = kdf1(C0, ephemeral)
-    h = hash_(h, ephemeral)
-    c, k = kdf2(c, _dh(local.key, ephemeral))
-    remote_static = _open(k, encrypted_static, h)
-    h = hash_(h, encrypted_static)
+    return _read_initiation(bytes(message[:KEY_SIZE]), bytes(message[KEY_SIZE:KEY_SIZE + _ENCRYPTED_STATIC_LEN]),
+                            bytes(message[KEY_SIZE + _ENCRYPTED_STATIC_LEN:]), local, sender, prologue,
+                            static_static)
+
+
+def _read_initiation(ephemeral: bytes, encrypted_static: bytes, encrypted_payload: bytes, local: StaticIdentity,
+                     sender: int, prologue: bytes, static_static: StaticStaticLookup | None) -> ConsumedInitiation:
+    steps = handshake_steps.steps()
+    raw, c, h = steps.read_static(local.private.raw, local.initial_hash(prologue), ephemeral, encrypted_static)
+    remote_static = PublicKey(raw)
     if static_static is None:
-        ss = _dh(local.key, remote_static)
+        ss = _dh(local.key, raw)
     else:
-        known = static_static(PublicKey(remote_static))
+        known = static_static(remote_static)
         if known is None:
             raise HandshakeError(DropReason.UNKNOWN_PEER)
         ss = known
-    c, k = kdf2(c, ss)
-    payload = _open(k, encrypted_payload, h)
-    h = hash_(h, encrypted_payload)
-    return ConsumedInitiation(PublicKey(remote_static), sender, ephemeral, payload, c, h)
+    payload, c, h = steps.read_payload(c, h, ss, encrypted_payload)
+    return ConsumedInitiation(remote_static, sender, ephemeral, payload, c, h)
 
 
 def consume_initiation(msg: Initiation, local: StaticIdentity, *, prologue: bytes = IDENTIFIER,
@@ -177,8 +181,8 @@ def consume_initiation(msg: Initiation, local: StaticIdentity, *, prologue: byte
 
     With ``static_static`` the responder uses its peers' precomputed
     static-static DH and drops unknown initiators early (``UNKNOWN_PEER``)."""
-    return read_initiation(msg.ephemeral + msg.encrypted_static + msg.encrypted_timestamp,
-                           local, sender=msg.sender, prologue=prologue, static_static=static_static)
+    return _read_initiation(msg.ephemeral, msg.encrypted_static, msg.encrypted_timestamp, local, msg.sender,
+                            prologue, static_static)
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -202,6 +206,8 @@ class Handshake:
     _chaining_key: bytes = field(default=_ZERO_KEY, init=False)
     _hash: bytes = field(default=_ZERO_KEY, init=False)
     _initial_hash: bytes = field(default=_ZERO_KEY, init=False)
+    _split: bytes = field(default=b"", init=False)
+    """T1 || T2 from write_response (the responder's session keys), until begin_session."""
 
     def __post_init__(self) -> None:
         self._initial_hash = initial_hash(self.remote_static.raw, self.prologue)
@@ -244,6 +250,7 @@ class Handshake:
         self.remote_ephemeral = None
         self._chaining_key = _ZERO_KEY
         self._hash = _ZERO_KEY
+        self._split = b""
 
     def _psk(self) -> bytes:
         return _ZERO_KEY if self.preshared_key is None else self.preshared_key.raw
@@ -309,18 +316,11 @@ class Handshake:
             raise StateError(f"cannot create a response in state {self.state.name}")
         if len(ephemeral_private) != KEY_SIZE:
             raise ValueError("ephemeral private key must be 32 bytes")
-        key = x25519_key(ephemeral_private)
-        ephemeral = key.public_key().public_bytes_raw()
-        c = kdf1(self._chaining_key, ephemeral)
-        h = hash_(self._hash, ephemeral)
-        c = kdf1(c, _dh(key, self.remote_ephemeral))
-        c = kdf1(c, _dh(key, self.remote_static.raw))
-        c, tau, k = kdf3(c, self._psk())
-        h = hash_(h, tau)
-        encrypted_payload = aead_seal(k, 0, payload, h)
-        h = hash_(h, encrypted_payload)
+        ephemeral, encrypted_payload, c, h, self._split = handshake_steps.steps().write_response(
+            self._chaining_key, self._hash, ephemeral_private, self.remote_ephemeral, self.remote_static.raw,
+            self._psk(), payload)
         self.state = HandshakeState.RESPONSE_CREATED
-        self.local_ephemeral = key
+        self.local_ephemeral = None  # only an initiator needs its ephemeral key again
         self._chaining_key, self._hash = c, h
         return ephemeral + encrypted_payload
 
@@ -373,7 +373,10 @@ class Handshake:
             initiator = False
         else:
             raise StateError(f"cannot begin a session in state {self.state.name}")
-        t1, t2 = kdf2(self._chaining_key, b"")
+        if not initiator and self._split:  # write_response derived them with the last C
+            t1, t2 = self._split[:KEY_SIZE], self._split[KEY_SIZE:]
+        else:
+            t1, t2 = kdf2(self._chaining_key, b"")
         send, receive = (t1, t2) if initiator else (t2, t1)
         keys = SessionKeys(send, receive, self.local_index, self.remote_index, initiator)
         self.state = HandshakeState.ZEROED
@@ -381,4 +384,5 @@ class Handshake:
         self.remote_ephemeral = None
         self._chaining_key = _ZERO_KEY
         self._hash = _ZERO_KEY
+        self._split = b""
         return keys

@@ -6,6 +6,8 @@ payloads) runs through the same code as WireGuard's fixed-size messages, via
 the plain-Noise entry points.  Messages 0 and 1 are the handshake; the rest
 are transport messages alternating initiator -> responder, responder ->
 initiator, sealed with the split keys and per-direction counters from 0.
+Every test runs with the pure responder steps and with the native ones
+(``wgpy.handshake_steps``) when the native module is loaded.
 """
 
 from __future__ import annotations
@@ -16,12 +18,20 @@ from typing import Any
 
 import pytest
 
+from wgpy import handshake_steps
 from wgpy.constants import IDENTIFIER
 from wgpy.crypto import Aead
 from wgpy.handshake import Handshake, HandshakeState, StaticIdentity, read_initiation
 from wgpy.keys import PresharedKey, PrivateKey, PublicKey
 
 VECTOR_FILE = Path(__file__).parents[2] / "vectors" / "noise_ikpsk2.json"
+
+
+@pytest.fixture(autouse=True, params=[s for s in (handshake_steps.PURE, handshake_steps.native()) if s is not None],
+                ids=lambda s: s.name)
+def steps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> handshake_steps.Steps:
+    monkeypatch.setattr(handshake_steps, "STEPS", request.param)
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ Remote input never raises here: drops come back as codes, which
 ``DROP_REASONS`` (protocol drops) and ``IO_DROPS`` (I/O-loop drops) name,
 both read from the compiled ``WGDP_DROP_*`` constants; the mailbox sizes
 (``MAILBOX_SLOTS`` / ``MAILBOX_BYTES``) come from there too.
-Nothing else in wgpy may import the compiled module.
+Nothing else in wgpy may import the compiled module (``wgpy._native.noise``
+wraps the handshake arithmetic over the ``lib`` loaded here).
 
 Objects: ``Context`` (one ``wgdp``: index table, peers, routes, batches and
 the I/O loops), ``NativeKeypair`` (a ``wgpy.keypair.Keypair`` whose keys,

@@ -7,7 +7,7 @@ in-place development build::
 
 The cdef is the part of ``wgpy_native.h`` between the CDEF markers; the
 package version is compiled in (``wgdp_version()``) so the binding can refuse
-a stale build.  Links OpenSSL's libcrypto (EVP ChaCha20-Poly1305).
+a stale build.  Links OpenSSL's libcrypto (EVP ChaCha20-Poly1305 and X25519).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-SOURCES = ["wgdp_crypto.c", "wgdp_ctx.c", "wgdp_io.c", "wgdp_offload.c", "wgdp_mbox.c", "wgdp_routes.c", "wgdp_hsgate.c"]
+SOURCES = ["wgdp_crypto.c", "wgdp_ctx.c", "wgdp_io.c", "wgdp_offload.c", "wgdp_mbox.c", "wgdp_routes.c", "wgdp_hsgate.c",
+           "wgdp_blake2s.c", "wgdp_noise.c"]
 
 
 def _version() -> str:

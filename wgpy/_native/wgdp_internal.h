@@ -81,6 +81,7 @@ struct wgdp {
     atomic_int gso, gro, tun_vnet;              /* UDP offloads: 1 on, 0 off (also when the kernel refused) */
     uint8_t mac1_key[32];                       /* HASH("mac1----" || our public key), under the ctx lock */
     int has_mac1_key;
+    uint32_t mac1_state[8];                     /* the MAC's state after that key block (wgdp_mac16_prepare) */
     struct wgdp_gate *gate;                     /* under-load admission, wgdp_hsgate.c */
 };
 
@@ -89,6 +90,19 @@ void wgdp_keypair_ref(struct wgdp_keypair *kp);
 int wgdp_kp_usable(struct wgdp_keypair *kp, double now);
 size_t wgdp_kp_seal_if_usable(struct wgdp_keypair *kp, double now, const uint8_t *packet, size_t len,
                               uint32_t mtu, uint8_t *out, size_t cap);
+/* blake2s.c: incremental BLAKE2s (outlen <= 32, keylen <= 32) */
+typedef struct {
+    uint32_t h[8];
+    uint64_t t;
+    uint8_t buf[64];
+    size_t buflen, outlen;
+} wgdp_blake2s;
+void wgdp_blake2s_init(wgdp_blake2s *s, size_t outlen, const uint8_t *key, size_t keylen);
+void wgdp_blake2s_update(wgdp_blake2s *s, const uint8_t *in, size_t len);
+void wgdp_blake2s_final(wgdp_blake2s *s, uint8_t *out);
+void wgdp_mac16_prepare(const uint8_t *key, uint32_t *state);
+void wgdp_mac16_from(const uint32_t *state, const uint8_t *msg, size_t len, uint8_t *out);
+
 /* hsgate.c */
 int wgdp_mac1_ok(struct wgdp *ctx, const uint8_t *msg, uint32_t len);
 int wgdp_gate_init(struct wgdp *ctx);

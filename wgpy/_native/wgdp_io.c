@@ -532,8 +532,10 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
                     wgdp_mbox_publish(ctx, 1, res, now, flush_ms);
                     return -res->err;
                 }
-                wgdp_mbox_publish(ctx, 1, res, now, flush_ms);
-                wgdp_result_reset(res);
+                if (res->n_slow || res->n_events) {  /* drops alone wait for the batch's end: a flood of */
+                    wgdp_mbox_publish(ctx, 1, res, now, flush_ms);  /* junk costs no mailbox lock each */
+                    wgdp_result_reset(res);
+                }
             }
             if (flush_writes(b, tun_fd, vnet, res) < 0) {
                 wgdp_mbox_publish(ctx, 1, res, wgdp_now(), flush_ms);

@@ -27,6 +27,7 @@
  * per message; 256 of them fit in one drain */
 #define MBOX_HS_SLOTS 256u
 #define MBOX_HS_BYTES (MBOX_HS_SLOTS * 148u)
+#define MBOX_HS_UNDER_LOAD 128u         /* = wgpy.constants.UNDER_LOAD_QUEUE_LEN */
 #define DIR_TX 0
 #define DIR_RX 1
 #define DIR_HS 2   /* rx handshake messages */
@@ -152,8 +153,11 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
             dir->drops[i] += res->drops[i];
             content = 1;
         }
-    if (d == DIR_RX && (m->dir[DIR_HS].n_slow >= MBOX_HS_SLOTS / 8 || dir->drops[WGDP_DROP_HANDSHAKE_QUEUE_FULL]))
-        wgdp_gate_loaded(ctx, now);  /* under load: the gate limits each source from now on */
+    /* under load: the gate limits each source from now on.  Like wireguard-go and the kernel, only on a real
+     * backlog: UNDER_LOAD_QUEUE_LEN (128, wireguard-go's QueueHandshakeSize / 8) messages waiting for Python,
+     * or an overflow; a peer (or a bench) with a few dozen handshakes in flight is not refused */
+    if (d == DIR_RX && (m->dir[DIR_HS].n_slow >= MBOX_HS_UNDER_LOAD || dir->drops[WGDP_DROP_HANDSHAKE_QUEUE_FULL]))
+        wgdp_gate_loaded(ctx, now);
     if (content && m->pending_since == 0)
         m->pending_since = now;
     maybe_signal(m, now, flush_ms);
