@@ -37,6 +37,8 @@ class KubeSpanConfig:
     """``None``: no filtering; ``()``: advertise no endpoint at all."""
     exclude_advertised_networks: tuple[IPNetwork, ...] = ()
     extra_announced_endpoints: tuple[tuple[str, int], ...] = ()
+    relay: bool = False
+    """Our extension (``relay: true``): serve as a relay for members that cannot reach each other."""
 
     @property
     def force_routing(self) -> bool:
