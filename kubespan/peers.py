@@ -84,6 +84,8 @@ class PeerSpec:
     label: str
     node_id: str = ""
     """The affiliate this spec came from (not a Talos field; used for harvesting)."""
+    relay: bool = False
+    """The peer announces that it relays (our extension, ``kubespan.relay``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +275,7 @@ class SpecInput:
     additional_addresses: tuple[IPNetwork, ...]
     exclude_advertised_networks: tuple[IPNetwork, ...]
     endpoints: tuple[Endpoint, ...]
+    relay: bool = False
 
 
 def build_peer_specs(
@@ -305,6 +308,6 @@ def build_peer_specs(
         taken.extend(allowed)
         specs.append(PeerSpec(
             public_key=aff.public_key, address=aff.address, allowed_ips=allowed,
-            endpoints=aff.endpoints, label=aff.nodename, node_id=node_id,
+            endpoints=aff.endpoints, label=aff.nodename, node_id=node_id, relay=aff.relay,
         ))
     return specs, warnings

@@ -109,6 +109,8 @@ def affiliate_spec(aff: AffiliateSpec) -> dict[str, Any]:
             "endpoints": [str(e) for e in aff.endpoints],
             "excludeAdvertisedNetworks": [str(n) for n in aff.exclude_advertised_networks],
         }
+        if aff.relay:  # our extension; absent (as in Talos) when the member does not relay
+            out["kubespan"]["relay"] = True
     return _with_control_plane(out, aff.control_plane)
 
 
