@@ -20,7 +20,7 @@ Contract (kubespan.md §5 "PeerSpec" and "Manager" steps 1-3; Talos
   ``lastUsedEndpoint`` when WireGuard has no endpoint or has that one, nothing
   when WireGuard roamed elsewhere (the roamed endpoint survives).
 - ``status_changed`` tells whether a pass changed anything but counters and
-  handshake times (the agent re-evaluates statuses every second and applies
+  handshake times (the relay state included: ``kubespan.relay``) (the agent re-evaluates statuses every second and applies
   only such changes).
 
 Timeline of one endpoint (T0 = ``last_endpoint_change``)::
@@ -46,9 +46,13 @@ import enum
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .discovery.protocol import Endpoint, IPAddress
 from .filters import IPNetwork
+
+if TYPE_CHECKING:
+    from .relay import RelayState
 
 __all__ = [
     "ENDPOINT_CONNECTION_TIMEOUT", "PEER_DOWN_INTERVAL", "ObservedPeer", "PeerSpec", "PeerState", "PeerStatus",
@@ -100,6 +104,9 @@ class PeerStatus:
     last_handshake_time: float | None = None
     last_used_endpoint: Endpoint | None = None
     last_endpoint_change: float | None = None
+    relay: RelayState | None = None
+    """Our extension (``kubespan.relay``): the relay this peer is reached through, and what the relay
+    decision remembers; ``None`` for a peer the decision has not seen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,10 @@ class ObservedPeer:
     rx_bytes: int
     tx_bytes: int
     allowed_ips: tuple[IPNetwork, ...] = ()
+    relayed: bool = False
+    """WireGuard sends to this peer through a relay (``endpoint`` is the relay's)."""
+    probe_endpoint: Endpoint | None = None
+    """The direct endpoint WireGuard probes while relayed."""
 
 
 # --- the state machine ----------------------------------------------------------------------
@@ -207,8 +218,8 @@ def status_changed(old: PeerStatus | None, new: PeerStatus) -> bool:
     """Whether ``new`` differs from ``old`` in more than counters and the handshake time."""
     if old is None:
         return True
-    return (old.state, old.endpoint, old.last_used_endpoint, old.last_endpoint_change, old.label) != (
-        new.state, new.endpoint, new.last_used_endpoint, new.last_endpoint_change, new.label)
+    return (old.state, old.endpoint, old.last_used_endpoint, old.last_endpoint_change, old.label, old.relay) != (
+        new.state, new.endpoint, new.last_used_endpoint, new.last_endpoint_change, new.label, new.relay)
 
 
 # --- prefix sets --------------------------------------------------------------------------
