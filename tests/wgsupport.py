@@ -146,3 +146,90 @@ class DevicePair:
         peer = node.device.peer(self.other(node).key.public_key())
         assert peer is not None
         return peer
+
+
+class Mesh:
+    """Devices on one in-memory network, addressed by endpoint; ``blocked`` pairs of endpoints lose every
+    datagram between them (both ways), as an nft drop would.  ``lost`` keeps what was lost (dst, data, src)."""
+
+    def __init__(self, names: str = "arp", seed: int = 1, clock: FakeClock | None = None,
+                 dataplane: Callable[[], DataPlane[Any] | None] | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.rng = SeededRng(seed)
+        self.nodes: dict[str, Node] = {}
+        for i, name in enumerate(names):
+            plane = dataplane() if dataplane is not None else None
+            dev = Device(rng=self.rng, wall_clock=self.clock.wall, dataplane=plane)
+            node = Node(name, dev, PrivateKey.generate(self.rng), (f"192.0.2.{i + 1}", 51820 + i),
+                        f"10.0.0.{i + 1}", f"fd00::{i + 1}")
+            self.nodes[name] = node
+            self.collect(node, dev.apply(DeviceUpdate(private_key=node.key, listen_port=node.endpoint[1]),
+                                         self.clock.now))
+        self.blocked: set[frozenset[Endpoint]] = set()
+        self.wire: list[tuple[Endpoint, bytes, Endpoint]] = []
+        self.lost: list[tuple[Endpoint, bytes, Endpoint]] = []
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def block(self, x: str, y: str) -> None:
+        self.blocked.add(frozenset((self[x].endpoint, self[y].endpoint)))
+
+    def unblock(self, x: str, y: str) -> None:
+        self.blocked.discard(frozenset((self[x].endpoint, self[y].endpoint)))
+
+    def connect(self, me: str, other: str, *, endpoint: Endpoint | None = None, relayed: bool = False,
+                probe: Endpoint | None = None, keepalive: int = 0) -> None:
+        """Make ``other`` a peer of ``me`` (at its own endpoint unless told otherwise)."""
+        o = self[other]
+        upd = DeviceUpdate(peers=[PeerUpdate(
+            public_key=o.key.public_key(), endpoint=endpoint or o.endpoint, relayed=relayed, probe_endpoint=probe,
+            persistent_keepalive=keepalive,
+            allowed_ips=[ipaddress.ip_network(o.addr4 + "/32"), ipaddress.ip_network(o.addr6 + "/128")])])
+        self.collect(self[me], self[me].device.apply(upd, self.clock.now))
+
+    def collect(self, node: Node, actions: list[Action]) -> None:
+        for act in actions:
+            if isinstance(act, WriteTun):
+                node.tun.append(act.packet)
+            elif isinstance(act, Unreachable):
+                node.unreachable.append(act.packet)
+            else:
+                node.sent.append(act)
+                self.wire.append((act.endpoint, act.data, node.endpoint))
+
+    def send_ip(self, src: str, dst: str, payload: bytes = b"hello") -> None:
+        node = self[src]
+        pkt = ipv4_packet(node.addr4, self[dst].addr4, payload)
+        self.collect(node, node.device.tun_packet(pkt, self.clock.now))
+
+    def node_at(self, endpoint: Endpoint) -> Node | None:
+        return next((n for n in self.nodes.values() if n.endpoint == endpoint), None)
+
+    def deliver(self, max_steps: int = 1000) -> int:
+        steps = 0
+        while self.wire and steps < max_steps:
+            item = dst, data, src = self.wire.pop(0)
+            node = self.node_at(dst)
+            if node is None or frozenset((src, dst)) in self.blocked:
+                self.lost.append(item)
+            else:
+                self.collect(node, node.device.datagram_received(data, src, self.clock.now))
+            steps += 1
+        assert not self.wire, "network did not settle"
+        return steps
+
+    def tick(self, seconds: float, step: float = 0.5) -> None:
+        end = self.clock.now + seconds
+        guard = int(seconds / step) + 10
+        while self.clock.now < end and guard > 0:
+            guard -= 1
+            self.clock.advance(min(step, end - self.clock.now))
+            for node in self.nodes.values():
+                self.collect(node, node.device.handle_timeout(self.clock.now))
+            self.deliver()
+
+    def peer(self, me: str, other: str):  # type: ignore[no-untyped-def]
+        peer = self[me].device.peer(self[other].key.public_key())
+        assert peer is not None
+        return peer

@@ -33,6 +33,12 @@ class PeerUpdate:
     preshared_key: PresharedKey | None = None
     """A new PSK; an all-zero key removes it."""
     endpoint: Endpoint | None = None
+    relayed: bool = False
+    """With ``endpoint``: the endpoint is a relay's address, and every datagram to the peer is framed for it
+    (wgpy.relay); a plain endpoint (False) makes the peer direct again."""
+    probe_endpoint: Endpoint | None = None
+    """A direct endpoint to probe while relayed (wgpy.relay).  With a relayed ``endpoint`` it is set as given
+    (None clears it); without an ``endpoint`` a given one replaces the old; a plain endpoint clears it."""
     persistent_keepalive: int | None = None
     replace_allowed_ips: bool = False
     allowed_ips: list[IPNetwork] = field(default_factory=list)
@@ -45,6 +51,10 @@ class PeerUpdate:
             raise ConfigError("persistent_keepalive_interval must be 0..65535")
         if self.endpoint is not None:
             check_endpoint(self.endpoint)
+        if self.relayed and self.endpoint is None:
+            raise ConfigError("a relayed peer needs the relay's endpoint")
+        if self.probe_endpoint is not None:
+            check_endpoint(self.probe_endpoint)
 
 
 @dataclass(slots=True)

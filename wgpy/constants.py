@@ -62,3 +62,18 @@ KEY_SIZE: Final = 32
 TIMESTAMP_SIZE: Final = 12
 MAC_SIZE: Final = 16
 COOKIE_NONCE_SIZE: Final = 24
+
+# --- Relaying (wgpy's own extension, /work design "relay"; not WireGuard) ---
+MESSAGE_RELAY: Final = 5
+"""A relay frame: one WireGuard datagram wrapped for a relay (wgpy.relayframe)."""
+RELAY_FRAME_VERSION: Final = 1
+RELAY_HEADER_SIZE: Final = 84  # type, version, 2 reserved, sender key, receiver key, 16-byte tag
+RELAY_KEY_SIZE: Final = 32
+RELAY_PROBE_INTERVAL: Final = 5.0
+"""Seconds between direct probes of a relayed peer (one keepalive to its probe endpoint)."""
+RELAY_PAIR_RATE: Final = 32 << 20
+"""Bytes per second a relay forwards per (sender, receiver) pair by default."""
+RELAY_PAIR_BURST: Final = 4 << 20
+"""Bytes a pair may send at once before the rate applies, by default."""
+RELAY_MAX_PAIRS: Final = 1 << 14
+"""Pairs with a token bucket at most; beyond it new pairs are refused (rate-limited) until idle ones go."""

@@ -4,7 +4,9 @@ Contract (architecture.md "Two planes", wireguard.md §2, §7, §8): a data plan
 mirrors the fast-path state of a ``Device`` -- peers (id, endpoint, current
 sending keypair, the ``fast_tx`` flag), the allowed-IPs routes, the MTU and
 the keypair index (with each keypair's ``fast_rx`` flag, false while it is
-the responder's unconfirmed ``next``) -- and seals/opens whole batches.  The
+the responder's unconfirmed ``next``) -- and seals/opens whole batches.  A
+relayed peer (wgpy.relay) never has ``fast_tx`` (Python frames what goes to it)
+and relay frames are slow items.  The
 device, which is given its plane at construction, pushes data, never itself:
 ``new_keypair`` (its keypair factory), ``sync_peer(peer)`` (after every
 engine step that touched a configured peer), ``sync_config(peers, routes)``
@@ -238,7 +240,7 @@ class DataPlane(Generic[K]):
         for kp in (current, self._owns(keypairs.previous)):
             if kp is not None:
                 self._set_fast_rx(kp)
-        want = current is not None and not peer.has_staged and peer.endpoint is not None
+        want = current is not None and not peer.has_staged and peer.endpoint is not None and not peer.relayed
         if want or self._fast.get(pid, False):
             self._fast[pid] = self._peer_fast_tx(pid, want, self.tx_seq_done.get(pid, 0))
 

@@ -13,7 +13,8 @@ The device installs sessions (``begin_session``) and carries out expired
 timers next to ``handle_timeout``; what is sent and received per message
 lives in ``wgpy.send`` / ``wgpy.receive``.
 ``next_deadline()`` tells the caller when to call ``handle_timeout`` next.
-Remote input never raises: it is dropped and counted in ``drops``.
+Remote input never raises: it is dropped and counted in ``drops``.  Relay frames
+(type 5) and relayed peers are ``wgpy.relay``'s, configured with ``relay.configure``.
 
 Handshake messages (types 1–3) have mac1 checked on arrival (else an
 ``invalid-mac1`` drop, never queued; a data plane checks it before its ring)
@@ -39,8 +40,8 @@ from .actions import Action, SendDatagram, Unreachable, WriteTun
 from .allowedips import AllowedIPs, destination
 from .config import DeviceUpdate, Endpoint, PeerUpdate
 from .constants import (
-    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, MAX_PEERS, MESSAGE_COOKIE_REPLY, MESSAGE_TRANSPORT, TRANSPORT_MIN_SIZE,
-    UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
+    DEFAULT_MTU, HANDSHAKE_QUEUE_LEN, MAX_PEERS, MESSAGE_COOKIE_REPLY, MESSAGE_RELAY, MESSAGE_TRANSPORT,
+    TRANSPORT_MIN_SIZE, UNDER_LOAD_AFTER_TIME, UNDER_LOAD_QUEUE_LEN,
 )
 from .cookie import CookieChecker, mac1_key
 from .errors import ConfigError, DropReason
@@ -52,7 +53,7 @@ from .keys import PrivateKey, PublicKey
 from .messages import HANDSHAKE_SIZES
 from .peer import Peer
 from .ratelimiter import RateLimiter
-from . import icmp, receive, send, timer_expiry
+from . import icmp, receive, relay, send, timer_expiry
 
 if TYPE_CHECKING:
     from .dataplane import BatchResult, DataPlane, PeerEvent
@@ -101,7 +102,8 @@ class Device:
         self._peers: dict[PublicKey, Peer] = {}
         self._heap: list[tuple[float, int, Peer]] = []
         self._seq = 0
-        self._hs_queue: collections.deque[tuple[bytes, Endpoint]] = collections.deque()
+        self._hs_queue: collections.deque[tuple[bytes, Endpoint, PublicKey | None]] = collections.deque()
+        self.relay = relay.Relay()  # relay key, serving, counters
         self._under_load_until = float("-inf")
         self._last_now = 0.0
 
@@ -205,8 +207,8 @@ class Device:
             self._peers[pu.public_key] = peer
         if pu.preshared_key is not None:
             peer.handshake.set_preshared_key(None if pu.preshared_key.is_zero() else pu.preshared_key)
-        if pu.endpoint is not None:
-            peer.endpoint = pu.endpoint
+        if pu.endpoint is not None or pu.probe_endpoint is not None:
+            relay.apply_endpoint(peer, pu, now)
         if pu.replace_allowed_ips:
             self.allowed.remove_by_value(peer)
         for net in pu.remove_allowed_ips:
@@ -298,6 +300,9 @@ class Device:
         for data, src in batch:
             n = len(data)
             if n < 4 or data[1:4] != b"\x00\x00\x00":
+                if n and data[0] == MESSAGE_RELAY:
+                    relay.frame_received(self, data, src, now, out, touched)
+                    continue
                 self.drops[DropReason.MALFORMED if n < 4 else DropReason.UNKNOWN_TYPE] += 1
                 continue
             mtype = data[0]
@@ -309,7 +314,7 @@ class Device:
                 if peer is not None:
                     touched[peer] = None
             elif mtype in HANDSHAKE_SIZES:
-                self._queue_handshake(data, src, now)
+                self.queue_handshake(data, src, now)
             else:
                 self.drops[DropReason.UNKNOWN_TYPE] += 1
         for peer in touched:
@@ -372,8 +377,8 @@ class Device:
         if result.drops.get(DropReason.HANDSHAKE_QUEUE_FULL) or result.drops.get(DropReason.RATE_LIMITED):
             self._under_load_until = now + UNDER_LOAD_AFTER_TIME  # the plane's handshake ring filled up
         for ev, peer in self._batch_peers(result):
-            if ev.endpoint is not None and ev.endpoint != peer.endpoint:
-                peer.endpoint = ev.endpoint
+            if ev.endpoint is not None and (ev.endpoint != peer.endpoint or peer.relayed):
+                receive.roam(self, peer, ev.endpoint, None, 0, now, out)
                 assert self.dataplane is not None
                 self.dataplane.roamed(ev.peer_id, ev.endpoint)
             receive.after_receive(self, peer, ev.bytes, ev.data, now, out)
@@ -397,8 +402,8 @@ class Device:
                 yield ev, peer
 
     # ------------------------------------------------------------------ handshakes
-    def _queue_handshake(self, data: bytes, src: Endpoint, now: float) -> None:
-        """Size, mac1 and (without a plane, under load) the per-source gate before the queue."""
+    def queue_handshake(self, data: bytes, src: Endpoint, now: float, via: PublicKey | None = None) -> None:
+        """Size, mac1 and (without a plane, under load) the per-source gate before the queue (``via``: relayed)."""
         mtype, drop = data[0], None
         if len(data) != HANDSHAKE_SIZES[mtype]:
             drop = DropReason.MALFORMED
@@ -410,7 +415,7 @@ class Device:
         elif len(self._hs_queue) >= HANDSHAKE_QUEUE_LEN:
             drop = DropReason.HANDSHAKE_QUEUE_FULL
         if drop is None:
-            return self._hs_queue.append((bytes(data), src))
+            return self._hs_queue.append((bytes(data), src, via))
         self.drops[drop] += 1
         if drop in (DropReason.RATE_LIMITED, DropReason.HANDSHAKE_QUEUE_FULL):
             self._under_load_until = now + UNDER_LOAD_AFTER_TIME
@@ -435,8 +440,8 @@ class Device:
         end = clock() + HANDSHAKE_TIME_BUDGET if clock is not None else 0.0
         while queue:
             under_load = self.under_load(now)  # the queue still counts this message
-            data, src = queue.popleft()
-            peer = receive.receive_handshake(self, data, src, now, under_load, out)
+            data, src, via = queue.popleft()
+            peer = receive.receive_handshake(self, data, src, now, under_load, out, via)
             if peer is not None:
                 self._schedule(peer)
             left -= 1

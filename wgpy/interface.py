@@ -35,7 +35,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from .config import DeviceUpdate, Endpoint, IPNetwork, PeerUpdate
-from .constants import DEFAULT_MTU
+from .constants import DEFAULT_MTU, RELAY_PAIR_BURST, RELAY_PAIR_RATE
 from .dataplane import NativeDataPlane
 from .device import Device
 from .errors import ConfigError, DropReason, UapiError
@@ -46,6 +46,7 @@ from .io.tun_linux import LinkEvent, LinkWatcher, TunDevice
 from .io.uapi_server import UapiServer, open_uapi_socket
 from .io.udp import UdpBind
 from .keys import PresharedKey, PrivateKey, PublicKey
+from .relay import RelayStats
 from .uapi import serialize_get
 
 if TYPE_CHECKING:
@@ -70,6 +71,14 @@ class PeerStats:
     """Unix time of the last completed handshake, or None."""
     persistent_keepalive: int
     has_preshared_key: bool
+    relayed: bool = False
+    """``endpoint`` is a relay's address (wgpy.relay)."""
+    probe_endpoint: Endpoint | None = None
+    """The direct endpoint probed while relayed, or None."""
+    relayed_rx_bytes: int = 0
+    """Bytes of relay frames received from this peer (``rx_bytes`` counts their payload)."""
+    relayed_tx_bytes: int = 0
+    """Bytes of relay frames sent to this peer (``tx_bytes`` counts their payload)."""
 
 
 def _network(net: IPNetwork | str) -> IPNetwork:
@@ -123,13 +132,25 @@ class _Base:
     def set_peer(self, public_key: PublicKey, *, endpoint: Endpoint | None = None,
                  allowed_ips: Iterable[IPNetwork | str] | None = None, replace_allowed_ips: bool = True,
                  preshared_key: PresharedKey | None = None, persistent_keepalive: int | None = None,
-                 update_only: bool = False) -> None:
-        """Create or update a peer (``allowed_ips`` replace the peer's list unless told otherwise)."""
+                 update_only: bool = False, relayed: bool = False, probe_endpoint: Endpoint | None = None) -> None:
+        """Create or update a peer (``allowed_ips`` replace the peer's list unless told otherwise;
+        ``relayed``/``probe_endpoint``: see ``PeerUpdate``)."""
         self._apply(lambda: DeviceUpdate(peers=[PeerUpdate(
-            public_key=public_key, endpoint=endpoint, preshared_key=preshared_key,
+            public_key=public_key, endpoint=endpoint, relayed=relayed, probe_endpoint=probe_endpoint,
+            preshared_key=preshared_key,
             persistent_keepalive=persistent_keepalive, update_only=update_only,
             replace_allowed_ips=allowed_ips is not None and replace_allowed_ips,
             allowed_ips=[_network(n) for n in allowed_ips or ()])]))
+
+    def set_relay(self, key: bytes | None, *, serve: bool = False, rate: int = RELAY_PAIR_RATE,
+                  burst: int = RELAY_PAIR_BURST) -> None:
+        """Relaying (wgpy.relay): the 32-byte relay ``key`` frames are tagged with (None: off, every frame a
+        counted drop), ``serve``: forward frames for others, ``rate``/``burst``: bytes per (sender, receiver)
+        pair.  Raises ``UapiError`` (EINVAL) and changes nothing on a bad value."""
+        try:
+            self.device.relay.configure(key, serve=serve, rate=rate, burst=burst)
+        except ConfigError as exc:
+            raise UapiError(errno.EINVAL, str(exc)) from exc
 
     def remove_peer(self, public_key: PublicKey) -> None:
         self._apply(lambda: DeviceUpdate(peers=[PeerUpdate(public_key=public_key, remove=True)]))
@@ -153,7 +174,14 @@ class _Base:
             public_key=p.public_key, endpoint=p.endpoint, allowed_ips=tuple(p.allowed_ips()),
             rx_bytes=p.rx_bytes, tx_bytes=p.tx_bytes, last_handshake=p.last_handshake_wall,
             persistent_keepalive=p.persistent_keepalive, has_preshared_key=p.preshared_key is not None,
+            relayed=p.relayed, probe_endpoint=p.probe_endpoint, relayed_rx_bytes=p.relayed_rx_bytes,
+            relayed_tx_bytes=p.relayed_tx_bytes,
         ) for p in self.device.peers()]
+
+    def relay_stats(self) -> RelayStats:
+        """Relay counters: frames forwarded for others, delivered to us, sent by us, probes, drops by reason."""
+        self.runner.sync()
+        return self.device.relay.stats(self.device.drops)
 
     def drops(self) -> dict[str, int]:
         """Drop counters: the engine's reasons plus the runtime's I/O drops."""

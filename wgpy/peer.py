@@ -4,7 +4,8 @@ Contract: ``Peer`` is the per-peer state the device engine works on.  It owns
 no behaviour beyond small state helpers; the device decides what to send.
 Callers outside the engine treat it as read-only (``public_key``,
 ``preshared_key``, ``endpoint``, ``persistent_keepalive``, ``allowed_ips()``,
-``rx_bytes``, ``tx_bytes``, ``last_handshake_wall``).  No I/O.
+``rx_bytes``, ``tx_bytes``, ``last_handshake_wall``, and for relaying (wgpy.relay) ``relayed``,
+``probe_endpoint``, ``relayed_rx_bytes``, ``relayed_tx_bytes``).  No I/O.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import collections
 from typing import TYPE_CHECKING
 
 from .config import Endpoint, IPNetwork
-from .constants import MAX_STAGED_PACKETS
+from .constants import MAX_STAGED_PACKETS, RELAY_PROBE_INTERVAL
 from .cookie import CookieGenerator
 from .handshake import Handshake, StaticIdentity
 from .keypair import Keypairs
@@ -30,7 +31,8 @@ class Peer:
     __slots__ = (
         "public_key", "handshake", "cookie_generator", "keypairs", "timers", "endpoint",
         "_staged", "rx_bytes", "tx_bytes", "last_handshake_wall", "last_sent_handshake",
-        "_allowed_ips", "_scheduled", "__weakref__",
+        "_allowed_ips", "_scheduled", "relayed", "probe_endpoint", "relayed_rx_bytes", "relayed_tx_bytes",
+        "__weakref__",
     )
 
     def __init__(
@@ -52,6 +54,11 @@ class Peer:
         self.last_sent_handshake = float("-inf")
         self._allowed_ips = allowed_ips
         self._scheduled: float | None = None
+        self.relayed = False
+        """``endpoint`` is a relay's address: datagrams to the peer are framed (wgpy.relay)."""
+        self.probe_endpoint: Endpoint | None = None
+        self.relayed_rx_bytes = 0
+        self.relayed_tx_bytes = 0
 
     @property
     def preshared_key(self) -> PresharedKey | None:
@@ -83,5 +90,11 @@ class Peer:
         if self._staged is not None:
             self._staged.clear()
 
+    def arm_relay_probe(self, now: float) -> None:
+        """Arm the direct-probe timer of a relayed peer with a probe endpoint, unless armed (wgpy.relay)."""
+        if self.relayed and self.probe_endpoint is not None and self.timers.relay_probe is None:
+            self.timers.relay_probe = now + RELAY_PROBE_INTERVAL
+
     def __repr__(self) -> str:
-        return f"Peer({self.public_key.to_base64()!r}, endpoint={self.endpoint!r})"
+        relayed = ", relayed" if self.relayed else ""
+        return f"Peer({self.public_key.to_base64()!r}, endpoint={self.endpoint!r}{relayed})"

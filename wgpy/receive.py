@@ -14,7 +14,9 @@ live here as in wireguard-go's ``receive.go``: ``after_receive`` (the one
 after-receive hook, for Python's receives and the data plane's batches),
 ``keep_key_fresh_receiving`` and ``handshake_complete``; what the receive
 path answers (responses, keepalives, staged packets, rekeys) it sends with
-``wgpy.send``.
+``wgpy.send``.  A datagram delivered by a relay (wgpy.relay) comes ``via``
+its sender's key: it must authenticate as that peer (else ``relay-wrong-peer``)
+and ``roam`` makes the peer's endpoint relayed; a direct one makes it direct.
 """
 
 from __future__ import annotations
@@ -40,11 +42,15 @@ if TYPE_CHECKING:
 _U16 = struct.Struct(">H")
 
 
-def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: list[Action]) -> Peer | None:
+def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: list[Action],
+                      via: PublicKey | None = None) -> Peer | None:
     receiver = transport_header(data)[0]
     kp = dev.indices.get(receiver)
     if not isinstance(kp, Keypair):
         dev.drops[DropReason.UNKNOWN_INDEX] += 1
+        return None
+    if via is not None and not _is(kp.peer, via):
+        dev.drops[DropReason.RELAY_WRONG_PEER] += 1
         return None
     if not kp.can_receive(now):
         dev.drops[DropReason.KEYPAIR_EXPIRED] += 1
@@ -55,7 +61,7 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
         return None
     peer = kp.peer
     assert isinstance(peer, Peer)
-    peer.endpoint = src
+    roam(dev, peer, src, via, len(data), now, out)
     confirmed, dropped = peer.keypairs.received_with(kp)
     if confirmed:
         dev.release_keypairs(dropped)
@@ -75,6 +81,29 @@ def receive_transport(dev: Device, data: bytes, src: Endpoint, now: float, out: 
         return peer
     out.append(WriteTun(packet))
     return peer
+
+
+def _is(peer: object, key: PublicKey) -> bool:
+    return isinstance(peer, Peer) and peer.public_key == key
+
+
+def roam(dev: Device, peer: Peer, src: Endpoint, via: PublicKey | None, nbytes: int, now: float,
+         out: list[Action]) -> None:
+    """Roaming (wireguard.md §8) after an authenticated datagram from ``src``: relayed when it came ``via`` a
+    relay (the probe timer starts), direct otherwise.  A peer that leaves its relay gets one keepalive at
+    once on the new direct path, so the other side sees the path work and leaves the relay too."""
+    was_relayed = peer.relayed
+    peer.endpoint = src
+    if via is not None:
+        peer.relayed_rx_bytes += nbytes
+        peer.relayed = True
+        peer.arm_relay_probe(now)
+    elif was_relayed:
+        peer.relayed = False
+        peer.timers.relay_probe = None
+        kp = peer.keypairs.current
+        if kp is not None and kp.can_send(now):
+            send.send_keepalive(dev, peer, now, out)
 
 
 def after_receive(dev: Device, peer: Peer, nbytes: int, data: int, now: float, out: list[Action]) -> None:
@@ -127,12 +156,13 @@ def inner_packet(plaintext: bytes) -> bytes | None:
 
 
 def receive_handshake(
-    dev: Device, data: bytes, src: Endpoint, now: float, under_load: bool, out: list[Action]
+    dev: Device, data: bytes, src: Endpoint, now: float, under_load: bool, out: list[Action],
+    via: PublicKey | None = None,
 ) -> Peer | None:
-    """Process one queued handshake-type message (size and mac1 already checked)."""
+    """Process one queued handshake-type message (size and mac1 already checked; ``via``: relayed)."""
     mtype = data[0]
     if mtype == MESSAGE_COOKIE_REPLY:
-        return _receive_cookie_reply(dev, data, src, now)
+        return _receive_cookie_reply(dev, data, src, now, via)
     if under_load:
         if not dev.checker.check_mac2(data, src, now, dev.rng):
             if not dev.cookie_ratelimiter.allow(src[0], now):
@@ -140,7 +170,9 @@ def receive_handshake(
                 return None
             sender = int.from_bytes(data[4:8], "little")
             reply = dev.checker.create_reply(data, sender, src, now, dev.rng)
-            out.append(SendDatagram(reply.encode(), src))
+            answer = dev.relay.to_source(dev, reply.encode(), src, via)
+            if answer is not None:
+                out.append(answer)
             dev.drops[DropReason.COOKIE_SENT] += 1
             dev.note(Event.COOKIE_REPLY_SENT, None, src)
             return None
@@ -149,8 +181,8 @@ def receive_handshake(
             return None
     try:
         if mtype == MESSAGE_INITIATION:
-            return _receive_initiation(dev, Initiation.decode(data), len(data), src, now, out)
-        return _receive_response(dev, Response.decode(data), len(data), src, now, out)
+            return _receive_initiation(dev, Initiation.decode(data), len(data), src, now, out, via)
+        return _receive_response(dev, Response.decode(data), len(data), src, now, out, via)
     except MessageError:
         dev.drops[DropReason.MALFORMED] += 1
         return None
@@ -160,7 +192,7 @@ def receive_handshake(
 
 
 def _receive_initiation(
-    dev: Device, msg: Initiation, size: int, src: Endpoint, now: float, out: list[Action]
+    dev: Device, msg: Initiation, size: int, src: Endpoint, now: float, out: list[Action], via: PublicKey | None
 ) -> Peer | None:
     if dev.identity is None:
         dev.drops[DropReason.NO_PRIVATE_KEY] += 1
@@ -170,11 +202,14 @@ def _receive_initiation(
     if peer is None:
         dev.drops[DropReason.UNKNOWN_PEER] += 1
         return None
+    if via is not None and peer.public_key != via:
+        dev.drops[DropReason.RELAY_WRONG_PEER] += 1
+        return None
     previous = peer.handshake.local_index  # our own initiation, when they cross
     peer.handshake.accept_initiation(consumed, now)
     dev.release_handshake_index(peer, previous)
     dev.note(Event.INITIATION_RECEIVED, peer, src)
-    peer.endpoint = src
+    roam(dev, peer, src, via, size, now, out)
     peer.rx_bytes += size
     peer.timers.timers_any_authenticated_packet_traversal(now)
     peer.timers.timers_any_authenticated_packet_received()
@@ -193,15 +228,18 @@ def _static_static(dev: Device, key: PublicKey) -> bytes | None:
 
 
 def _receive_response(
-    dev: Device, msg: Response, size: int, src: Endpoint, now: float, out: list[Action]
+    dev: Device, msg: Response, size: int, src: Endpoint, now: float, out: list[Action], via: PublicKey | None
 ) -> Peer | None:
     peer = dev.indices.get(msg.receiver)
     if not isinstance(peer, Peer):
         dev.drops[DropReason.UNKNOWN_INDEX] += 1
         return None
+    if via is not None and peer.public_key != via:
+        dev.drops[DropReason.RELAY_WRONG_PEER] += 1
+        return None
     peer.handshake.consume_response(msg)
     dev.note(Event.RESPONSE_RECEIVED, peer, src)
-    peer.endpoint = src
+    roam(dev, peer, src, via, size, now, out)
     peer.rx_bytes += size
     peer.timers.timers_any_authenticated_packet_traversal(now)
     peer.timers.timers_any_authenticated_packet_received()
@@ -211,7 +249,8 @@ def _receive_response(
     return peer
 
 
-def _receive_cookie_reply(dev: Device, data: bytes, src: Endpoint, now: float) -> Peer | None:
+def _receive_cookie_reply(dev: Device, data: bytes, src: Endpoint, now: float, via: PublicKey | None
+                          ) -> Peer | None:
     try:
         reply = CookieReply.decode(data)
     except MessageError:
@@ -221,6 +260,9 @@ def _receive_cookie_reply(dev: Device, data: bytes, src: Endpoint, now: float) -
     peer = entry.peer if isinstance(entry, Keypair) else entry
     if not isinstance(peer, Peer):
         dev.drops[DropReason.UNKNOWN_INDEX] += 1
+        return None
+    if via is not None and peer.public_key != via:
+        dev.drops[DropReason.RELAY_WRONG_PEER] += 1
         return None
     try:
         peer.cookie_generator.consume_reply(reply, now)

@@ -5,7 +5,8 @@ actions to ``out`` and update the peer's counters and timers exactly as
 wireguard-go's ``send.go`` does (wireguard.md §3, §6): the 5 s handshake
 rate limit, key freshness on sending, staged packets sent on ``current``
 only, padding to the device MTU; ``after_send`` is the one after-send hook
-(Python's sends and the data plane's batches).  No I/O; randomness and wall
+(Python's sends and the data plane's batches).  To a relayed peer every
+datagram goes framed to its relay (``Device.relay.wrap``, wgpy.relay).  No I/O; randomness and wall
 time come from the device.
 """
 
@@ -36,6 +37,7 @@ def send_staged(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
         peer.staged.clear()
         return
     staged = peer.staged
+    relayed = peer.relayed
     data_sent = False
     mtu = dev.mtu
     sent = 0
@@ -45,8 +47,13 @@ def send_staged(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
             break
         packet = staged.popleft()
         msg = kp.seal(packet, mtu)
-        out.append(SendDatagram(msg, endpoint))
         sent += len(msg)
+        if relayed:
+            framed = dev.relay.wrap(dev, peer, msg)
+            if framed is not None:
+                out.append(SendDatagram(framed, endpoint))
+        else:
+            out.append(SendDatagram(msg, endpoint))
         if packet:
             data_sent = True
         else:
@@ -133,5 +140,7 @@ def _send_handshake(dev: Device, peer: Peer, data: bytes, now: float, out: list[
     peer.timers.timers_any_authenticated_packet_sent()
     if peer.endpoint is not None:
         dev.note(event, peer, peer.endpoint)
-        out.append(SendDatagram(data, peer.endpoint))
+        framed = dev.relay.wrap(dev, peer, data) if peer.relayed else data
+        if framed is not None:
+            out.append(SendDatagram(framed, peer.endpoint))
         peer.tx_bytes += len(data)

@@ -3,7 +3,8 @@
 Contract: ``expired(dev, peer, timer, now, out)`` carries out one timer that ``PeerTimers.expired`` reported:
 retransmit the initiation (or give up after ``MAX_TIMER_HANDSHAKES`` and drop what is staged; deferred one more
 REKEY_TIMEOUT when a response we sent since holds it back under the rate limit: crossing initiations), send a keepalive,
-start a new handshake, zero the session keys, or send a persistent keepalive; the datagrams go to ``out``.
+start a new handshake, zero the session keys, send a persistent keepalive, or probe a relayed peer's direct
+endpoint (``wgpy.relay.send_probe``); the datagrams go to ``out``.
 ``Device.handle_timeout`` calls it; ``timers.py`` keeps only the deadlines.  Sans-IO.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import send
+from . import relay, send
 from .actions import Action
 from .constants import KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REKEY_TIMEOUT
 from .events import Event
@@ -54,3 +55,5 @@ def expired(dev: Device, peer: Peer, timer: Timer, now: float, out: list[Action]
     elif timer is Timer.PERSISTENT_KEEPALIVE:
         if timers.persistent_keepalive_interval > 0:
             send.send_keepalive(dev, peer, now, out)
+    elif timer is Timer.RELAY_PROBE:
+        relay.send_probe(dev, peer, now, out)

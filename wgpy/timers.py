@@ -15,6 +15,7 @@ Timeline of one peer (initiator side)::
     data sent, nothing heard back ──► new_handshake at +15 s + jitter
     data heard, nothing sent back ──► send_keepalive at +10 s
     any authenticated packet, in either direction ──► persistent_keepalive at +interval
+    relayed with a probe endpoint ──► relay_probe every 5 s (wgpy.relay; not WireGuard)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Timer(enum.Enum):
     NEW_HANDSHAKE = "new-handshake"
     ZERO_KEY_MATERIAL = "zero-key-material"
     PERSISTENT_KEEPALIVE = "persistent-keepalive"
+    RELAY_PROBE = "relay-probe"
 
 
 def jitter(rng: Callable[[int], bytes]) -> float:
@@ -50,7 +52,7 @@ class PeerTimers:
     __slots__ = (
         "retransmit_handshake", "send_keepalive", "new_handshake", "zero_key_material",
         "persistent_keepalive", "persistent_keepalive_interval", "handshake_attempts",
-        "need_another_keepalive", "sent_last_minute_handshake",
+        "need_another_keepalive", "sent_last_minute_handshake", "relay_probe",
     )
 
     def __init__(self) -> None:
@@ -63,6 +65,8 @@ class PeerTimers:
         self.handshake_attempts = 0
         self.need_another_keepalive = False
         self.sent_last_minute_handshake = False
+        self.relay_probe: float | None = None
+        """The next direct probe of a relayed peer (armed and carried out by wgpy.relay)."""
 
     # --- event hooks (names as in wireguard-go / the kernel) -------------
     def timers_data_sent(self, now: float, rng: Callable[[int], bytes]) -> None:
@@ -106,14 +110,14 @@ class PeerTimers:
 
     def stop(self) -> None:
         self.retransmit_handshake = self.send_keepalive = self.new_handshake = None
-        self.zero_key_material = self.persistent_keepalive = None
+        self.zero_key_material = self.persistent_keepalive = self.relay_probe = None
 
     # --- expiry -------------------------------------------------------------
     def next_deadline(self) -> float | None:
         best: float | None = None
         for t in (
             self.retransmit_handshake, self.send_keepalive, self.new_handshake,
-            self.zero_key_material, self.persistent_keepalive,
+            self.zero_key_material, self.persistent_keepalive, self.relay_probe,
         ):
             if t is not None and (best is None or t < best):
                 best = t
@@ -137,4 +141,7 @@ class PeerTimers:
         if self.persistent_keepalive is not None and self.persistent_keepalive <= now:
             self.persistent_keepalive = None
             fired.append(Timer.PERSISTENT_KEEPALIVE)
+        if self.relay_probe is not None and self.relay_probe <= now:
+            self.relay_probe = None
+            fired.append(Timer.RELAY_PROBE)
         return fired
