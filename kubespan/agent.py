@@ -27,6 +27,11 @@ A config that does not parse exits 1 before anything is touched; so does a
 second agent for the same state dir or for the ``kubespan`` interface of the
 same network namespace (``kubespan.lock``), and the "KubeSpan disabled"
 cleanup of leftover state runs only under those locks.
+Relaying (our extension, ``kubespan.relay``): the interface gets the relay key
+derived from the cluster secret (and serves as a relay with ``relay: true``),
+the local affiliate announces ``relay``, and the status pass may move a peer
+onto a relay; ``AgentOptions.relay=False`` (``--no-relay``) behaves as a
+Talos node: no relay key, no relay use, and ``relay: true`` is an error.
 With ``metrics_addr`` the agent serves Prometheus metrics (``kubespan.metrics``
 plus its interface's ``wgpy.io.metrics``) from the start, before it reports
 ready.  Single event loop; not thread-safe.
@@ -52,7 +57,7 @@ from wgpy import (
     open_uapi_socket,
 )
 
-from . import logfmt, specs
+from . import logfmt, relay, specs
 from .affiliates import AffiliateSpec, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
 from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config, parse_config
@@ -99,6 +104,7 @@ class AgentOptions:
     config_text: str | None = None  # the config itself (from $KUBESPAN_CONFIG), instead of config_path
     metrics_addr: str | None = None  # HOST:PORT for /metrics, or None
     lock_dir: str = LOCK_DIR
+    relay: bool = True  # use relays and accept relay frames (kubespan.relay); False: as a Talos node
 
 
 def _observed(iface: Interface) -> dict[str, ObservedPeer]:
@@ -108,7 +114,9 @@ def _observed(iface: Interface) -> dict[str, ObservedPeer]:
         if p.endpoint is not None:
             endpoint = Endpoint(ipaddress.ip_address(p.endpoint[0]), p.endpoint[1])
         key = p.public_key.to_base64()
-        out[key] = ObservedPeer(key, endpoint, p.last_handshake, p.rx_bytes, p.tx_bytes, tuple(p.allowed_ips))
+        probe = Endpoint(ipaddress.ip_address(p.probe_endpoint[0]), p.probe_endpoint[1]) if p.probe_endpoint else None
+        out[key] = ObservedPeer(key, endpoint, p.last_handshake, p.rx_bytes, p.tx_bytes, tuple(p.allowed_ips),
+                                relayed=p.relayed, probe_endpoint=probe)
     return out
 
 
@@ -121,6 +129,8 @@ def _peer_update(change: PeerChange) -> PeerUpdate:
         public_key=key,
         preshared_key=PresharedKey(peer.preshared_key),
         endpoint=(str(peer.endpoint.ip), peer.endpoint.port) if peer.endpoint is not None else None,
+        relayed=peer.relayed and peer.endpoint is not None,
+        probe_endpoint=(str(peer.probe_endpoint.ip), peer.probe_endpoint.port) if peer.probe_endpoint else None,
         persistent_keepalive=peer.persistent_keepalive,
         replace_allowed_ips=True,
         allowed_ips=list(peer.allowed_ips),
@@ -159,7 +169,9 @@ class Agent:
         self._left: asyncio.Future[dict[str, Any]] | None = None
         """Set by a ``leave`` request; resolved by ``_shutdown`` once the affiliate is deleted."""
         self.exit_code = 0
-        self.metrics = AgentMetrics(lambda: self.statuses, lambda: self.clients)
+        self.metrics = AgentMetrics(lambda: self.statuses, lambda: self.clients,
+                                    lambda: self.iface.peers() if self.iface is not None else (),
+                                    lambda: self.iface.relay_stats() if self.iface is not None else None)
         self._metrics_server: MetricsServer | None = None
 
     # --- life cycle ------------------------------------------------------------------------
@@ -200,6 +212,10 @@ class Agent:
         self.iface = await Interface.create(LINK_NAME, mtu=ks.mtu, private_key=self.identity.private_key,
                                             listen_port=LISTEN_PORT, uapi=uapi)
         self.iface.configure(DeviceUpdate(fwmark=FWMARK_WIREGUARD))
+        if ks.use_relays:  # every member of ours takes relay frames; a relay (relay: true) also forwards them
+            assert self.config.identity is not None
+            self.iface.set_relay(relay.relay_key(self.config.identity.cluster_secret), serve=ks.relay)
+            log.info("relaying: %s", "this node relays for others" if ks.relay else "may use relays, does not relay")
         log.info("created interface %s (port %d, fwmark 0x%x, mtu %d, public key %s, address %s)", LINK_NAME,
                  LISTEN_PORT, FWMARK_WIREGUARD, ks.mtu, self.identity.public_key.to_base64(), self.identity.address)
         self.api = ApiServer(self.options.api_socket, self.store, self.nodename, on_leave=self._on_leave)
@@ -425,9 +441,12 @@ class Agent:
                 log.info("peer %s (%s) state %s -> %s", status.label, key, old.state.value if old else "new",
                          status.state.value)
             if (old is not None and status.endpoint is not None and status.endpoint != old.endpoint
-                    and status.endpoint != status.last_used_endpoint):
+                    and status.endpoint != status.last_used_endpoint and relay.relayed_via(status) is None):
                 log.info("peer %s (%s) roamed to %s (WireGuard saw it there; kept)", status.label, key,
                          status.endpoint)
+            moved = relay.describe_change(old, status)
+            if moved is not None:
+                log.info("peer %s (%s) %s", status.label, key, moved)
             if old is not None and old.last_used_endpoint != status.last_used_endpoint:
                 log.info("peer %s (%s) trying endpoint %s (previous %s was %s)", status.label, key,
                          status.last_used_endpoint, old.last_used_endpoint, old.state.value)
@@ -468,6 +487,10 @@ async def _run(options: AgentOptions) -> int:
                         options.config_path)
             await asyncio.to_thread(KernelRouting(use_nftables=options.use_nftables).cleanup)
             return 0
+        if not options.relay:
+            if config.kubespan.relay:
+                raise KubespanError("'relay: true' in the config conflicts with --no-relay")
+            config = dataclasses.replace(config, kubespan=dataclasses.replace(config.kubespan, use_relays=False))
         if config.identity is None:
             raise KubespanError("the config has no cluster identity")
         mac = parse_mac(options.mac) if options.mac else None
