@@ -169,9 +169,7 @@ class Agent:
         self._left: asyncio.Future[dict[str, Any]] | None = None
         """Set by a ``leave`` request; resolved by ``_shutdown`` once the affiliate is deleted."""
         self.exit_code = 0
-        self.metrics = AgentMetrics(lambda: self.statuses, lambda: self.clients,
-                                    lambda: self.iface.peers() if self.iface is not None else (),
-                                    lambda: self.iface.relay_stats() if self.iface is not None else None)
+        self.metrics = AgentMetrics(lambda: self.statuses, lambda: self.clients)
         self._metrics_server: MetricsServer | None = None
 
     # --- life cycle ------------------------------------------------------------------------

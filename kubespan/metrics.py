@@ -15,13 +15,10 @@ discovery clients when scraped:
     kubespan_discovery_client_events_total{endpoint,event}    refreshes, redirects, session/watch errors,
                                                               dropped undecryptable data / endpoints
     kubespan_peer_relayed{public_key,label,relay}             1 while the peer is reached through ``relay``
-    kubespan_peer_relayed_bytes_total{public_key,label,direction}  relay-frame bytes to (tx) and from (rx)
-                                                              the peer (wgpy ``PeerStats.relayed_*_bytes``)
-    kubespan_relay_forwarded_frames_total, ..._bytes_total    frames/bytes this node forwarded for others
-    kubespan_relay_drops_total{reason}                        relay frames dropped (wgpy ``RelayStats.drops``:
-                                                              bad MAC, not serving, no route, rate limited...)
+                                                              (our extension, ``kubespan.relay``)
 
-The relay metrics (our extension, ``kubespan.relay``) read the interface when scraped.
+Relayed bytes per peer, forwarded frames and bytes, and dropped relay frames are the interface's
+(``wgpy_peer_relayed_*_bytes_total``, ``wgpy_relay_*``, ``wgpy_drops_total{reason="relay-..."}``).
 
 The agent serves it together with its interface's wgpy collector
 (``wgpy.io.metrics``, labelled with the peers' hostnames).  Not thread-safe:
@@ -39,9 +36,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from wgpy import PeerStats
-from wgpy.relay import RelayStats
-
 from .discovery.client import DiscoveryClient
 from .peers import PeerState, PeerStatus
 from .relay import relayed_via
@@ -53,13 +47,9 @@ class AgentMetrics(Collector):
     """The agent's own metrics (see the module contract)."""
 
     def __init__(self, statuses: Callable[[], Mapping[str, PeerStatus]],
-                 clients: Callable[[], Sequence[DiscoveryClient]],
-                 peer_stats: Callable[[], Sequence[PeerStats]] = tuple,
-                 relay_stats: Callable[[], RelayStats | None] = lambda: None) -> None:
+                 clients: Callable[[], Sequence[DiscoveryClient]]) -> None:
         self._statuses = statuses
         self._clients = clients
-        self._peer_stats = peer_stats
-        self._relay_stats = relay_stats
         self.rotations: Counter[str] = Counter()
         self._labels: dict[str, str] = {}
         self._results: Counter[str] = Counter({"ok": 0, "error": 0})
@@ -107,30 +97,6 @@ class AgentMetrics(Collector):
             if via is not None:
                 relayed.add_metric([key, status.label, via], 1)
         yield relayed
-        relayed_bytes = CounterMetricFamily("kubespan_peer_relayed_bytes", "Relay-frame bytes sent to (tx) and "
-                                            "received from (rx) the peer through relays.",
-                                            labels=["public_key", "label", "direction"])
-        for peer in sorted(self._peer_stats(), key=lambda p: p.public_key.to_base64()):
-            key = peer.public_key.to_base64()
-            label = statuses[key].label if key in statuses else ""
-            relayed_bytes.add_metric([key, label, "rx"], peer.relayed_rx_bytes)
-            relayed_bytes.add_metric([key, label, "tx"], peer.relayed_tx_bytes)
-        yield relayed_bytes
-        stats = self._relay_stats()
-        if stats is None:
-            return
-        frames = CounterMetricFamily("kubespan_relay_forwarded_frames", "Relay frames this node forwarded for "
-                                     "other members.")
-        frames.add_metric([], stats.forwarded_frames)
-        forwarded = CounterMetricFamily("kubespan_relay_forwarded_bytes", "Bytes of relay frames this node "
-                                        "forwarded for other members.")
-        forwarded.add_metric([], stats.forwarded_bytes)
-        drops = CounterMetricFamily("kubespan_relay_drops", "Relay frames dropped, by reason.", labels=["reason"])
-        for reason, n in sorted(stats.drops.items()):
-            drops.add_metric([reason], n)
-        yield frames
-        yield forwarded
-        yield drops
 
     def _discovery(self) -> Iterator[Metric]:
         connected = GaugeMetricFamily("kubespan_discovery_connected",
