@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from .allowedips import AllowedIPs, destination, source
 from .config import Endpoint
 from .crypto import mac
-from .constants import (MESSAGE_COOKIE_REPLY, MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE,
+from .constants import (MESSAGE_COOKIE_REPLY, MESSAGE_RELAY, MESSAGE_TRANSPORT, REJECT_AFTER_TIME, TRANSPORT_MIN_SIZE,
                         UNDER_LOAD_AFTER_TIME)
 from .dataplane import Addr, BatchResult, DataPlane, SlowItem, endpoint_to_addr
 from .errors import DropReason
@@ -178,6 +178,9 @@ class PureDataPlane(DataPlane[_PureKeypair]):
         n = len(msg)
         if n < 4:
             res.drops[DropReason.MALFORMED] += 1
+            return None
+        if msg[0] == MESSAGE_RELAY:  # a relay frame: Python's (wgpy.relay)
+            res.slow.append(SlowItem(msg, 0, 0, src))
             return None
         if msg[1:4] != b"\0\0\0" or not 1 <= msg[0] <= 4:
             res.drops[DropReason.UNKNOWN_TYPE] += 1

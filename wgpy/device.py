@@ -299,10 +299,10 @@ class Device:
         touched: dict[Peer, None] = {}
         for data, src in batch:
             n = len(data)
+            if n >= 4 and data[0] == MESSAGE_RELAY:  # a relay frame (wgpy.relay; the plane hands them on)
+                relay.frame_received(self, data, src, now, out, touched)
+                continue
             if n < 4 or data[1:4] != b"\x00\x00\x00":
-                if n and data[0] == MESSAGE_RELAY:
-                    relay.frame_received(self, data, src, now, out, touched)
-                    continue
                 self.drops[DropReason.MALFORMED if n < 4 else DropReason.UNKNOWN_TYPE] += 1
                 continue
             mtype = data[0]

@@ -140,7 +140,7 @@ def udp_batch(rnd: random.Random, remotes: dict[int, Keypair], n: int) -> list[t
         index = rnd.choice(list(remotes))
         pid = index - 100
         kind = rnd.choice(["data", "data", "keepalive", "spoof", "badinner", "replay", "tamper", "handshake",
-                           "unknown-index", "junk", "reserved"])
+                           "unknown-index", "junk", "reserved", "relay"])
         kp = remotes[index]
         if kind == "data":
             msg = kp.seal(inner(rnd, pid, 7, rnd.random() < 0.5, rnd.choice([0, 3, 500])), rnd.choice([0, 1420]))
@@ -161,6 +161,8 @@ def udp_batch(rnd: random.Random, remotes: dict[int, Keypair], n: int) -> list[t
             msg = b"\x04\0\0\0" + (77).to_bytes(4, "little") + rnd.randbytes(40)
         elif kind == "reserved":
             msg = b"\x04\0\1\0" + rnd.randbytes(40)
+        elif kind == "relay":  # a relay frame (well-formed or not): always a slow item for Python (wgpy.relay)
+            msg = bytes([5, rnd.choice([0, 1, 9])]) + rnd.randbytes(rnd.choice([0, 2, 82, 200]))
         else:
             msg = rnd.randbytes(rnd.randrange(0, 40))
         sealed.append(msg)

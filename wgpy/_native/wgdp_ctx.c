@@ -378,6 +378,10 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
         res->drops[WGDP_DROP_MALFORMED]++;
         return 0;
     }
+    if (msg[0] == WGDP_MESSAGE_RELAY) {  /* Python checks, delivers or forwards it: no mac1, no gate here */
+        push_slow(res, msg, len, 0, 0, 0, src);
+        return 0;
+    }
     if (msg[1] || msg[2] || msg[3] || msg[0] == 0 || msg[0] > 4) {
         res->drops[WGDP_DROP_UNKNOWN_TYPE]++;
         return 0;

@@ -15,6 +15,7 @@
 #define WGDP_REJECT_AFTER_TIME 180.0
 #define WGDP_REPLAY_WINDOW 8128ULL
 #define WGDP_MESSAGE_TRANSPORT 4
+#define WGDP_MESSAGE_RELAY 5      /* wgpy relay frame: always a slow item (wgpy/relay.py) */
 #define WGDP_HEADER 16
 #define WGDP_TAG 16
 #define WGDP_INDEX_BUCKETS 4096

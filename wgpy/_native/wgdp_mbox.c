@@ -11,7 +11,8 @@
  * must open (key confirmation on the responder's `next` keypair) and handshake
  * messages (types 1-3, mac1 already checked by wgdp_decrypt_one).  A handshake
  * flood fills only the handshake ring (its overflow is the protocol drop
- * handshake-queue-full); transport overflow stays slow-overflow. */
+ * handshake-queue-full); transport overflow stays slow-overflow.  Relay frames (type 5,
+ * wgpy/relay.py) share the transport queue: they carry the relayed pair's data. */
 #include "wgdp_internal.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -132,7 +133,7 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
     for (uint32_t i = 0; i < res->n_slow; i++) {
         const wgdp_slow *s = &res->slow[i];
         const uint8_t *data = res->slow_buf + s->off;
-        int hs = d == DIR_RX && s->len && data[0] != WGDP_MESSAGE_TRANSPORT;
+        int hs = d == DIR_RX && s->len && data[0] != WGDP_MESSAGE_TRANSPORT && data[0] != WGDP_MESSAGE_RELAY;
         struct mbox_dir *q = hs ? &m->dir[DIR_HS] : dir;
         if (hs ? q->n_slow >= MBOX_HS_SLOTS || MBOX_HS_BYTES - q->buf_used < s->len
                : q->n_slow >= MBOX_SLOTS || MBOX_BYTES - q->buf_used < s->len) {

@@ -19,7 +19,11 @@ labels of mdlayher/wireguard_exporter so its dashboards work unchanged:
 by ``reason`` (every ``DropReason`` and the runtime's I/O drops), handshake
 messages sent and received by ``type`` (initiation, response, cookie_reply),
 keypairs created, the handshake timers' decisions by ``event``, the
-under-load state and the handshake queue length, and the data-plane mode.
+under-load state and the handshake queue length, and the data-plane mode;
+relaying (wgpy.relay): ``wgpy_relay_frames_total{device,kind}`` (kind: forwarded,
+delivered, sent, probe), ``wgpy_relay_forwarded_bytes_total{device}``, and per peer
+``wgpy_peer_relayed{device,public_key}`` (1 while its endpoint is a relay) and
+``wgpy_peer_relayed_{receive,transmit}_bytes_total`` (relay drops are in ``wgpy_drops``).
 Nothing is counted per packet for this: every value already exists.  Not
 thread-safe: call ``collect`` on the interface's loop.
 """
@@ -63,6 +67,31 @@ class InterfaceCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._wireguard()
         yield from self._engine()
+        yield from self._relay()
+
+    def _relay(self) -> Iterator[Metric]:
+        dev = self.device
+        stats = self.iface.relay_stats()
+        frames = CounterMetricFamily("wgpy_relay_frames", "Relay frames: forwarded for other pairs, delivered to "
+                                     "this node, sent to relayed peers, and direct probes sent.",
+                                     labels=["device", "kind"])
+        for kind, n in (("forwarded", stats.forwarded_frames), ("delivered", stats.delivered_frames),
+                        ("sent", stats.sent_frames), ("probe", stats.probes_sent)):
+            frames.add_metric([dev, kind], n)
+        fwd = CounterMetricFamily("wgpy_relay_forwarded_bytes", "Bytes of relay frames forwarded for other pairs.",
+                                  labels=["device"])
+        fwd.add_metric([dev], stats.forwarded_bytes)
+        relayed = GaugeMetricFamily("wgpy_peer_relayed", "1 while the peer's endpoint is a relay.", labels=_PEER)
+        rx = CounterMetricFamily("wgpy_peer_relayed_receive_bytes", "Bytes of relay frames received from a peer.",
+                                 labels=_PEER)
+        tx = CounterMetricFamily("wgpy_peer_relayed_transmit_bytes", "Bytes of relay frames sent to a peer.",
+                                 labels=_PEER)
+        for p in self.iface.peers():
+            pub = p.public_key.to_base64()
+            relayed.add_metric([dev, pub], 1 if p.relayed else 0)
+            rx.add_metric([dev, pub], p.relayed_rx_bytes)
+            tx.add_metric([dev, pub], p.relayed_tx_bytes)
+        yield from (frames, fwd, relayed, rx, tx)
 
     def _wireguard(self) -> Iterator[Metric]:
         dev = self.device

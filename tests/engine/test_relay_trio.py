@@ -213,3 +213,23 @@ def test_relaying_off_at_the_sender_counts_and_sends_nothing() -> None:
     m.send_ip("a", "p", b"x")
     assert not m.wire
     assert m["a"].device.drops[DropReason.RELAY_OFF] == 1
+
+
+def test_probe_timer_sends_one_unframed_keepalive_per_interval() -> None:
+    m = trio(probe=True)
+    a, peer = m["a"].device, m.peer("a", "p")
+    due = peer.timers.relay_probe
+    assert due is not None  # armed by the configuration, before any session
+    assert not [x for x in a.handle_timeout(due) if getattr(x, "endpoint", None) == m["p"].endpoint]
+    assert peer.timers.relay_probe == due + RELAY_PROBE_INTERVAL  # no keypair yet: nothing sent, re-armed
+    m.send_ip("a", "p", b"x")
+    m.deliver()
+    due = peer.timers.relay_probe
+    assert due is not None
+    assert a.next_deadline() is not None and a.next_deadline() <= due
+    early = a.handle_timeout(due - 0.001)
+    assert not [x for x in early if getattr(x, "endpoint", None) == m["p"].endpoint]
+    probes = [x for x in a.handle_timeout(due) if getattr(x, "endpoint", None) == m["p"].endpoint]
+    assert len(probes) == 1 and probes[0].data[0] == 4 and len(probes[0].data) == 32
+    assert peer.timers.relay_probe == due + RELAY_PROBE_INTERVAL
+    assert a.relay.probes_sent == 1
