@@ -478,6 +478,10 @@ def configure_logging(level: str, fmt: str = "text") -> None:
 async def _run(options: AgentOptions) -> int:
     # a bad config stops here, before anything is touched
     config = load_config(options.config_path) if options.config_text is None else parse_config(options.config_text)
+    if not options.relay:
+        if config.kubespan.relay:
+            raise KubespanError("'relay: true' in the config conflicts with --no-relay")
+        config = dataclasses.replace(config, kubespan=dataclasses.replace(config.kubespan, use_relays=False))
     enabled = config.kubespan.enabled
     with AgentLock.acquire(options.state_dir, LINK_NAME, create_state_dir=enabled, lock_dir=options.lock_dir):
         if not enabled:  # leftover state of a dead agent: no live agent holds the lock, so it is not one's
@@ -485,10 +489,6 @@ async def _run(options: AgentOptions) -> int:
                         options.config_path)
             await asyncio.to_thread(KernelRouting(use_nftables=options.use_nftables).cleanup)
             return 0
-        if not options.relay:
-            if config.kubespan.relay:
-                raise KubespanError("'relay: true' in the config conflicts with --no-relay")
-            config = dataclasses.replace(config, kubespan=dataclasses.replace(config.kubespan, use_relays=False))
         if config.identity is None:
             raise KubespanError("the config has no cluster identity")
         mac = parse_mac(options.mac) if options.mac else None

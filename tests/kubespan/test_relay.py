@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -274,3 +276,32 @@ def test_any_sequence_of_observations_gives_a_consistent_status(
             assert probe is None or probe in TARGET.endpoints
         if reported.relayed and relay.relayed_via(status) is None:
             assert pushed in TARGET.endpoints  # leaving the relay means writing a direct endpoint
+
+
+def test_relay_true_with_no_relay_fails_loudly_before_anything_is_touched(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kubespan.cli import main
+    from kubespan.config import gen_config_documents
+
+    docs = gen_config_documents("http://127.0.0.1:3000", legacy=False)
+    next(d for d in docs if d["kind"] == "KubeSpanConfig")["relay"] = True
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    state = tmp_path / "state"
+    code = main(["agent", "--config", str(path), "--no-relay", "--state-dir", str(state),
+                 "--api-socket", str(tmp_path / "api.sock"), "--uapi-socket", "none"])
+    err = capsys.readouterr().err
+    assert code == 1 and err == "error: 'relay: true' in the config conflicts with --no-relay\n"
+    assert not state.exists()
+
+
+def test_log_lines_for_leaving_a_relay() -> None:
+    relayed = PeerStatus(state=PeerState.UP, endpoint=R1_EP,
+                         relay=relay.RelayState(via=R1.public_key, label="public-1", address=R1_EP))
+    back = PeerStatus(state=PeerState.UP, endpoint=E2, relay=relay.RelayState())
+    down = PeerStatus(state=PeerState.UNKNOWN, endpoint=E1, relay=relay.RelayState())
+    moved = dataclasses.replace(relayed, relay=relay.RelayState(via=R2.public_key, label="public-2", address=R2_EP))
+    assert relay.describe_change(relayed, back) == f"direct again on {E2} (relay public-1 no longer used)"
+    assert relay.describe_change(relayed, down) == ("relay public-1 went down and no other relay is up: back to "
+                                                    "the direct endpoints")
+    assert relay.describe_change(relayed, moved) == "relayed via public-2 (relay public-1 went down)"
