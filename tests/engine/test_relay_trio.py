@@ -19,7 +19,9 @@ from wgpy.constants import MESSAGE_RELAY, RELAY_HEADER_SIZE, RELAY_PROBE_INTERVA
 from wgpy.dataplane import DataPlane
 from wgpy.dataplane_twin import PureDataPlane
 from wgpy.errors import ConfigError, DropReason
+from wgpy.events import Event
 from wgpy.keys import PrivateKey
+from wgpy.uapi import parse_set, serialize_get
 
 KEY = bytes(range(32))
 PLANES: list[Callable[[], DataPlane[Any] | None] | None] = [None, PureDataPlane]
@@ -233,3 +235,36 @@ def test_probe_timer_sends_one_unframed_keepalive_per_interval() -> None:
     assert len(probes) == 1 and probes[0].data[0] == 4 and len(probes[0].data) == 32
     assert peer.timers.relay_probe == due + RELAY_PROBE_INTERVAL
     assert a.relay.probes_sent == 1
+
+
+def test_uapi_shows_the_relay_address_and_a_plain_uapi_endpoint_makes_the_peer_direct() -> None:
+    m = trio()
+    a = m["a"]
+    body = serialize_get(a.device)
+    host, port = m["r"].endpoint
+    pub_hex = m["p"].key.public_key().raw.hex()
+    section = body.split(f"public_key={pub_hex}\n", 1)[1].split("public_key=", 1)[0]
+    assert f"endpoint={host}:{port}\n" in section  # wg keeps working: the relay's address
+    update = parse_set([f"public_key={pub_hex}", f"endpoint={m['p'].endpoint[0]}:{m['p'].endpoint[1]}"],
+                       a.device.public_key)
+    a.device.apply(update, m.clock.now)
+    peer = m.peer("a", "p")
+    assert not peer.relayed and peer.endpoint == m["p"].endpoint
+
+
+def test_under_load_the_cookie_reply_goes_back_framed_through_the_relay() -> None:
+    m = trio()
+    p = m["p"].device
+    p._under_load_until = m.clock.now + 60  # as after a flood: mac2 required
+    m.send_ip("a", "p", b"x")
+    m.deliver()
+    assert p.drops[DropReason.COOKIE_SENT] == 1
+    replies = []
+    for s in m["p"].sent:
+        frame = relayframe.decode(KEY, s.data)
+        if not isinstance(frame, DropReason) and frame.payload[0] == 3:
+            replies.append(s)
+    assert len(replies) == 1 and replies[0].endpoint == m["r"].endpoint
+    assert m["a"].device.events[Event.COOKIE_REPLY_RECEIVED] == 1
+    m.tick(6)  # A retries with a valid mac2
+    assert payloads(m["p"].tun) == [b"x"]
