@@ -12,10 +12,13 @@ import ipaddress
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, unknown_fields
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubespan import specs
 from kubespan.affiliates import NodeAddress, from_remote, local_affiliate, merge
 from kubespan.config import NodeConfig, parse_config
+from kubespan.discovery.errors import DiscoveryPayloadError
 from kubespan.discovery.proto import affiliate_pb2 as pb
 from kubespan.discovery.protocol import Affiliate, KubeSpan, decode_affiliate, encode_affiliate
 from kubespan.identity import Identity, node_address, ula_prefix
@@ -109,3 +112,31 @@ def test_the_local_affiliate_announces_the_setting_and_the_merge_keeps_it() -> N
     # two raw affiliates of one node: set when any of them sets it
     merged = merge({"k8s/n": from_remote(off, ()), "service/n": spec})
     assert merged[on.node_id].relay
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(wire_type=st.sampled_from([0, 1, 2, 5, 3, 4, 6, 7]), body=st.binary(max_size=12), value=st.integers(0, 2**70))
+def test_any_bytes_in_our_field_decode_or_fail_typed(wire_type: int, body: bytes, value: int) -> None:
+    """Whatever a peer puts in field 20000 of KubeSpan (any wire type, any bytes), decoding gives an affiliate
+    (relay true or false) or a DiscoveryPayloadError, never another exception."""
+    kubespan = pb.KubeSpan(public_key="K" * 43 + "=").SerializeToString()
+    tag = _varint(RELAY_FIELD_NUMBER << 3 | wire_type)
+    extra = tag + (_varint(value) if wire_type == 0 else _varint(len(body)) + body if wire_type == 2 else body)
+    kubespan += extra
+    wire = pb.Affiliate(node_id="n").SerializeToString() + b"\x3a" + _varint(len(kubespan)) + kubespan
+    try:
+        decoded = decode_affiliate(wire)
+    except DiscoveryPayloadError:
+        return
+    assert decoded.kubespan is not None and isinstance(decoded.kubespan.relay, bool)
+    if wire_type == 0:
+        assert decoded.kubespan.relay is (value % 2**64 != 0)
