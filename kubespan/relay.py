@@ -30,7 +30,8 @@ pass is Talos's:
 - back to direct: when WireGuard reports the peer direct again (a probe answered and both sides roamed),
   the peer is up on that endpoint and the relay is forgotten.
 
-``wireguard_endpoint(status)`` is what the pass writes into WireGuard: ``(relay endpoint, relayed,
+``next_change(status, now)`` is when the decision next moves on by itself (the probe's turn ends), for an
+agent that runs status passes at deadlines.  ``wireguard_endpoint(status)`` is what the pass writes into WireGuard: ``(relay endpoint, relayed,
 probe)`` while relayed, else Talos's re-push rule.  ``status_text`` is the ENDPOINT a status shows
 (``relay:<relay label>`` while relayed).  Pure: no I/O, no clock.
 """
@@ -49,7 +50,7 @@ from .peers import (
 )
 
 __all__ = ["PROBE_INTERVAL", "RELAY_KEY_CONTEXT", "RELAY_RETRY_AFTER", "Relay", "RelayState", "candidates",
-           "describe_change", "relay_key", "relayed_via", "status_text", "step", "wireguard_endpoint"]
+           "describe_change", "next_change", "relay_key", "relayed_via", "status_text", "step", "wireguard_endpoint"]
 
 RELAY_KEY_CONTEXT = b"kubespan relay v1"
 PROBE_INTERVAL = ENDPOINT_CONNECTION_TIMEOUT
@@ -196,6 +197,15 @@ def _back_to_direct(old: PeerStatus | None, spec: PeerSpec, observed: ObservedPe
     status = dataclasses.replace(status, state=calculate_state(status, now),
                                  relay=RelayState(failed=memory.failed))
     return status
+
+
+def next_change(status: PeerStatus, now: float) -> float | None:
+    """When ``step`` can next decide something on its own that the state table does not announce
+    (``peers.next_state_change`` covers the rest): the end of the current probe's turn while relayed."""
+    memory = status.relay
+    if memory is None or not memory.active or memory.probe is None or memory.probe_since is None:
+        return None
+    return max(now, memory.probe_since + PROBE_INTERVAL)
 
 
 def wireguard_endpoint(status: PeerStatus) -> tuple[Endpoint | None, bool, Endpoint | None]:

@@ -177,6 +177,10 @@ def test_the_direct_endpoints_are_probed_in_turn_while_relayed() -> None:
         mesh.run(1, keep_up=(R1, PLAIN, TARGET))
         probes.append(mesh.wg[TARGET.public_key].probe_endpoint)
     assert set(probes) == {E1, E2}
+    status = mesh.status(TARGET)
+    assert status.relay is not None and status.relay.probe_since is not None
+    assert relay.next_change(status, mesh.now) == status.relay.probe_since + relay.PROBE_INTERVAL
+    assert relay.next_change(mesh.status(R1), mesh.now) is None  # a direct peer: nothing of ours pending
     changes = [i for i in range(1, len(probes)) if probes[i] != probes[i - 1]]
     assert len(changes) >= 3 and all(b - a == ENDPOINT_CONNECTION_TIMEOUT for a, b in zip(changes, changes[1:]))
     assert relay.relayed_via(mesh.status(TARGET)) == "public-1"
