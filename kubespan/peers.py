@@ -20,8 +20,8 @@ Contract (kubespan.md §5 "PeerSpec" and "Manager" steps 1-3; Talos
   ``lastUsedEndpoint`` when WireGuard has no endpoint or has that one, nothing
   when WireGuard roamed elsewhere (the roamed endpoint survives).
 - ``status_changed`` tells whether a pass changed anything but counters and
-  handshake times (the relay state included: ``kubespan.relay``) (the agent re-evaluates statuses every second and applies
-  only such changes).
+  handshake times; the relay state (``kubespan.relay``) counts (the agent
+  re-evaluates statuses every second and applies only such changes).
 
 Timeline of one endpoint (T0 = ``last_endpoint_change``)::
 
