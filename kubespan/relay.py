@@ -239,8 +239,8 @@ def describe_change(old: PeerStatus | None, new: PeerStatus) -> str | None:
     if after is None and new.state is PeerState.UP:
         return f"direct again on {new.endpoint} (relay {before} no longer used)"
     if after is None:
-        return f"relay {before} went down and no other relay is up: back to the direct endpoints"
+        return f"no answer through relay {before} and no other relay is up: back to the direct endpoints"
     if before is None:
         tried = ", ".join(sorted(map(str, new.relay.tried))) if new.relay is not None else ""
         return f"relayed via {after} (no direct endpoint answered: {tried or 'none announced'})"
-    return f"relayed via {after} (relay {before} went down)"
+    return f"relayed via {after} (no answer through relay {before})"

@@ -306,6 +306,6 @@ def test_log_lines_for_leaving_a_relay() -> None:
     down = PeerStatus(state=PeerState.UNKNOWN, endpoint=E1, relay=relay.RelayState())
     moved = dataclasses.replace(relayed, relay=relay.RelayState(via=R2.public_key, label="public-2", address=R2_EP))
     assert relay.describe_change(relayed, back) == f"direct again on {E2} (relay public-1 no longer used)"
-    assert relay.describe_change(relayed, down) == ("relay public-1 went down and no other relay is up: back to "
-                                                    "the direct endpoints")
-    assert relay.describe_change(relayed, moved) == "relayed via public-2 (relay public-1 went down)"
+    assert relay.describe_change(relayed, down) == ("no answer through relay public-1 and no other relay is up: "
+                                                    "back to the direct endpoints")
+    assert relay.describe_change(relayed, moved) == "relayed via public-2 (no answer through relay public-1)"
