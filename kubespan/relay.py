@@ -31,8 +31,8 @@ pass is Talos's:
   the peer is up on that endpoint and the relay is forgotten.
 
 ``next_change(status, now)`` is when the decision next moves on by itself (the probe's turn ends), for an
-agent that runs status passes at deadlines.  ``wireguard_endpoint(status)`` is what the pass writes into WireGuard: ``(relay endpoint, relayed,
-probe)`` while relayed, else Talos's re-push rule.  ``status_text`` is the ENDPOINT a status shows
+agent that runs status passes at deadlines.  ``wireguard_endpoint(status)`` is what the pass writes into
+WireGuard: ``(relay endpoint, relayed, probe)`` while relayed, else Talos's re-push rule.  ``status_text`` is the ENDPOINT a status shows
 (``relay:<relay label>`` while relayed).  Pure: no I/O, no clock.
 """
 
