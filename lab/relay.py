@@ -5,7 +5,8 @@ one veth per node, underlay ``10.237.0.{1,2,3}/24``), starts ``lab.relaynode`` i
 tunnel ``10.238.0.{1,2,3}/24``, relay key ``KEY``, R serving) and configures them: A and P each have R as a
 direct peer and R has both; A has P "via R" (relayed, probing P's direct endpoint when ``probe``), P has A
 at A's direct endpoint.  ``block()`` drops every datagram between A's and P's underlay addresses in A's
-namespace (nft table ``relaylab``, input and output), ``unblock()`` removes it.  ``node.cmd(...)`` sends one
+namespace (nft table ``relaylab``, input and output), ``unblock()`` removes it.  Each node serves its UAPI
+socket (``/var/run/wireguard/<ifname>.sock``, so ``wg show`` works in its namespace).  ``node.cmd(...)`` sends one
 ``lab.relaynode`` command and returns its answer.  ``close()`` stops the nodes and deletes the namespaces
 (also after a failed start); nothing leaves the namespaces.  Not installed; needs root.
 """
@@ -32,6 +33,7 @@ UNDER = {"a": "10.237.0.1", "r": "10.237.0.2", "p": "10.237.0.3"}
 TUNNEL = {"a": "10.238.0.1", "r": "10.238.0.2", "p": "10.238.0.3"}
 PORTS = {"a": 51901, "r": 51902, "p": 51903}
 MTU = 1420
+SOCK_DIR = Path("/var/run/wireguard")
 
 
 @dataclasses.dataclass
@@ -162,11 +164,18 @@ class RelayLab:
         return peers[self[other].pub]
 
     def close(self) -> None:
+        """Stop the nodes (stdin closed: each closes its interface and UAPI socket; SIGTERM/SIGKILL after 10 s),
+        remove a socket a killed node left, delete the namespaces."""
         for node in self.nodes.values():
             with contextlib.suppress(OSError):
                 if node.proc.stdin is not None:
                     node.proc.stdin.close()
+        for node in self.nodes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.proc.wait(10)
             stop_process(node.proc, 10)
+            with contextlib.suppress(OSError):
+                (SOCK_DIR / f"{node.ifname}.sock").unlink()
         for ns in self.namespaces:
             ns.delete()
         self.namespaces.clear()

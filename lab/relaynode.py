@@ -2,7 +2,7 @@
 
 Runs inside a namespace: creates the ``wgpy.Interface`` IFNAME (TUN, UDP port PORT, the UAPI socket so ``wg``
 sees it), prints ``{"ready": ...}`` and then answers one JSON command per stdin line with one JSON line on
-stdout, until stdin closes or ``{"op": "quit"}``:
+stdout, until stdin closes, SIGTERM or ``{"op": "quit"}`` (then it closes the interface and its socket):
 
     {"op": "relay", "key": HEX|null, "serve": bool, "rate": int, "burst": int}   -> Interface.set_relay
     {"op": "peer", "pub": B64, "endpoint": [host, port]|null, "relayed": bool, "probe": [host, port]|null,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import signal
 import sys
 from typing import Any
 
@@ -54,6 +55,7 @@ async def main(ifname: str, private: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    loop.add_signal_handler(signal.SIGTERM, reader.feed_eof)  # SIGTERM ends the node as EOF does: cleanly
     async with await Interface.create(ifname, private_key=PrivateKey.from_base64(private), listen_port=port,
                                       uapi=True) as wg:
         print(json.dumps({"ready": ifname, "native": wg.runner.fast is not None}), flush=True)

@@ -3,7 +3,8 @@
 Contract: ``Event`` names the control-plane moments an operator wants to see
 (wireguard-go logs them at its verbose level): handshake messages sent and
 received, cookie replies, keypairs created, the timer decisions to retry,
-give up or forget keys, and keepalives.  ``Device.note`` counts each one in
+give up or forget keys, keepalives, and a peer's path moving to a relay or
+back to direct (wgpy.relay).  ``Device.note`` counts each one in
 ``Device.events`` (a counter the metrics read at scrape time) and hands it to
 the device's optional ``on_event`` sink with the peer (None for a cookie
 reply sent before any peer is known) and the remote endpoint when one is
@@ -42,6 +43,10 @@ class Event(enum.Enum):
     """No new session for REJECT_AFTER_TIME * 3: every key of the peer is forgotten."""
     KEEPALIVE_SENT = "keepalive-sent"
     KEEPALIVE_RECEIVED = "keepalive-received"
+    PATH_RELAYED = "path-relayed"
+    """An authenticated datagram came through a relay: the peer's endpoint is now that relay (wgpy.relay)."""
+    PATH_DIRECT = "path-direct"
+    """An authenticated datagram of a relayed peer came directly: the peer left the relay."""
 
 
 EventSink = Callable[[Event, Optional["Peer"], Optional[Endpoint]], None]

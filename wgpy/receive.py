@@ -98,8 +98,11 @@ def roam(dev: Device, peer: Peer, src: Endpoint, via: PublicKey | None, nbytes: 
         peer.relayed_rx_bytes += nbytes
         peer.relayed = True
         peer.arm_relay_probe(now)
+        if not was_relayed:
+            dev.note(Event.PATH_RELAYED, peer, src)
     elif was_relayed:
         peer.relayed = False
+        dev.note(Event.PATH_DIRECT, peer, src)
         peer.timers.relay_probe = None
         kp = peer.keypairs.current
         if kp is not None and kp.can_send(now):

@@ -95,6 +95,16 @@ class PairLimiter:
     def __len__(self) -> int:
         return len(self._table)
 
+    @property
+    def rate(self) -> int:
+        """Bytes per second per pair."""
+        return self._rate
+
+    @property
+    def burst(self) -> int:
+        """Bytes a full bucket holds."""
+        return self._burst_ns // _NS
+
     def allow(self, pair: bytes, nbytes: int, now: float) -> bool:
         """Take ``nbytes`` from the pair's bucket; False (nothing taken) if it holds fewer."""
         now_ns = round(now * _NS)
@@ -150,7 +160,7 @@ class Relay:
             raise ConfigError("relay rate and burst must be positive integers (bytes)")
         if key is not None and serve and burst < 1 << 11:
             raise ConfigError("relay burst must hold one full frame (at least 2048 bytes)")
-        if (rate, burst) != (self.limiter._rate, self.limiter._burst_ns // _NS):
+        if (rate, burst) != (self.limiter.rate, self.limiter.burst):
             self.limiter = PairLimiter(rate, burst)
         self.key, self.serve = key, bool(serve)
 

@@ -268,3 +268,31 @@ def test_under_load_the_cookie_reply_goes_back_framed_through_the_relay() -> Non
     assert m["a"].device.events[Event.COOKIE_REPLY_RECEIVED] == 1
     m.tick(6)  # A retries with a valid mac2
     assert payloads(m["p"].tun) == [b"x"]
+
+
+def test_path_changes_are_events() -> None:
+    m = trio(probe=True)
+    seen: list[tuple[str, Event]] = []
+    for name in "ap":
+        m[name].device.on_event = (lambda n: lambda ev, peer, ep: seen.append((n, ev)))(name)
+    m.send_ip("a", "p", b"x")
+    m.deliver()
+    assert ("p", Event.PATH_RELAYED) in seen and ("a", Event.PATH_RELAYED) not in seen  # A was set relayed
+    m.unblock("a", "p")
+    m.tick(RELAY_PROBE_INTERVAL + 1)
+    assert ("p", Event.PATH_DIRECT) in seen and ("a", Event.PATH_DIRECT) in seen
+    assert m["p"].device.events[Event.PATH_DIRECT] == 1
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_either_side_may_initiate_when_both_are_told_the_relay(
+        plane: Callable[[], DataPlane[Any] | None] | None) -> None:
+    m = trio(plane)
+    m.connect("p", "a", endpoint=m["r"].endpoint, relayed=True)
+    m.send_ip("p", "a", b"from-p")
+    m.deliver()
+    assert payloads(m["a"].tun) == [b"from-p"]
+    assert m["a"].device.events[Event.INITIATION_RECEIVED] == 1 and m["p"].device.events[Event.INITIATION_SENT] == 1
+    m.send_ip("a", "p", b"from-a")
+    m.deliver()
+    assert payloads(m["p"].tun) == [b"from-a"] and not m.lost and m["r"].tun == []

@@ -59,7 +59,7 @@ def test_relayed_pair_counts_at_the_relay_and_at_both_ends() -> None:
             stats_r = r.relay_stats()
             (a_p,) = [s for s in a.peers() if s.public_key == kp.public_key()]
             (p_a,) = [s for s in p.peers() if s.public_key == ka.public_key()]
-            samples_r, samples_a = _scrape(r, "r"), _scrape(a, "a")
+            samples_r, samples_a, samples_p = _scrape(r, "r"), _scrape(a, "a"), _scrape(p, "p")
         finally:
             for iface in (a, r, p):
                 await iface.close()
@@ -74,5 +74,7 @@ def test_relayed_pair_counts_at_the_relay_and_at_both_ends() -> None:
         assert value(samples_a, "wgpy_peer_relayed_transmit_bytes_total", public_key=pub_p) == a_p.relayed_tx_bytes
         assert value(samples_a, "wgpy_peer_relayed", public_key=kr.public_key().to_base64()) == 0
         assert value(samples_a, "wgpy_drops_total", reason="relay-rate-limited") == 0
+        assert value(samples_a, "wgpy_path_changes_total", to="relayed") == 0  # A was told; P found out
+        assert value(samples_p, "wgpy_path_changes_total", to="relayed") == 1
 
     asyncio.run(main())

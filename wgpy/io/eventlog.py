@@ -34,6 +34,8 @@ _PEER_TEXT = {
                        "seconds",
     Event.KEEPALIVE_SENT: "Sending keepalive packet",
     Event.KEEPALIVE_RECEIVED: "Receiving keepalive packet",
+    Event.PATH_RELAYED: "Reached through a relay now",
+    Event.PATH_DIRECT: "Back on a direct path",
 }
 _DEBUG_ONLY = frozenset({Event.KEEPALIVE_SENT, Event.KEEPALIVE_RECEIVED})
 
@@ -78,4 +80,6 @@ class EventLog:
         if event is Event.HANDSHAKE_RETRY:
             attempt = peer.timers.handshake_attempts + 1 if peer is not None else 0
             return f"{name} - Handshake did not complete after {int(REKEY_TIMEOUT)} seconds, retrying (try {attempt})"
+        if event in (Event.PATH_RELAYED, Event.PATH_DIRECT):
+            return f"{name} - {_PEER_TEXT[event]} ({format_endpoint(endpoint)})"
         return f"{name} - {_PEER_TEXT[event]}"

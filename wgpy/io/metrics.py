@@ -21,7 +21,8 @@ messages sent and received by ``type`` (initiation, response, cookie_reply),
 keypairs created, the handshake timers' decisions by ``event``, the
 under-load state and the handshake queue length, and the data-plane mode;
 relaying (wgpy.relay): ``wgpy_relay_frames_total{device,kind}`` (kind: forwarded,
-delivered, sent, probe), ``wgpy_relay_forwarded_bytes_total{device}``, and per peer
+delivered, sent, probe), ``wgpy_relay_forwarded_bytes_total{device}``,
+``wgpy_path_changes_total{device,to}`` (to: relayed, direct), and per peer
 ``wgpy_peer_relayed{device,public_key}`` (1 while its endpoint is a relay) and
 ``wgpy_peer_relayed_{receive,transmit}_bytes_total`` (relay drops are in ``wgpy_drops``).
 Nothing is counted per packet for this: every value already exists.  Not
@@ -81,6 +82,11 @@ class InterfaceCollector(Collector):
         fwd = CounterMetricFamily("wgpy_relay_forwarded_bytes", "Bytes of relay frames forwarded for other pairs.",
                                   labels=["device"])
         fwd.add_metric([dev], stats.forwarded_bytes)
+        changes = CounterMetricFamily("wgpy_path_changes", "Peers whose path moved to a relay or back to direct "
+                                      "(an authenticated datagram came the other way).", labels=["device", "to"])
+        events = self.iface.device.events
+        changes.add_metric([dev, "relayed"], events[Event.PATH_RELAYED])
+        changes.add_metric([dev, "direct"], events[Event.PATH_DIRECT])
         relayed = GaugeMetricFamily("wgpy_peer_relayed", "1 while the peer's endpoint is a relay.", labels=_PEER)
         rx = CounterMetricFamily("wgpy_peer_relayed_receive_bytes", "Bytes of relay frames received from a peer.",
                                  labels=_PEER)
@@ -91,7 +97,7 @@ class InterfaceCollector(Collector):
             relayed.add_metric([dev, pub], 1 if p.relayed else 0)
             rx.add_metric([dev, pub], p.relayed_rx_bytes)
             tx.add_metric([dev, pub], p.relayed_tx_bytes)
-        yield from (frames, fwd, relayed, rx, tx)
+        yield from (frames, fwd, changes, relayed, rx, tx)
 
     def _wireguard(self) -> Iterator[Metric]:
         dev = self.device
