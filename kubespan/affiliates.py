@@ -21,12 +21,13 @@ Contract (kubespan.md §2 "Local affiliate", "Raw affiliates", "Merge",
   ``advertiseKubernetesNetworks``; ``excludeAdvertisedNetworks`` from config);
   ``controlPlane`` = ``ControlPlane{port: localAPIServerPort}`` for
   ``controlplane`` and ``init`` machines (Talos ``machine.Type.IsControlPlane``),
-  absent otherwise.
+  absent otherwise; ``kubespan.relay`` (our field) is the ``relay`` setting.
 - ``raw_affiliates`` keys discovery results as ``service/<nodeId>``; with
   several services the later one in config order wins (Talos: last writer).
 - ``merge`` groups raw affiliates by node ID in raw-ID order: union-append the
   lists, overwrite controlPlane when set, hostname/nodename/publicKey/address
-  when non-empty, machineType when known; keep the first operatingSystem.
+  when non-empty, machineType when known; keep the first operatingSystem;
+  ``relay`` (ours) is set when any raw affiliate sets it.
 - ``members``: merged affiliates with a nodename, keyed by nodename.
 
 Pure: no I/O, no clock.
@@ -94,6 +95,8 @@ class AffiliateSpec:
     exclude_advertised_networks: tuple[IPNetwork, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
     control_plane: ControlPlane | None = None
+    relay: bool = False
+    """Our extension: the member announces that it relays (``KubeSpan.relay``)."""
 
     def spec_input(self) -> SpecInput:
         return SpecInput(
@@ -101,6 +104,7 @@ class AffiliateSpec:
             address=self.kubespan_address, addresses=self.addresses,
             additional_addresses=self.additional_addresses,
             exclude_advertised_networks=self.exclude_advertised_networks, endpoints=self.endpoints,
+            relay=self.relay,
         )
 
 
@@ -184,6 +188,7 @@ def local_affiliate(
             address=identity.address,
             additional_addresses=additional,
             exclude_advertised_networks=tuple(ipaddress.ip_interface(str(n)) for n in ks.exclude_advertised_networks),
+            relay=ks.relay and ks.use_relays,
         ),
         control_plane=control_plane,
     )
@@ -208,6 +213,7 @@ def from_remote(affiliate: Affiliate, endpoints: Sequence[Endpoint]) -> Affiliat
         exclude_advertised_networks=tuple(p.network for p in ks.exclude_advertised_networks) if ks else (),
         endpoints=tuple(endpoints) if ks is not None else (),
         control_plane=affiliate.control_plane,
+        relay=ks.relay if ks is not None else False,
     )
 
 
@@ -243,6 +249,7 @@ def _merge_two(base: AffiliateSpec, other: AffiliateSpec) -> AffiliateSpec:
         public_key=other.public_key or base.public_key,
         kubespan_address=other.kubespan_address if other.kubespan_address is not None else base.kubespan_address,
         machine_type=other.machine_type if other.machine_type != "unknown" else base.machine_type,
+        relay=other.relay or base.relay,
     )
 
 

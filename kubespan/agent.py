@@ -30,6 +30,11 @@ A config that does not parse exits 1 before anything is touched; so does a
 second agent for the same state dir or for the ``kubespan`` interface of the
 same network namespace (``kubespan.lock``), and the "KubeSpan disabled"
 cleanup of leftover state runs only under those locks.
+Relaying (our extension, ``kubespan.relay``): the interface gets the relay key
+derived from the cluster secret (and serves as a relay with ``relay: true``),
+the local affiliate announces ``relay``, and the status pass may move a peer
+onto a relay; ``AgentOptions.relay=False`` (``--no-relay``) behaves as a
+Talos node: no relay key, no relay use, and ``relay: true`` is an error.
 With ``metrics_addr`` the agent serves Prometheus metrics (``kubespan.metrics``
 plus its interface's ``wgpy.io.metrics``) from the start, before it reports
 ready.  Single event loop; not thread-safe.
@@ -40,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import logging
 import os
 import signal
@@ -50,21 +54,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wgpy import (
-    DeviceUpdate, Interface, MetricsServer, PeerUpdate, PresharedKey, PublicKey, UapiInUse, notify_ready,
-    open_uapi_socket,
-)
+from wgpy import DeviceUpdate, Interface, MetricsServer, UapiInUse, notify_ready, open_uapi_socket
 
-from . import logfmt, specs
+from . import logfmt, relay, specs
 from .affiliates import AffiliateSpec, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
 from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config, parse_config
 from .controller import (
-    FWMARK_WIREGUARD, LINK_NAME, LISTEN_PORT, Desired, DesiredPeer, PeerChange, PeerPass, RoutingSpec, diff_peers,
+    FWMARK_WIREGUARD, LINK_NAME, LISTEN_PORT, Desired, DesiredPeer, PeerPass, RoutingSpec, diff_peers,
     next_statuses, observed_endpoints_by_node, peer_pass, reconcile,
 )
 from .discovery.client import DiscoveryClient, ServiceEndpoint
-from .discovery.protocol import Endpoint
 from .errors import KubespanError
 from .addresses import read_addresses
 from .identity import Identity, load_identity, parse_mac
@@ -78,6 +78,7 @@ from .resources import (
 )
 from .routing import KernelRouting, RoutingEffects
 from .status_passes import StatusPasses
+from .wgpeers import observe, peer_update
 
 log = logging.getLogger("kubespan.agent")
 
@@ -102,33 +103,7 @@ class AgentOptions:
     config_text: str | None = None  # the config itself (from $KUBESPAN_CONFIG), instead of config_path
     metrics_addr: str | None = None  # HOST:PORT for /metrics, or None
     lock_dir: str = LOCK_DIR
-
-
-def _observed(iface: Interface) -> dict[str, ObservedPeer]:
-    out: dict[str, ObservedPeer] = {}
-    for p in iface.peers():
-        endpoint = None
-        if p.endpoint is not None:
-            endpoint = Endpoint(ipaddress.ip_address(p.endpoint[0]), p.endpoint[1])
-        key = p.public_key.to_base64()
-        out[key] = ObservedPeer(key, endpoint, p.last_handshake, p.rx_bytes, p.tx_bytes, tuple(p.allowed_ips),
-                                p.persistent_keepalive)
-    return out
-
-
-def _peer_update(change: PeerChange) -> PeerUpdate:
-    key = PublicKey.from_base64(change.public_key)
-    if change.peer is None:
-        return PeerUpdate(public_key=key, remove=True)
-    peer: DesiredPeer = change.peer
-    return PeerUpdate(
-        public_key=key,
-        preshared_key=PresharedKey(peer.preshared_key),
-        endpoint=(str(peer.endpoint.ip), peer.endpoint.port) if peer.endpoint is not None else None,
-        persistent_keepalive=peer.persistent_keepalive,
-        replace_allowed_ips=True,
-        allowed_ips=list(peer.allowed_ips),
-    )
+    relay: bool = True  # use relays and accept relay frames (kubespan.relay); False: as a Talos node
 
 
 class Agent:
@@ -208,6 +183,10 @@ class Agent:
                                             listen_port=LISTEN_PORT, uapi=uapi)
         self.iface.configure(DeviceUpdate(fwmark=FWMARK_WIREGUARD))
         self.iface.add_event_sink(self.status_passes.engine_event)
+        if ks.use_relays:  # every member of ours takes relay frames; a relay (relay: true) also forwards them
+            assert self.config.identity is not None
+            self.iface.set_relay(relay.relay_key(self.config.identity.cluster_secret), serve=ks.relay)
+            log.info("relaying: %s", "this node relays for others" if ks.relay else "may use relays, does not relay")
         log.info("created interface %s (port %d, fwmark 0x%x, mtu %d, public key %s, address %s)", LINK_NAME,
                  LISTEN_PORT, FWMARK_WIREGUARD, ks.mtu, self.identity.public_key.to_base64(), self.identity.address)
         self.api = ApiServer(self.options.api_socket, self.store, self.nodename, on_leave=self._on_leave)
@@ -354,7 +333,7 @@ class Agent:
         merged = merge(raw)
         merged.pop(self.identity.node_id, None)
         local = from_remote(affiliate, endpoints)
-        observed = _observed(self.iface)
+        observed = observe(self.iface)
         desired = reconcile(self.config, self.identity, local, merged, observed, self.statuses, time.time())
         self._log_warnings(desired.warnings)
         self._specs = desired.peer_specs
@@ -370,7 +349,7 @@ class Agent:
             if self._specs is None or self.iface is None:
                 return False
             self.metrics.status_pass(why)
-            observed = _observed(self.iface)
+            observed = observe(self.iface)
             now = time.time()
             new = next_statuses(self._specs, observed, self.statuses, now)
             if why != "timeout" and not any(status_changed(self.statuses.get(k), s) for k, s in new.items()):
@@ -416,7 +395,7 @@ class Agent:
             return
         labels = {key: status.label for key, status in self.statuses.items()}
         labels.update({p.public_key: p.label for p in peers})
-        self.iface.configure(DeviceUpdate(peers=[_peer_update(c) for c in changes]))
+        self.iface.configure(DeviceUpdate(peers=[peer_update(c) for c in changes]))
         for change in changes:
             log.info("peer %s (%s) %s: %s", labels.get(change.public_key, "?"), change.public_key, change.action,
                      "; ".join(change.reasons))
@@ -428,9 +407,12 @@ class Agent:
                 log.info("peer %s (%s) state %s -> %s (%s)", status.label, key, old.state.value if old else "new",
                          status.state.value, why)
             if (old is not None and status.endpoint is not None and status.endpoint != old.endpoint
-                    and status.endpoint != status.last_used_endpoint):
+                    and status.endpoint != status.last_used_endpoint and relay.relayed_via(status) is None):
                 log.info("peer %s (%s) roamed to %s (WireGuard saw it there; kept)", status.label, key,
                          status.endpoint)
+            moved = relay.describe_change(old, status)
+            if moved is not None:
+                log.info("peer %s (%s) %s", status.label, key, moved)
             if old is not None and old.last_used_endpoint != status.last_used_endpoint:
                 log.info("peer %s (%s) trying endpoint %s (previous %s was %s)", status.label, key,
                          status.last_used_endpoint, old.last_used_endpoint, old.state.value)
@@ -464,6 +446,10 @@ def configure_logging(level: str, fmt: str = "text") -> None:
 async def _run(options: AgentOptions) -> int:
     # a bad config stops here, before anything is touched
     config = load_config(options.config_path) if options.config_text is None else parse_config(options.config_text)
+    if not options.relay:
+        if config.kubespan.relay:
+            raise KubespanError("'relay: true' in the config conflicts with --no-relay")
+        config = dataclasses.replace(config, kubespan=dataclasses.replace(config.kubespan, use_relays=False))
     enabled = config.kubespan.enabled
     with AgentLock.acquire(options.state_dir, LINK_NAME, create_state_dir=enabled, lock_dir=options.lock_dir):
         if not enabled:  # leftover state of a dead agent: no live agent holds the lock, so it is not one's

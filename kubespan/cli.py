@@ -14,7 +14,7 @@ Contract:
 - ``kubespan agent [--config FILE] [--state-dir DIR] [--api-socket PATH]
   [--uapi-socket PATH|none] [--reconcile-interval SECONDS] [--mac MAC]
   [--log-level LEVEL] [--log-format text|json] [--metrics-addr HOST:PORT]
-  [--no-nftables]`` runs the agent in the foreground (``kubespan.agent``),
+  [--no-nftables] [--no-relay]`` runs the agent in the foreground (``kubespan.agent``),
   logs to stdout (``kubespan.logfmt``), serves Prometheus metrics when asked
   (``kubespan.metrics``), exits 0 after cleanup on SIGTERM.
   Without ``--config`` the config YAML itself comes from ``$KUBESPAN_CONFIG``.
@@ -119,6 +119,9 @@ def _add_agent(commands: Any) -> None:
                        help="hardware address for the KubeSpan IPv6 address (default: first ethernet link)")
     agent.add_argument("--no-nftables", action="store_true",
                        help="route with 'not fwmark 0x20' and per-prefix routes instead of nftables marks")
+    agent.add_argument("--no-relay", action="store_true",
+                       help="never reach peers through relays nor accept relay frames, as a Talos node "
+                            "(conflicts with 'relay: true' in the config)")
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     agent.add_argument("--log-format", default="text", choices=["text", "json"],
                        help="text lines, or one JSON object per line (time, level, logger, msg)")
@@ -180,6 +183,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
         api_socket=socket_path(args.api_socket),
         uapi_socket=uapi, reconcile_interval=args.reconcile_interval, mac=args.mac,
         use_nftables=False if args.no_nftables else None, metrics_addr=args.metrics_addr,
+        relay=not args.no_relay,
     )
     return agent_module.run_agent(options)
 

@@ -4,8 +4,9 @@ Contract (kubespan.md §5 "Manager", "Harvesting", §6 "Routing";
 architecture.md point 7): ``reconcile(config, identity, local, affiliates,
 observed, statuses, now)`` returns a ``Desired`` — peer specs, the next peer
 statuses, the WireGuard peers (PSK = cluster secret, keepalive 25 s, allowed
-IPs replaced, endpoint only when the re-push rule says so; see "first
-contact" below for the keepalive of a new pair), the routing spec
+IPs replaced, endpoint only when the re-push rule says so, or a relay's while
+the peer is relayed: ``relay.step``; see "first contact" below for the
+keepalive of a new pair), the routing spec
 (link address /64, MTU, routed set), the harvested endpoints and warnings.
 ``reconcile`` is two steps: the peer specs from the affiliates
 (``build_peer_specs``), then ``peer_pass(config, identity, specs, observed,
@@ -36,19 +37,20 @@ only of peers that are up (``allowDownPeerBypass``), minus the cluster ULA
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from . import relay
 from .affiliates import AffiliateSpec, Member, members
 from .config import NodeConfig
 from .discovery.protocol import Endpoint
 from .filters import IPNetwork
 from .identity import Identity
 from .peers import (
-    ObservedPeer, PeerSpec, PeerState, PeerStatus, build_peer_specs, endpoint_to_push, minimal_prefixes,
-    next_state_change, step_status, subtract,
+    ObservedPeer, PeerSpec, PeerState, PeerStatus, build_peer_specs, minimal_prefixes, next_state_change, subtract,
 )
 
 __all__ = [
@@ -81,6 +83,10 @@ class DesiredPeer:
     allowed_ips: tuple[IPNetwork, ...]
     persistent_keepalive: int = KEEPALIVE
     label: str = ""
+    relayed: bool = False
+    """``endpoint`` is a relay's (``kubespan.relay``): WireGuard wraps everything for this peer in relay frames."""
+    probe_endpoint: Endpoint | None = None
+    """While relayed: the direct endpoint WireGuard probes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +178,8 @@ def reconcile(
         raise ValueError("reconcile needs the cluster identity (cluster secret)")
     local_id = local.node_id if local is not None else identity.node_id
     inputs = {nid: aff.spec_input() for nid, aff in affiliates.items()}
+    if not config.kubespan.use_relays:  # --no-relay: a Talos node's view, no member relays
+        inputs = {nid: dataclasses.replace(spec, relay=False) for nid, spec in inputs.items()}
     specs, warnings = build_peer_specs(local_id, identity.public_key.to_base64(), inputs)
     result = peer_pass(config, identity, specs, observed, statuses, now)
     all_affiliates = dict(affiliates)
@@ -186,8 +194,11 @@ def reconcile(
 def next_statuses(
     specs: Sequence[PeerSpec], observed: Mapping[str, ObservedPeer], statuses: Mapping[str, PeerStatus], now: float,
 ) -> dict[str, PeerStatus]:
-    """Manager steps 1-3 for every peer spec (statuses of peers without a spec are dropped)."""
-    return {spec.public_key: step_status(statuses.get(spec.public_key), spec, observed.get(spec.public_key), now)
+    """Manager steps 1-3 for every peer spec, with the relay decision (``relay.step``; statuses of peers
+    without a spec are dropped)."""
+    relays = relay.candidates(specs, statuses, observed)
+    return {spec.public_key: relay.step(statuses.get(spec.public_key), spec, observed.get(spec.public_key), now,
+                                        relays)
             for spec in specs}
 
 
@@ -205,12 +216,13 @@ def _keepalive(local_key: str, peer_key: str, status: PeerStatus, now: float) ->
 
 def next_pass_due(local_key: str, statuses: Mapping[str, PeerStatus], now: float) -> float | None:
     """The next instant a pass over these statuses has work without new input: a state-table boundary
-    (``peers.next_state_change``) or the end of a first-contact hold; None if there is none."""
+    (``peers.next_state_change``), the end of a relayed peer's probe turn (``relay.next_change``) or the
+    end of a first-contact hold; None if there is none."""
     due: list[float] = []
     for key, status in statuses.items():
-        boundary = next_state_change(status, now)
-        if boundary is not None:
-            due.append(boundary)
+        for boundary in (next_state_change(status, now), relay.next_change(status, now)):
+            if boundary is not None:
+                due.append(boundary)
         hold = first_contact_hold_until(local_key, key, status)
         if hold is not None and hold > now:
             due.append(hold)
@@ -231,13 +243,9 @@ def peer_pass(
     new = next_statuses(specs, observed, statuses, now)
     psk = config.identity.cluster_secret
     local_key = identity.public_key.to_base64()
-    peers = tuple(
-        DesiredPeer(public_key=spec.public_key, preshared_key=psk, endpoint=endpoint_to_push(new[spec.public_key]),
-                    allowed_ips=spec.allowed_ips,
-                    persistent_keepalive=_keepalive(local_key, spec.public_key, new[spec.public_key], now),
-                    label=spec.label)
-        for spec in specs
-    )
+    peers = tuple(_desired_peer(spec, new[spec.public_key], psk,
+                                _keepalive(local_key, spec.public_key, new[spec.public_key], now))
+                  for spec in specs)
     routing = RoutingSpec(
         address=ipaddress.IPv6Interface((identity.address, identity.subnet.prefixlen)),
         mtu=config.kubespan.mtu,
@@ -247,11 +255,18 @@ def peer_pass(
     return PeerPass(statuses=new, peers=peers, routing=routing, harvested=harvested)
 
 
+def _desired_peer(spec: PeerSpec, status: PeerStatus, psk: bytes, keepalive: int) -> DesiredPeer:
+    endpoint, relayed, probe = relay.wireguard_endpoint(status)
+    return DesiredPeer(public_key=spec.public_key, preshared_key=psk, endpoint=endpoint, allowed_ips=spec.allowed_ips,
+                       persistent_keepalive=keepalive, label=spec.label, relayed=relayed, probe_endpoint=probe)
+
+
 def _harvest(specs: Sequence[PeerSpec], statuses: Mapping[str, PeerStatus]) -> tuple[HarvestedEndpoint, ...]:
     out: list[HarvestedEndpoint] = []
     for spec in specs:
         status = statuses[spec.public_key]
-        if status.state is PeerState.UP and status.endpoint is not None and spec.node_id:
+        if (status.state is PeerState.UP and status.endpoint is not None and spec.node_id
+                and relay.relayed_via(status) is None):  # a relay's address is not the peer's endpoint
             out.append(HarvestedEndpoint(spec.public_key, spec.node_id, status.endpoint))
     return tuple(out)
 
@@ -277,8 +292,11 @@ def diff_peers(desired: Sequence[DesiredPeer], observed: Mapping[str, ObservedPe
         if (set(seen.allowed_ips) != set(peer.allowed_ips)  # the same prefixes: no need to normalise them
                 and minimal_prefixes(seen.allowed_ips) != minimal_prefixes(peer.allowed_ips)):
             reasons.append("allowed IPs changed")
-        if peer.endpoint is not None and seen.endpoint != peer.endpoint:
-            reasons.append(f"endpoint {seen.endpoint or 'none'} -> {peer.endpoint}")
+        if peer.endpoint is not None and (seen.endpoint != peer.endpoint or seen.relayed != peer.relayed):
+            via = "relayed via " if peer.relayed else ""
+            reasons.append(f"endpoint {seen.endpoint or 'none'} -> {via}{peer.endpoint}")
+        if peer.relayed and seen.probe_endpoint != peer.probe_endpoint:
+            reasons.append(f"probing {peer.probe_endpoint or 'nothing'} directly")
         if seen.persistent_keepalive is not None and seen.persistent_keepalive != peer.persistent_keepalive:
             reasons.append(f"persistent keepalive {seen.persistent_keepalive} -> {peer.persistent_keepalive} s")
         if reasons:

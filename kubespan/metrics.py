@@ -17,6 +17,11 @@ statuses and the discovery clients when scraped:
     kubespan_discovery_connected{endpoint}                    1 while the Watch stream is established
     kubespan_discovery_client_events_total{endpoint,event}    refreshes, redirects, session/watch errors,
                                                               dropped undecryptable data / endpoints
+    kubespan_peer_relayed{public_key,label,relay}             1 while the peer is reached through ``relay``
+                                                              (our extension, ``kubespan.relay``)
+
+Relayed bytes per peer, forwarded frames and bytes, and dropped relay frames are the interface's
+(``wgpy_peer_relayed_*_bytes_total``, ``wgpy_relay_*``, ``wgpy_drops_total{reason="relay-..."}``).
 
 The agent serves it together with its interface's wgpy collector
 (``wgpy.io.metrics``, labelled with the peers' hostnames).  Not thread-safe:
@@ -36,6 +41,7 @@ from prometheus_client.registry import Collector
 
 from .discovery.client import DiscoveryClient
 from .peers import PeerState, PeerStatus
+from .relay import relayed_via
 
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -82,6 +88,7 @@ class AgentMetrics(Collector):
             rotations.add_metric([key, status.label], self.rotations[key])
         yield state
         yield rotations
+        yield from self._relay(statuses)
         yield from self._duration.collect()
         results = CounterMetricFamily("kubespan_reconcile", "Reconcile passes, by result.", labels=["result"])
         for result, n in sorted(self._results.items()):
@@ -93,6 +100,15 @@ class AgentMetrics(Collector):
             passes.add_metric([trigger], n)
         yield passes
         yield from self._discovery()
+
+    def _relay(self, statuses: Mapping[str, PeerStatus]) -> Iterator[Metric]:
+        relayed = GaugeMetricFamily("kubespan_peer_relayed", "1 while the peer is reached through the relay "
+                                    "(kubespan relay extension).", labels=["public_key", "label", "relay"])
+        for key, status in sorted(statuses.items()):
+            via = relayed_via(status)
+            if via is not None:
+                relayed.add_metric([key, status.label, via], 1)
+        yield relayed
 
     def _discovery(self) -> Iterator[Metric]:
         connected = GaugeMetricFamily("kubespan_discovery_connected",

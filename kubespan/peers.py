@@ -20,7 +20,8 @@ Contract (kubespan.md §5 "PeerSpec" and "Manager" steps 1-3; Talos
   ``lastUsedEndpoint`` when WireGuard has no endpoint or has that one, nothing
   when WireGuard roamed elsewhere (the roamed endpoint survives).
 - ``status_changed`` tells whether a pass changed anything but counters and
-  handshake times (the agent applies only such changes), and
+  handshake times (a change of relay state, ``kubespan.relay``, counts; the
+  agent applies only such changes), and
   ``next_state_change(status, now)`` when ``calculate_state`` can next give
   another answer on its own (a table boundary: T0 + 15 s, T0 + 275 s, the last
   handshake + 275 s); the agent re-evaluates a peer then, or when WireGuard
@@ -50,9 +51,13 @@ import enum
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .discovery.protocol import Endpoint, IPAddress
 from .filters import IPNetwork
+
+if TYPE_CHECKING:
+    from .relay import RelayState
 
 __all__ = [
     "ENDPOINT_CONNECTION_TIMEOUT", "PEER_DOWN_INTERVAL", "ObservedPeer", "PeerSpec", "PeerState", "PeerStatus",
@@ -88,6 +93,8 @@ class PeerSpec:
     label: str
     node_id: str = ""
     """The affiliate this spec came from (not a Talos field; used for harvesting)."""
+    relay: bool = False
+    """The peer announces that it relays (our extension, ``kubespan.relay``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,9 @@ class PeerStatus:
     last_handshake_time: float | None = None
     last_used_endpoint: Endpoint | None = None
     last_endpoint_change: float | None = None
+    relay: RelayState | None = None
+    """Our extension (``kubespan.relay``): the relay this peer is reached through, and what the relay
+    decision remembers; ``None`` for a peer the decision has not seen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,10 @@ class ObservedPeer:
     allowed_ips: tuple[IPNetwork, ...] = ()
     persistent_keepalive: int | None = None
     """Seconds (0: off); None when not known (then never compared)."""
+    relayed: bool = False
+    """WireGuard sends to this peer through a relay (``endpoint`` is the relay's)."""
+    probe_endpoint: Endpoint | None = None
+    """The direct endpoint WireGuard probes while relayed."""
 
 
 # --- the state machine ----------------------------------------------------------------------
@@ -226,8 +240,8 @@ def status_changed(old: PeerStatus | None, new: PeerStatus) -> bool:
     """Whether ``new`` differs from ``old`` in more than counters and the handshake time."""
     if old is None:
         return True
-    return (old.state, old.endpoint, old.last_used_endpoint, old.last_endpoint_change, old.label) != (
-        new.state, new.endpoint, new.last_used_endpoint, new.last_endpoint_change, new.label)
+    return (old.state, old.endpoint, old.last_used_endpoint, old.last_endpoint_change, old.label, old.relay) != (
+        new.state, new.endpoint, new.last_used_endpoint, new.last_endpoint_change, new.label, new.relay)
 
 
 # --- prefix sets --------------------------------------------------------------------------
@@ -314,6 +328,7 @@ class SpecInput:
     additional_addresses: tuple[IPNetwork, ...]
     exclude_advertised_networks: tuple[IPNetwork, ...]
     endpoints: tuple[Endpoint, ...]
+    relay: bool = False
 
 
 def build_peer_specs(
@@ -346,6 +361,6 @@ def build_peer_specs(
         taken.add(allowed)
         specs.append(PeerSpec(
             public_key=aff.public_key, address=aff.address, allowed_ips=allowed,
-            endpoints=aff.endpoints, label=aff.nodename, node_id=node_id,
+            endpoints=aff.endpoints, label=aff.nodename, node_id=node_id, relay=aff.relay,
         ))
     return specs, warnings

@@ -3,7 +3,8 @@
 Contract (kubespan.md §2, §5 and §8): one function per resource type turns
 the typed objects into the ``spec`` mapping ``talosctl get -o yaml`` shows,
 with Talos' field names (``receiveBytes``, ``lastUsedEndpoint``,
-``allowedIPs``...).  Times are RFC 3339 UTC; a missing time is Go's zero time
+``allowedIPs``...), plus our relay extension (``endpoint: relay:<label>``, ``kubespan.relay: true``).
+Times are RFC 3339 UTC; a missing time is Go's zero time
 ``0001-01-01T00:00:00Z``; a missing endpoint or address is ``""``.  The
 private key is never included.  Pure: no I/O, no clock.
 """
@@ -18,6 +19,7 @@ from .controller import HarvestedEndpoint
 from .discovery.protocol import ControlPlane
 from .identity import Identity
 from .peers import PeerSpec, PeerStatus
+from .relay import status_text
 
 __all__ = ["affiliate_spec", "endpoint_spec", "format_time", "identity_spec", "member_spec", "node_identity_spec",
            "peer_spec", "peer_status_spec"]
@@ -63,9 +65,10 @@ def peer_spec(spec: PeerSpec) -> dict[str, Any]:
 
 
 def peer_status_spec(status: PeerStatus) -> dict[str, Any]:
-    """``KubeSpanPeerStatuses`` (ID = public key); ``state`` as text."""
+    """``KubeSpanPeerStatuses`` (ID = public key); ``state`` as text; ``endpoint`` is ``relay:<label>``
+    while the peer is reached through a relay (our extension, ``kubespan.relay``)."""
     return {
-        "endpoint": _text(status.endpoint),
+        "endpoint": status_text(status),
         "label": status.label,
         "state": status.state.value,
         "receiveBytes": status.receive_bytes,
@@ -109,6 +112,8 @@ def affiliate_spec(aff: AffiliateSpec) -> dict[str, Any]:
             "endpoints": [str(e) for e in aff.endpoints],
             "excludeAdvertisedNetworks": [str(n) for n in aff.exclude_advertised_networks],
         }
+        if aff.relay:  # our extension; absent (as in Talos) when the member does not relay
+            out["kubespan"]["relay"] = True
     return _with_control_plane(out, aff.control_plane)
 
 

@@ -4,7 +4,8 @@ Contract: ``Lab`` is a ``lab.topology.Topology`` (namespaces, routers, nodes, co
 in ``close()``) that also runs the self-hosted discovery service in the internet namespace (in memory
 only), writes each node's machine config from one shared ``gen config --with-kubespan`` cluster, starts
 and stops agents (each with its own config, state dir and API socket under its node's directory, no UAPI
-socket), reads their resources with ``kubespan get -o json`` and waits (bounded) for a full mesh.  Every
+socket), reads their resources with ``kubespan get -o json`` and their Prometheus metrics (``metrics``, for
+an agent started with ``metrics_addr``) and waits (bounded) for a full mesh.  Every
 process runs as ``sys.executable -m kubespan ...`` inside its namespace.  Shared by ``lab.demo`` and
 ``tests/mesh``; not installed with the packages; must not import pytest.
 """
@@ -28,10 +29,12 @@ from .topology import (DISCOVERY_ADDR, PYTHON, WG_PORT, Node, Proc, Topology, mi
                        wait_until)
 from .traffic import Transfer, transfer
 
-__all__ = ["DISCOVERY_PORT", "PYTHON", "WG_PORT", "Lab", "LabError", "Node", "Transfer", "missing_requirements",
+__all__ = ["DISCOVERY_PORT", "METRICS_ADDR", "PYTHON", "WG_PORT", "Lab", "LabError", "Node", "Transfer", "missing_requirements",
            "run", "wait_until"]
 
 DISCOVERY_PORT = 3000
+METRICS_ADDR = "127.0.0.1:9641"
+"""Where ``start_agent(..., extra_args=["--metrics-addr", METRICS_ADDR])`` serves (each node has its own lo)."""
 
 
 class Lab(Topology):
@@ -166,6 +169,27 @@ class Lab(Topology):
     def peer_statuses(self, node: Node) -> dict[str, dict[str, Any]]:
         """``label -> spec`` of ``node``'s peer statuses."""
         return {str(item["spec"].get("label")): item["spec"] for item in self.get(node, "peerstatuses")}
+
+    def public_key(self, node: Node) -> str:
+        """The node's KubeSpan public key (from its agent)."""
+        return str(self.get(node, "kubespanidentities")[0]["spec"]["publicKey"])
+
+    def metrics(self, node: Node, addr: str = METRICS_ADDR) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """``(sample name, sorted labels) -> value`` scraped from the agent's ``/metrics`` in its namespace
+        (the agent must have been started with ``--metrics-addr addr``)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        fetch = "import sys,urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+        res = node.ns.run(PYTHON, "-c", fetch, f"http://{addr}/metrics", check=False, timeout=30)
+        if res.returncode != 0:
+            raise LabError(f"metrics of {node.name}: {res.stderr.strip()[-500:]}")
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(res.stdout) for sample in family.samples}
+
+    def metric(self, node: Node, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels`` (0 when there is none)."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.metrics(node).items() if n == name and want <= set(ls))
 
     def kubespan_address(self, node: Node) -> str:
         """The node's KubeSpan ULA (computed from the cluster ID and MAC, kubespan.md §1)."""

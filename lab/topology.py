@@ -21,6 +21,10 @@ Topology (kubespan.md §5, §6, §10 give the behaviour it exercises):
   masquerade on ``wan0`` and (like a home router) unsolicited WAN traffic dropped before conntrack
   confirms it; ``random_ports=True`` makes it a symmetric NAT (``masquerade random``).  A node behind it
   gets ``10.<k>.0.2/24``.
+- ``block_pair(a, b)`` drops UDP between two nodes' public addresses only (each still reaches everyone
+  else); ``unblock_pairs()`` lifts every such block: a direct path that appears later.
+- ``capture(node, dev)`` runs ``tcpdump`` on a device inside a node's namespace until the context ends
+  and yields the decoded packet lines (``Capture.lines``): what that interface saw.
 
 A topology registers itself (owner PID) in ``REGISTRY``; creating one first sweeps the namespaces and
 processes of registered labs whose owner died without cleaning up (``sweep_stale_labs``).
@@ -42,7 +46,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +176,14 @@ class Proc:
 
 
 @dataclasses.dataclass
+class Capture:
+    """What ``Topology.capture`` saw: tcpdump's one-line decode of each packet (filled when it ends)."""
+
+    pcap: Path
+    lines: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class NatRouter:
     name: str
     ns: Netns
@@ -281,6 +293,7 @@ class Topology:
         ruleset = (
             "table inet meshlab {\n"
             "  chain block { }\n"
+            "  chain pairs { }\n"
             "  chain prerouting {\n"
             "    type filter hook prerouting priority 0; policy accept;\n"
             f"    ip daddr {UNREACHABLE_PREFIX} counter comment \"unreachable\"\n"
@@ -288,6 +301,7 @@ class Topology:
             "  chain forward {\n"
             "    type filter hook forward priority 0; policy accept;\n"
             "    jump block\n"
+            "    jump pairs\n"
             f"    udp sport {WG_PORT} udp dport {WG_PORT} counter accept comment \"wireguard\"\n"
             "  }\n"
             # a second base chain on the same hook sees every packet the first one accepted
@@ -379,6 +393,39 @@ class Topology:
         for field in ("saddr", "daddr"):
             self.internet.run("nft", "add", "rule", "inet", "meshlab", "block", "ip", field, node.public_addr,
                               "meta", "l4proto", "udp", "drop")
+
+    def block_pair(self, a: Node, b: Node) -> None:
+        """The router drops UDP between ``a`` and ``b`` (both directions); other traffic still flows."""
+        for src, dst in ((a, b), (b, a)):
+            self.internet.run("nft", "add", "rule", "inet", "meshlab", "pairs", "ip", "saddr", src.public_addr,
+                              "ip", "daddr", dst.public_addr, "meta", "l4proto", "udp", "drop")
+
+    def unblock_pairs(self) -> None:
+        """Lift every ``block_pair``."""
+        self.internet.run("nft", "flush", "chain", "inet", "meshlab", "pairs")
+
+    @contextlib.contextmanager
+    def capture(self, node: Node, dev: str, expression: Sequence[str] = ()) -> Iterator[Capture]:
+        """``tcpdump -i dev`` in ``node``'s namespace for the duration of the block; the lines it decoded
+        are in the yielded ``Capture`` afterwards (also when the block fails)."""
+        if shutil.which("tcpdump") is None:
+            raise LabError("tcpdump not found in PATH (Debian package tcpdump)")
+        name = f"tcpdump-{node.name}-{dev}-{secrets.token_hex(2)}"
+        pcap = self.workdir / f"{name}.pcap"
+        proc = self.spawn(node.ns, name,
+                          ["tcpdump", "-i", dev, "-n", "-U", "--immediate-mode", "-w", str(pcap), *expression])
+        result = Capture(pcap)
+        try:
+            wait_until(lambda: "listening on" in proc.log_text() or not proc.alive(), 15,
+                       f"tcpdump on {node.name} {dev} to start", interval=0.2)
+            if not proc.alive():
+                raise LabError(f"tcpdump on {node.name} {dev} exited: {proc.log_text(2000)}")
+            yield result
+        finally:
+            proc.stop(5)
+            if pcap.exists():
+                res = run(["tcpdump", "-r", str(pcap), "-n"], check=False, timeout=30)
+                result.lines = [line for line in res.stdout.splitlines() if line.strip()]
 
     def counters(self, unit: str = "packets") -> dict[str, int]:
         """``unit`` (packets or bytes) per named counter of the router: ``wireguard``, ``other``,

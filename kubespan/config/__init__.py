@@ -50,6 +50,12 @@ node's pod CIDRs for ``advertiseKubernetesNetworks`` — a non-Talos host has
 no Kubernetes ``Node`` object to read ``spec.podCIDRs`` from.  Talos itself
 would reject the unknown key.
 
+wgpy extension: ``relay`` (a boolean, default false) under
+``machine.network.kubespan`` or in the ``KubeSpanConfig`` document makes
+this node a relay for pairs of members that cannot reach each other (issue
+14, ``kubespan.relay``); it is announced in a discovery field of our own
+that Talos ignores.  Talos itself would reject the unknown key.
+
 Modules: ``model`` (the result types and defaults), ``fields`` (typed YAML access and the value parsers
 both readers share), ``v1alpha1`` (the legacy document), ``documents`` (the multi-document kinds),
 ``reader`` (loads the YAML and merges the two readers under the conflict rules: ``parse_config``,

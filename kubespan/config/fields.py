@@ -36,6 +36,10 @@ KUBESPAN_FILTERS_FIELDS = ("endpoints", "excludeAdvertisedNetworks")
 ``excludeAdvertisedNetworks`` from 1.13)."""
 POD_CIDRS_FIELD = "podCIDRs"
 """Our extension (module docstring of ``kubespan.config``); Talos itself would reject it."""
+RELAY_FIELD = "relay"
+"""Our extension (issue 14, ``kubespan.relay``): this node forwards relay frames for pairs of members that
+cannot reach each other; Talos itself would reject it."""
+EXTENSION_FIELDS = (POD_CIDRS_FIELD, RELAY_FIELD)
 
 
 _T = TypeVar("_T")
@@ -129,7 +133,7 @@ def mtu(node: dict[str, Any], path: str) -> int:
 def kubespan_section(node: dict[str, Any], path: str,
                      document: bool = False) -> tuple[KubeSpanConfig, tuple[IPNetwork, ...]]:
     """A legacy ``machine.network.kubespan`` block or (``document``) a ``KubeSpanConfig`` document."""
-    check_fields(node, (*KUBESPAN_FIELDS, POD_CIDRS_FIELD, *(META_FIELDS if document else ())), path)
+    check_fields(node, (*KUBESPAN_FIELDS, *EXTENSION_FIELDS, *(META_FIELDS if document else ())), path)
     filters = mapping(node, "filters", path) or {}
     filters_path = join(path, "filters")
     check_fields(filters, KUBESPAN_FILTERS_FIELDS, filters_path)
@@ -143,6 +147,7 @@ def kubespan_section(node: dict[str, Any], path: str,
         mtu=mtu(node, path),
         endpoint_filters=endpoint_filters,
         exclude_advertised_networks=cidrs(filters, "excludeAdvertisedNetworks", filters_path),
+        relay=boolean(node, RELAY_FIELD, path),
     )
     return config, cidrs(node, "podCIDRs", path)
 

@@ -37,6 +37,11 @@ class KubeSpanConfig:
     """``None``: no filtering; ``()``: advertise no endpoint at all."""
     exclude_advertised_networks: tuple[IPNetwork, ...] = ()
     extra_announced_endpoints: tuple[tuple[str, int], ...] = ()
+    relay: bool = False
+    """Our extension (``relay: true``): serve as a relay for members that cannot reach each other."""
+    use_relays: bool = True
+    """Reach peers through other members' relays when no direct endpoint answers (``kubespan.relay``).
+    Not a config field: ``kubespan agent --no-relay`` turns it off (a Talos node's behaviour)."""
 
     @property
     def force_routing(self) -> bool:

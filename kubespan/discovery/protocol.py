@@ -1,6 +1,7 @@
 """The affiliate payload and its client-side encryption (spec/kubespan.md §3.2, §3.3).
 
-Owns: the typed model of ``sidero.discovery.client.Affiliate``/``Endpoint``,
+Owns: the typed model of ``sidero.discovery.client.Affiliate``/``Endpoint``
+(plus ``KubeSpan.relay``, a field of our own that Talos skips as unknown),
 its conversion to and from protobuf, and the two ciphers of discovery-client:
 
 * affiliate data: AES-256-GCM, key = the 32-byte cluster secret, random
@@ -65,6 +66,9 @@ class KubeSpan:
     address: IPAddress | None = None
     additional_addresses: tuple[IPInterface, ...] = ()
     exclude_advertised_networks: tuple[IPInterface, ...] = ()
+    relay: bool = False
+    """Our field (``KubeSpan.relay = 20000``, affiliate.proto): the member serves as a relay; Talos
+    skips it as an unknown field, and an affiliate without it is ``False``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +159,7 @@ def affiliate_to_pb(affiliate: Affiliate) -> pb.Affiliate:
                 exclude_advertised_addresses=[
                     _prefix_to_pb(p) for p in ks.exclude_advertised_networks
                 ],
+                relay=ks.relay,
             )
         )
     if affiliate.control_plane is not None:
@@ -178,6 +183,7 @@ def affiliate_from_pb(msg: pb.Affiliate) -> Affiliate:
             exclude_advertised_networks=tuple(
                 _prefix_from_pb(p, "excluded network") for p in ks.exclude_advertised_addresses
             ),
+            relay=ks.relay,
         )
     control_plane = None
     if msg.HasField("control_plane"):

@@ -214,6 +214,18 @@ def test_pod_cidrs_extension_in_the_kubespan_document() -> None:
     assert cfg.pod_cidrs == (net("10.244.3.0/24"),)
 
 
+def test_relay_extension_defaults_off_and_reads_in_both_places() -> None:
+    assert parse_config(multidoc("enabled: true\n")).kubespan.relay is False
+    assert parse_config(multidoc("enabled: true\nrelay: true\n")).kubespan.relay is True
+    assert parse_config(legacy(kubespan="enabled: true\nrelay: true")).kubespan.relay is True
+    assert parse_config(legacy(kubespan="enabled: true\nrelay: false")).kubespan.relay is False
+    err = raises(multidoc("enabled: true\nrelay: 'yes'\n"))
+    assert err.path == "KubeSpanConfig.relay" and "'yes'" in str(err)
+    # a misspelling is still an unknown field, with the extension as the hint
+    assert raises(multidoc("enabled: true\nrelays: true\n")).path == "KubeSpanConfig.relays"
+    assert "'relay'" in str(raises(legacy(kubespan="enabled: true\nrelays: true")))
+
+
 def test_other_talos_sections_and_kinds_are_ignored() -> None:
     text = legacy() + (
         "futureTopLevel: {a: 1}\n---\napiVersion: v1alpha1\nkind: NetworkRuleConfig\nname: x\n"

@@ -19,7 +19,7 @@ SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 KEYS = [
     "version", "kind", "apiVersion", "machine", "cluster", "network", "kubespan", "enabled", "mtu", "filters",
     "endpoints", "excludeAdvertisedNetworks", "podCIDRs", "advertiseKubernetesNetworks", "allowDownPeerBypass",
-    "harvestExtraEndpoints", "id", "secret", "discovery", "registries", "service", "kubernetes", "disabled",
+    "harvestExtraEndpoints", "relay", "id", "secret", "discovery", "registries", "service", "kubernetes", "disabled",
     "endpoint", "name", "clusterID", "clusterSecret", "extraAnnouncedEndpoints", "hostname",
 ]
 KINDS = ["KubeSpanConfig", "KubeSpanEndpointsConfig", "KubespanEndpointsConfig", "DiscoveryServiceConfig",
@@ -48,6 +48,7 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "advertiseKubernetesNetworks": st.booleans(),
     "allowDownPeerBypass": st.booleans(),
     "harvestExtraEndpoints": st.booleans(),
+    "relay": st.booleans(),
     "mtu": st.integers(1200, 70000),
     "filters": st.fixed_dictionaries({}, optional={
         "endpoints": st.lists(st.sampled_from(RULES), max_size=4),
@@ -84,7 +85,7 @@ def fields(draw: st.DrawFn, keys: list[str]) -> dict[str, Any]:
 
 
 KUBESPAN_KEYS = ["enabled", "advertiseKubernetesNetworks", "allowDownPeerBypass", "harvestExtraEndpoints", "mtu",
-                 "filters", "podCIDRs"]
+                 "filters", "podCIDRs", "relay"]
 KIND_KEYS = {
     "KubeSpanConfig": KUBESPAN_KEYS,
     "KubeSpanEndpointsConfig": ["extraAnnouncedEndpoints"],
