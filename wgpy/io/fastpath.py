@@ -28,10 +28,10 @@ this process may run on (``WGPY_TUN_QUEUES=N`` sets it; at most ``MAX_QUEUES``),
 or 1 with ``WGPY_TUN_MULTIQUEUE=0`` or without the native plane.  ``FastPath`` runs a
 TX and an RX thread per queue of the TUN it is given (``TunDevice.queue_fds``):
 the kernel spreads flows over the queues, each TX thread seals the flows of
-its queue, and the RX threads, which share the UDP sockets, open their
-batches in parallel and write them to the TUN in the order they were
-received (``wgdp_io.c``).  With one queue that is the pair of threads of
-before.
+its queue, and the RX threads share the UDP sockets: queue 0's receives, the
+others join in while the sockets have a backlog, batches are opened in
+parallel and written to the TUN in the order they were received
+(``wgdp_queues.c``).  With one queue that is the pair of threads of before.
 """
 
 from __future__ import annotations
