@@ -46,6 +46,9 @@
 #define MAX_SEGS_PER_DATAGRAM (SLOT / 32u)
 #define TSO_EXTRA 256u /* packet slots beyond max_batch for the segments of the last TSO read */
 #define VNET_HDR 10u
+/* how long the loops of queues beyond 0 wait before looking at stop again: queue 0's loops
+ * tick the mailbox every flush_ms, the others need not wake an idle daemon as often */
+#define IDLE_WAIT_MS 100
 
 struct tx_ent {
     uint8_t *data;
@@ -339,7 +342,7 @@ int wgdp_tun_to_udp_q(wgdp *ctx, uint32_t queue, int tun_fd, int sock4, int sock
         double now;
         if (atomic_load(&ctx->stop))
             return 0;
-        r = poll(&p, 1, flush_ms);
+        r = poll(&p, 1, queue == 0 ? flush_ms : IDLE_WAIT_MS);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -545,7 +548,7 @@ static int rx_loop(wgdp *ctx, uint32_t queue, int sock4, int sock6, int tun_fd, 
         if (queue == 0)
             r = wgdp_rx_wait(epfd, sock4, sock6, flush_ms, ready);
         else
-            r = ready[0] = ready[1] = wgdp_rx_backlog_wait(ctx, flush_ms);
+            r = ready[0] = ready[1] = wgdp_rx_backlog_wait(ctx, IDLE_WAIT_MS);
         if (r == -EINTR)
             continue;
         if (r < 0)
