@@ -4,8 +4,13 @@ Contract: ``Underlay`` creates namespaces ``wgb-<rand>-a``/``-b`` with a veth
 pair carrying 10.201.0.0/24 (addresses exist only inside them).  ``Tunnel``
 starts one daemon per side (``wggo`` = Debian's wireguard-go, ``wggo-modern`` =
 upstream wireguard-go 0.0.20250522 with batching and offloads, ``wgpy``,
-``wgpy-pure`` = wgpy with ``WGPY_NATIVE=0``, or ``wgpy-nooff`` = native wgpy
-with TUN virtio-net offload and UDP GSO/GRO switched off), configures them with
+``wgpy-pure`` = wgpy with ``WGPY_NATIVE=0``, ``wgpy-nooff`` = native wgpy
+with TUN virtio-net offload and UDP GSO/GRO switched off, ``wgpy-1q`` = native
+wgpy with one TUN queue (``WGPY_TUN_MULTIQUEUE=0``), ``wgpy-evp`` = native wgpy
+with the AEAD through EVP (``WGPY_AEAD_DIRECT=0``), or ``wgpy-ref`` = the wgpy
+of another checkout, ``$WGPY_BENCH_REF``, with its native module built, for a
+before/after in one run with interleaved rounds; ``wgpy-ref-nooff`` the same
+without offloads; ``wgpy-nooff-1q`` no offloads and one queue), configures them with
 ``wg setconf`` (tunnel 10.202.0.0/24, MTU 1420), waits for a handshake and
 stops them again.  ``RawPath`` is the same interface without any tunnel:
 traffic goes straight over the veth underlay (the ceiling).  Interface names
@@ -31,10 +36,27 @@ PORTS = (51001, 51002)
 MODERN_WGGO = Path(os.environ.get("WGPY_BENCH_WGGO_MODERN",
                                   "/work/shared/reference/wireguard-go-0.0.20250522/wireguard-go"))
 RAW = "veth"  # the pseudo-pairing "veth" (no tunnel: iperf3/ping over the underlay)
-KINDS = ("wggo", "wggo-modern", "wgpy", "wgpy-pure", "wgpy-nooff")
+KINDS = ("wggo", "wggo-modern", "wgpy", "wgpy-pure", "wgpy-nooff", "wgpy-1q", "wgpy-evp", "wgpy-ref", "wgpy-ref-nooff",
+         "wgpy-nooff-1q")
 LABEL = {"wggo": "wggo", "wggo-modern": "wggo[modern]", "wgpy": "wgpy", "wgpy-pure": "wgpy[pure]",
-         "wgpy-nooff": "wgpy[no-offload]"}
+         "wgpy-nooff": "wgpy[no-offload]", "wgpy-1q": "wgpy[1 queue]", "wgpy-evp": "wgpy[EVP]",
+         "wgpy-ref": "wgpy[ref]", "wgpy-ref-nooff": "wgpy[ref,no-offload]",
+         "wgpy-nooff-1q": "wgpy[no-offload,1 queue]"}
 NO_OFFLOAD = {"WGPY_TUN_OFFLOAD": "0", "WGPY_UDP_GSO": "0", "WGPY_UDP_GRO": "0"}
+KIND_ENV = {"wgpy-pure": {"WGPY_NATIVE": "0"}, "wgpy-nooff": NO_OFFLOAD, "wgpy-1q": {"WGPY_TUN_MULTIQUEUE": "0"},
+            "wgpy-evp": {"WGPY_AEAD_DIRECT": "0"}, "wgpy-ref-nooff": NO_OFFLOAD,
+            "wgpy-nooff-1q": {**NO_OFFLOAD, "WGPY_TUN_MULTIQUEUE": "0"}}
+SWITCHES = ("WGPY_NATIVE", *NO_OFFLOAD, "WGPY_TUN_MULTIQUEUE", "WGPY_TUN_QUEUES", "WGPY_AEAD_DIRECT")
+
+
+def checkout(kind: str) -> Path:
+    """The wgpy tree a daemon of ``kind`` runs: this one, or ``$WGPY_BENCH_REF`` for ``wgpy-ref``."""
+    if not kind.startswith("wgpy-ref"):
+        return REPO
+    ref = os.environ.get("WGPY_BENCH_REF")
+    if not ref or not (Path(ref) / "wgpy" / "__init__.py").exists():
+        raise RuntimeError("wgpy-ref needs WGPY_BENCH_REF=<a wgpy checkout with its native module built>")
+    return Path(ref)
 
 
 def daemon_argv(kind: str, ifname: str) -> list[str]:
@@ -49,14 +71,11 @@ def daemon_argv(kind: str, ifname: str) -> list[str]:
 
 def daemon_env(kind: str) -> dict[str, str]:
     env = dict(os.environ, LOG_LEVEL="error", WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1",
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=str(checkout(kind) if kind.startswith("wgpy") else REPO))
     env.pop("WG_PROCESS_FOREGROUND", None)
-    for k in ("WGPY_NATIVE", *NO_OFFLOAD):
+    for k in SWITCHES:
         env.pop(k, None)
-    if kind == "wgpy-pure":
-        env["WGPY_NATIVE"] = "0"
-    elif kind == "wgpy-nooff":
-        env.update(NO_OFFLOAD)
+    env.update(KIND_ENV.get(kind, {}))
     return env
 
 
@@ -99,7 +118,7 @@ def start_daemon(kind: str, ns: Netns, ifname: str, logdir: Path, timeout: float
     register_sock(SOCK_DIR / f"{ifname}.sock")
     with open(log, "wb") as out:
         proc = ns.popen(daemon_argv(kind, ifname), stdout=out, stderr=subprocess.STDOUT, env=daemon_env(kind),
-                        cwd=str(REPO), stdin=subprocess.DEVNULL)
+                        cwd=str(checkout(kind)), stdin=subprocess.DEVNULL)
     d = Daemon(kind, ns, ifname, proc, log)
     if not wait_for(lambda: d.sock.exists() or not d.alive(), timeout) or not d.alive():
         d.stop()

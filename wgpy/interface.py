@@ -96,8 +96,8 @@ def _network(net: IPNetwork | str) -> IPNetwork:
 
 def open_tun(name: str, mtu: int = DEFAULT_MTU) -> TunDevice:
     """Create TUN ``name`` as ``Interface.create`` does: with virtio-net offload when the native data plane
-    will serve it (``wgpy.io.fastpath.tun_offload_wanted``)."""
-    return TunDevice.create(name, mtu, offload=fastpath.tun_offload_wanted())
+    will serve it (``wgpy.io.fastpath.tun_offload_wanted``), and one queue per CPU then (``tun_queues``)."""
+    return TunDevice.create(name, mtu, offload=fastpath.tun_offload_wanted(), queues=fastpath.tun_queues())
 
 
 class _Base:

@@ -44,7 +44,7 @@ GSO_TCPV4, GSO_TCPV6 = 1, 4
 class Loops:
     """Contexts ``a`` -> ``b`` with their loop threads, sockets and one session."""
 
-    def __init__(self, vnet_hdr: bool, gso: bool) -> None:
+    def __init__(self, vnet_hdr: bool, gso: bool, queues: int = 1) -> None:
         self.vnet_hdr = vnet_hdr
         self.a, self.b = _native.Context(), _native.Context()
         self.ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -58,6 +58,15 @@ class Loops:
         for s in (self.ta_loop, self.tb_loop, self.tb_app):
             s.setblocking(False)
         self.ta_app.settimeout(WAIT)
+        # queues > 1: a has a TX loop per queue, each on a "TUN queue" of its own; b has an RX loop per
+        # queue, all on b's one UDP socket, all writing to the one "TUN" fd (so their order shows)
+        self.queue_pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(queues - 1)]
+        for app, lp in self.queue_pairs:
+            lp.setblocking(False)
+            app.settimeout(WAIT)
+            for s in (app, lp):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         for s in (self.ta_app, self.ta_loop, self.tb_loop, self.tb_app):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -85,6 +94,13 @@ class Loops:
             threading.Thread(target=self._run, args=("rx", lambda: self.b.udp_to_tun(
                 self.ub.fileno(), -1, self.tb_loop.fileno(), 128, 5))),
         ]
+        for q, (_app, lp) in enumerate(self.queue_pairs, 1):
+            self.threads += [
+                threading.Thread(target=self._run, args=(f"tx{q}", _queue_step(self.a.tun_to_udp, q, lp.fileno(),
+                                                                               self.ua.fileno(), -1))),
+                threading.Thread(target=self._run, args=(f"rx{q}", _queue_step(self.b.udp_to_tun, q, self.ub.fileno(),
+                                                                               -1, self.tb_loop.fileno()))),
+            ]
         for t in self.threads:
             t.start()
 
@@ -132,11 +148,11 @@ class Loops:
             self.a.peer_enable_fast_tx(PID, self.seq_a)
 
     # ---------------------------------------------------------------- data side
-    def write_tun(self, packet: bytes, header: bytes | None = None) -> None:
-        """One read for a's TX loop: the packet, behind a virtio-net header when the TUN has them."""
+    def write_tun(self, packet: bytes, header: bytes | None = None, queue: int = 0) -> None:
+        """One read for a's TX loop (of ``queue``): the packet, behind a virtio-net header when the TUN has them."""
         if self.vnet_hdr:
             packet = (header if header is not None else bytes(10)) + packet
-        self.ta_app.send(packet)
+        (self.queue_pairs[queue - 1][0] if queue else self.ta_app).send(packet)
 
     def read_tun(self, want: int, timeout: float = WAIT) -> list[bytes]:
         """Packets b wrote (GSO writes split again), until ``want`` arrived or ``timeout`` passed."""
@@ -166,10 +182,16 @@ class Loops:
         for t in self.threads:
             t.join(WAIT)
         alive = [t for t in self.threads if t.is_alive()]
-        for s in (self.ua, self.ub, self.ta_app, self.ta_loop, self.tb_loop, self.tb_app):
+        for s in (self.ua, self.ub, self.ta_app, self.ta_loop, self.tb_loop, self.tb_app,
+                  *(s for pair in self.queue_pairs for s in pair)):
             s.close()
         assert not alive, "a loop did not stop"
-        assert self.rc == {"tx": 0, "rx": 0}, self.rc
+        assert self.rc == {"tx": 0, "rx": 0, **{f"{d}{q}": 0 for q in range(1, len(self.queue_pairs) + 1)
+                                                for d in ("tx", "rx")}}, self.rc
+
+
+def _queue_step(run: object, queue: int, *fds: int) -> object:
+    return lambda: run(*fds, 128, 5, queue)  # type: ignore[operator]
 
 
 def _v6(text: str) -> bytes:
@@ -488,3 +510,50 @@ def test_loops_count_a_full_tun_queue() -> None:
         assert got and set(got) <= set(later), lp.drops
     finally:
         lp.close()
+
+
+def _numbered(queue: int, i: int) -> bytes:
+    return ipv4_packet("10.0.0.5", "10.0.1.9", struct.pack(">HI", queue, i) + bytes(200))
+
+
+def _number(packet: bytes) -> tuple[int, int]:
+    queue, i = struct.unpack_from(">HI", packet, 20)  # behind the IPv4 header
+    return int(queue), int(i)
+
+
+@pytest.mark.parametrize("vnet_hdr,gso", [(False, False), (False, True), (True, True)],
+                         ids=["plain", "udp-gso", "vnet+gso"])
+def test_multiqueue_rx_loops_keep_the_receive_order(vnet_hdr: bool, gso: bool) -> None:
+    """Three RX loops on one socket open batches side by side, yet write them in the order received."""
+    lp = Loops(vnet_hdr, gso, queues=3)
+    try:
+        sent = [_numbered(0, i) for i in range(3000)]
+        for p in sent:
+            lp.write_tun(p)
+        got = lp.read_tun(len(sent))
+    finally:
+        lp.close()
+    assert got, lp.drops
+    assert set(got) <= set(sent)
+    order = [_number(p)[1] for p in got]
+    assert order == sorted(order) and len(set(order)) == len(order)
+
+
+def test_multiqueue_tx_loops_each_carry_their_queue() -> None:
+    """A TX loop per queue: what each queue was given arrives, in that queue's order."""
+    lp = Loops(False, True, queues=3)
+    try:
+        sent = [_numbered(q, i) for i in range(800) for q in range(3)]
+        for p in sent:
+            lp.write_tun(p, queue=_number(p)[0])
+        got = lp.read_tun(len(sent))
+    finally:
+        lp.close()
+    assert set(got) <= set(sent)
+    by_queue: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    for p in got:
+        q, i = _number(p)
+        by_queue[q].append(i)
+    for q, order in by_queue.items():
+        assert order, (q, lp.drops)
+        assert order == sorted(order), q

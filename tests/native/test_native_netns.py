@@ -11,6 +11,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -92,6 +93,42 @@ def test_native_pair_transfer_both_ways(pair, offloads: str) -> None:  # type: i
         assert side.daemon.alive()
         hs = side.ns.wg("show", side.ifname, "latest-handshakes").split()
         assert int(hs[1]) > 0
+
+
+@pytest.mark.parametrize("queues", ["3", "off"])
+def test_native_multiqueue_flows_both_ways(pair, queues: str) -> None:  # type: ignore[no-untyped-def]
+    """A multi-queue TUN (3 queues, a TX and an RX thread each) carries several checksummed TCP flows
+    in both directions at once; WGPY_TUN_MULTIQUEUE=0 gives the one queue of before."""
+    env = {"WGPY_TUN_QUEUES": "3"} if queues == "3" else {"WGPY_TUN_MULTIQUEUE": "0", "WGPY_TUN_QUEUES": "3"}
+    want = 3 if queues == "3" else 1
+    a, b = _start(pair, "wgpy", "wgpy", env=env)
+    configure_pair(a, b, pair.tmp)
+    assert ping(a.ns, b.tun4) and ping(b.ns, a.tun6), pair.logs()
+    for side in (a, b):
+        listing = side.ns.run("ls", f"/sys/class/net/{side.ifname}/queues").stdout.split()
+        assert sorted(q for q in listing if q.startswith("tx-")) == [f"tx-{i}" for i in range(want)], listing
+        line = f"TX and RX threads for {want} TUN queue{'s' if want > 1 else ''};"
+        assert line in side.daemon.log_text(), side.daemon.log_text()[-2000:]
+    flows = [(a, b, b.tun4), (a, b, b.tun6), (a, b, b.tun4), (b, a, a.tun4), (b, a, a.tun6), (b, a, a.tun4)]
+    results: list[tuple[str, str] | BaseException] = [ValueError("not run")] * len(flows)
+
+    def run(i: int) -> None:
+        src, dst, addr = flows[i]
+        try:
+            results[i] = transfer(src.ns, dst.ns, addr, 12 * MB, timeout=300)
+        except BaseException as exc:  # reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(flows))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=330)
+    for res in results:
+        assert isinstance(res, tuple), (res, pair.logs())
+        sent, received = res
+        assert sent == received and sent.startswith(f"{12 * MB} "), (sent, received, pair.logs())
+    assert a.daemon.alive() and b.daemon.alive()
 
 
 def test_native_with_pure_peer(pair) -> None:  # type: ignore[no-untyped-def]

@@ -238,3 +238,14 @@ def test_tso_split_random_headers_identical(hdr: bytes, v6: bool, payload: bytes
     pkt = tcp_packet(v6, payload, 0x18, 1, 2)
     data = hdr + (pkt[:cut] if cut < 70 else pkt)
     assert _native.tso_split(data, 64) == tso_split(data, 64)
+
+
+@given(st.booleans(), st.binary(min_size=1, max_size=30000), st.sampled_from([8, 40, 200, 536, 1380]),
+       st.integers(0, 2**32 - 1), st.integers(0, 0xFFFF))
+def test_gro_long_runs_identical(v6: bool, payload: bytes, mss: int, seq: int, ident: int) -> None:
+    """Runs past the iovec limit of one coalesced write (tiny segments: copied whole) and below it
+    (payloads handed over where they lie) both come out as the twin's writes."""
+    cstart = 40 if v6 else 20
+    segs = tso_split(vnet(1, 4 if v6 else 1, cstart + 20, mss, cstart, 16) + tcp_packet(v6, payload, 0x10, seq, ident))
+    assert segs
+    assert _native.gro_coalesce(segs) == gro_coalesce(segs)

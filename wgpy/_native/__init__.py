@@ -398,13 +398,15 @@ class Context:
         lib.wgdp_decrypt_batch(self._ctx, now, n, data, offs, lens, srcs, out, stride, out_len, res.c)
         return [bytes(ffi.buffer(out + i * stride, out_len[i])) if out_len[i] else None for i in range(n)]
 
-    def tun_to_udp(self, tun_fd: int, sock4: int, sock6: int, max_batch: int, flush_ms: int) -> int:
-        """Run the TX loop (GIL released) until ``stop()``: 0, or a negative errno (TUN gone)."""
-        return int(lib.wgdp_tun_to_udp(self._ctx, tun_fd, sock4, sock6, max_batch, flush_ms))
+    def tun_to_udp(self, tun_fd: int, sock4: int, sock6: int, max_batch: int, flush_ms: int, queue: int = 0) -> int:
+        """Run the TX loop of TUN queue ``queue`` (GIL released) until ``stop()``: 0, or a negative errno
+        (TUN gone)."""
+        return int(lib.wgdp_tun_to_udp_q(self._ctx, queue, tun_fd, sock4, sock6, max_batch, flush_ms))
 
-    def udp_to_tun(self, sock4: int, sock6: int, tun_fd: int, max_batch: int, flush_ms: int) -> int:
-        """Run the RX loop (GIL released) until ``stop()``: 0, or a negative errno (TUN gone)."""
-        return int(lib.wgdp_udp_to_tun(self._ctx, sock4, sock6, tun_fd, max_batch, flush_ms))
+    def udp_to_tun(self, sock4: int, sock6: int, tun_fd: int, max_batch: int, flush_ms: int, queue: int = 0) -> int:
+        """Run the RX loop of TUN queue ``queue`` (GIL released) until ``stop()``: 0, or a negative errno
+        (TUN gone).  The RX loops of all queues share the sockets and write in the order they received."""
+        return int(lib.wgdp_udp_to_tun_q(self._ctx, queue, sock4, sock6, tun_fd, max_batch, flush_ms))
 
     def notify_fd(self) -> int:
         """An eventfd that becomes readable when the loops have published work for Python."""

@@ -21,7 +21,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SOURCES = ["wgdp_crypto.c", "wgdp_ctx.c", "wgdp_io.c", "wgdp_offload.c", "wgdp_mbox.c", "wgdp_routes.c", "wgdp_hsgate.c",
-           "wgdp_blake2s.c", "wgdp_noise.c"]
+           "wgdp_blake2s.c", "wgdp_noise.c", "wgdp_queues.c"]
 
 
 def _version() -> str:

@@ -21,6 +21,7 @@ wgdp *wgdp_new(void)
     atomic_init(&ctx->gso, 0);
     atomic_init(&ctx->gro, 0);
     atomic_init(&ctx->tun_vnet, 0);
+    wgdp_io_init(ctx);
     if (wgdp_mbox_init(ctx) < 0 || wgdp_gate_init(ctx) < 0) {
         wgdp_mbox_free(ctx);
         pthread_rwlock_destroy(&ctx->lock);

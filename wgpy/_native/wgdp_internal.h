@@ -28,10 +28,10 @@ struct wgdp_keypair {
     atomic_int fast_rx;
     atomic_int dead;
     pthread_mutex_t send_lock;
-    EVP_CIPHER_CTX *send_ctx;
+    uint8_t send_key[32];             /* under send_lock (zeroed by wgdp_keypair_zero) */
     uint64_t send_counter;            /* under send_lock */
     pthread_mutex_t recv_lock;
-    EVP_CIPHER_CTX *recv_ctx;
+    uint8_t recv_key[32];             /* under recv_lock */
     wgdp_replay replay;               /* under recv_lock */
     struct wgdp_keypair *hnext;       /* index bucket chain, under the ctx lock */
 };
@@ -76,7 +76,15 @@ struct wgdp {
     struct route_table *routes;
     atomic_uint mtu;
     atomic_int stop;
-    struct io_bufs *txb, *rxb;
+    struct io_bufs *txb[WGDP_MAX_QUEUES], *rxb[WGDP_MAX_QUEUES];  /* per queue */
+    struct {                                    /* the RX loops' write order (wgdp_io.c) */
+        pthread_mutex_t recv;                   /* a recvmmsg and its ticket */
+        pthread_mutex_t lock;                   /* turn */
+        pthread_cond_t cv;
+        uint64_t next, turn;                    /* tickets handed out; the ticket whose writes go now */
+        pthread_cond_t backlog_cv;              /* helpers' wake-up, with the recv mutex */
+        int backlog;                            /* the last receive found more than one loop keeps up with */
+    } rxo;
     struct wgdp_mbox *mbox;
     atomic_int gso, gro, tun_vnet;              /* UDP offloads: 1 on, 0 off (also when the kernel refused) */
     uint8_t mac1_key[32];                       /* HASH("mac1----" || our public key), under the ctx lock */
@@ -119,9 +127,21 @@ int wgdp_encrypt_one(struct wgdp *ctx, double now, const uint8_t *pkt, uint32_t 
 int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t len, const wgdp_addr *src,
                      uint8_t *out, wgdp_result *res);
 double wgdp_now(void);
-typedef int (*wgdp_emit_fn)(void *arg, uint8_t *data, uint32_t len);
+struct iovec;
+#define WGDP_GRO_IOV 128                         /* iovecs of one coalesced write (wgdp_gro_run) */
+typedef int (*wgdp_emit_fn)(void *arg, const struct iovec *iov, int iovcnt, uint32_t len);
 int wgdp_gro_run(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t *cbuf, wgdp_emit_fn emit, void *arg);
 void wgdp_io_free(struct wgdp *ctx);
+/* queues.c */
+struct mmsghdr;
+int wgdp_io_init(struct wgdp *ctx);
+void wgdp_rx_order_free(struct wgdp *ctx);
+int wgdp_rx_recv(struct wgdp *ctx, int fd, struct mmsghdr *m, uint32_t n, uint64_t *ticket);  /* recvmmsg + ticket */
+void wgdp_rx_turn_wait(struct wgdp *ctx, uint64_t ticket);   /* every earlier ticket has passed */
+void wgdp_rx_turn_pass(struct wgdp *ctx, uint64_t ticket);   /* after waiting: let the next ticket go */
+int wgdp_rx_backlog_wait(struct wgdp *ctx, int ms);          /* helper loops: 1 when there is a backlog */
+int wgdp_rx_epoll(int sock4, int sock6);                     /* an EPOLLEXCLUSIVE set, or -1 */
+int wgdp_rx_wait(int epfd, int sock4, int sock6, int flush_ms, int ready[2]);  /* > 0 ready, 0 timeout, -errno */
 void wgdp_io_restart(struct wgdp *ctx);
 int wgdp_mbox_init(struct wgdp *ctx);
 void wgdp_mbox_free(struct wgdp *ctx);

@@ -10,6 +10,10 @@
  * sockets and a coalesced datagram is split by the gso_size cmsg before it is
  * opened.  Without either, one datagram per mmsghdr.
  *
+ * Multi-queue TUN: each queue has a TX and an RX loop (wgdp_*_q, buffers per
+ * queue); the RX loops share the sockets, those beyond queue 0 help only under a
+ * backlog, and all write in receive order (wgdp_queues.c).
+ *
  * A TUN write that fails is a counted drop, never the end of the loop: EIO
  * (the link is down, e.g. between `wg setconf` and `ip link set up`) counts
  * as tun-down, ENOBUFS/EAGAIN (queue full) as tun-queue-full; only the errors
@@ -42,6 +46,9 @@
 #define MAX_SEGS_PER_DATAGRAM (SLOT / 32u)
 #define TSO_EXTRA 256u /* packet slots beyond max_batch for the segments of the last TSO read */
 #define VNET_HDR 10u
+/* how long the loops of queues beyond 0 wait before looking at stop again: queue 0's loops
+ * tick the mailbox every flush_ms, the others need not wake an idle daemon as often */
+#define IDLE_WAIT_MS 100
 
 struct tx_ent {
     uint8_t *data;
@@ -51,9 +58,9 @@ struct tx_ent {
 
 struct io_bufs {
     uint32_t slots;
-    uint8_t *buf;                     /* slots * SLOT: TUN packets (tx) / datagrams (rx) */
+    uint8_t *buf;                     /* rx: slots * SLOT datagrams */
     uint8_t *raw;                     /* tx: one TUN read with a virtio-net header */
-    uint8_t *out;                     /* tx: slots * OUT_SLOT sealed messages */
+    uint8_t *out;                     /* tx: slots * OUT_SLOT: TUN packets at +16, sealed there */
     uint32_t *len;
     struct tx_ent *ents;              /* tx: sealed messages in order */
     uint32_t *segs;                   /* tx: segments per mmsghdr */
@@ -67,6 +74,8 @@ struct io_bufs {
     uint8_t *coal;                    /* rx: one coalesced TUN write (GRO) */
     wgdp_result res;                  /* one batch's events/slow/drops, published to the mailbox */
     int gro_fd[2];
+    uint64_t ticket;                  /* rx: this batch's place in the write order */
+    int has_turn;                     /* rx: the batch's writes may go now */
 };
 
 int wgdp_set_offloads(wgdp *ctx, int gso, int gro)
@@ -106,15 +115,19 @@ static void bufs_free(struct io_bufs *b)
 /* new run of the loops (maybe on new sockets that reuse old fd numbers): enable GRO again */
 void wgdp_io_restart(struct wgdp *ctx)
 {
-    if (ctx->rxb)
-        ctx->rxb->gro_fd[0] = ctx->rxb->gro_fd[1] = -1;
+    for (uint32_t q = 0; q < WGDP_MAX_QUEUES; q++)
+        if (ctx->rxb[q])
+            ctx->rxb[q]->gro_fd[0] = ctx->rxb[q]->gro_fd[1] = -1;
 }
 
 void wgdp_io_free(struct wgdp *ctx)
 {
-    bufs_free(ctx->txb);
-    bufs_free(ctx->rxb);
-    ctx->txb = ctx->rxb = NULL;
+    for (uint32_t q = 0; q < WGDP_MAX_QUEUES; q++) {
+        bufs_free(ctx->txb[q]);
+        bufs_free(ctx->rxb[q]);
+        ctx->txb[q] = ctx->rxb[q] = NULL;
+    }
+    wgdp_rx_order_free(ctx);
 }
 
 static struct io_bufs *bufs_get(struct io_bufs **slot, uint32_t slots, int tx)
@@ -128,7 +141,7 @@ static struct io_bufs *bufs_get(struct io_bufs **slot, uint32_t slots, int tx)
     if (!b)
         return NULL;
     b->slots = slots;
-    b->buf = malloc((size_t)slots * SLOT);
+    b->buf = tx ? malloc(1) : malloc((size_t)slots * SLOT);
     b->out = tx ? malloc((size_t)slots * OUT_SLOT) : malloc(1);
     b->raw = malloc(SLOT + VNET_HDR);
     b->len = calloc(slots, sizeof(uint32_t));
@@ -305,13 +318,20 @@ static void send_family(struct wgdp *ctx, struct io_bufs *b, uint32_t n, int fam
 
 int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_batch, int flush_ms)
 {
+    return wgdp_tun_to_udp_q(ctx, 0, tun_fd, sock4, sock6, max_batch, flush_ms);
+}
+
+int wgdp_tun_to_udp_q(wgdp *ctx, uint32_t queue, int tun_fd, int sock4, int sock6, uint32_t max_batch, int flush_ms)
+{
     struct io_bufs *b;
     wgdp_result *res;
+    if (queue >= WGDP_MAX_QUEUES)
+        return -EINVAL;
     if (max_batch == 0 || max_batch > MAX_SLOTS)
         max_batch = 128;
     if (flush_ms <= 0)
         flush_ms = 20;
-    if (!(b = bufs_get(&ctx->txb, max_batch + TSO_EXTRA, 1)))
+    if (!(b = bufs_get(&ctx->txb[queue], max_batch + TSO_EXTRA, 1)))
         return -ENOMEM;
     res = &b->res;
     wgdp_result_reset(res);
@@ -322,7 +342,7 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
         double now;
         if (atomic_load(&ctx->stop))
             return 0;
-        r = poll(&p, 1, flush_ms);
+        r = poll(&p, 1, queue == 0 ? flush_ms : IDLE_WAIT_MS);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -334,10 +354,11 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
         if (p.revents & (POLLERR | POLLHUP | POLLNVAL))
             return p.revents & POLLNVAL ? -EBADF : -EIO;
         while (n < max_batch) {
-            ssize_t got = vnet ? read(tun_fd, b->raw, SLOT + VNET_HDR) : read(tun_fd, b->buf + (size_t)n * SLOT, SLOT);
+            /* packets land behind the room for the message header and are sealed in place */
+            uint8_t *at = b->out + (size_t)n * OUT_SLOT + WGDP_HEADER;
+            ssize_t got = vnet ? read(tun_fd, b->raw, SLOT + VNET_HDR) : read(tun_fd, at, SLOT);
             if (got >= 0 && vnet) {
-                int cnt = wgdp_tso_split(b->raw, (uint32_t)got, b->buf + (size_t)n * SLOT, SLOT, b->slots - n,
-                                         b->len + n);
+                int cnt = wgdp_tso_split(b->raw, (uint32_t)got, at, OUT_SLOT, b->slots - n, b->len + n);
                 if (cnt < 0)
                     res->drops[WGDP_DROP_INVALID_INNER_PACKET]++;
                 else
@@ -361,7 +382,7 @@ int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_ba
             uint32_t peer;
             int len;
             e->data = b->out + (size_t)i * OUT_SLOT;
-            len = wgdp_encrypt_one(ctx, now, b->buf + (size_t)i * SLOT, b->len[i], e->data, OUT_SLOT, &peer,
+            len = wgdp_encrypt_one(ctx, now, e->data + WGDP_HEADER, b->len[i], e->data, OUT_SLOT, &peer,
                                    &e->ep, res);
             if (len <= 0)
                 continue;
@@ -413,12 +434,13 @@ struct tun_sink {
     wgdp_result *res;
 };
 
-static int tun_emit(void *arg, uint8_t *data, uint32_t len)
+static int tun_emit(void *arg, const struct iovec *iov, int iovcnt, uint32_t len)
 {
     struct tun_sink *t = arg;
     ssize_t r;
+    (void)len;
     do
-        r = write(t->fd, data, len);
+        r = iovcnt == 1 ? write(t->fd, iov[0].iov_base, iov[0].iov_len) : writev(t->fd, iov, iovcnt);
     while (r < 0 && errno == EINTR);
     if (r < 0) {
         int err = errno;
@@ -435,16 +457,29 @@ static int tun_emit(void *arg, uint8_t *data, uint32_t len)
     return 0;
 }
 
-/* write the collected inner packets: coalesced (GRO) behind virtio-net headers, or one by one */
-static int flush_writes(struct io_bufs *b, int tun_fd, int vnet, wgdp_result *res)
+/* the batch's writes are done: the next ticket's may go (every ticket ends here, also on error) */
+static void rx_turn_end(struct wgdp *ctx, struct io_bufs *b)
+{
+    if (!b->has_turn)
+        wgdp_rx_turn_wait(ctx, b->ticket);
+    wgdp_rx_turn_pass(ctx, b->ticket);
+    b->has_turn = 0;
+}
+
+/* write the collected inner packets (in ticket order): coalesced (GRO) behind virtio-net headers, or one by one */
+static int flush_writes(struct wgdp *ctx, struct io_bufs *b, int tun_fd, int vnet, wgdp_result *res)
 {
     struct tun_sink sink = {tun_fd, res};
     int rc = 0;
+    if (b->nw && !b->has_turn) {
+        wgdp_rx_turn_wait(ctx, b->ticket);
+        b->has_turn = 1;
+    }
     if (vnet)
         rc = wgdp_gro_run(b->wptr, b->wlen, b->nw, b->coal, tun_emit, &sink);
     else
         for (uint32_t i = 0; i < b->nw && rc >= 0; i++)
-            rc = tun_emit(&sink, b->wptr[i], b->wlen[i]);
+            rc = tun_emit(&sink, &(struct iovec){.iov_base = b->wptr[i], .iov_len = b->wlen[i]}, 1, b->wlen[i]);
     b->nw = 0;
     return rc < 0 ? rc : 0;
 }
@@ -453,7 +488,7 @@ static int flush_writes(struct io_bufs *b, int tun_fd, int vnet, wgdp_result *re
 static int open_datagram(struct wgdp *ctx, struct io_bufs *b, double now, uint8_t *data, uint32_t len,
                          uint32_t seg, const wgdp_addr *src, int tun_fd, int vnet, wgdp_result *res)
 {
-    if (b->nw + len / seg + 1 > MAX_SEGS_PER_DATAGRAM && flush_writes(b, tun_fd, vnet, res) < 0)
+    if (b->nw + len / seg + 1 > MAX_SEGS_PER_DATAGRAM && flush_writes(ctx, b, tun_fd, vnet, res) < 0)
         return -1;
     pthread_rwlock_rdlock(&ctx->lock);
     for (uint32_t off = 0; off < len && b->nw < MAX_SEGS_PER_DATAGRAM; off += seg) {
@@ -471,6 +506,27 @@ static int open_datagram(struct wgdp *ctx, struct io_bufs *b, double now, uint8_
 
 int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_batch, int flush_ms)
 {
+    return wgdp_udp_to_tun_q(ctx, 0, sock4, sock6, tun_fd, max_batch, flush_ms);
+}
+
+static int rx_loop(wgdp *ctx, uint32_t queue, int sock4, int sock6, int tun_fd, uint32_t max_batch, int flush_ms,
+                   int epfd);
+
+int wgdp_udp_to_tun_q(wgdp *ctx, uint32_t queue, int sock4, int sock6, int tun_fd, uint32_t max_batch, int flush_ms)
+{
+    int epfd, rc;
+    if (queue >= WGDP_MAX_QUEUES)
+        return -EINVAL;
+    epfd = queue == 0 ? wgdp_rx_epoll(sock4, sock6) : -1;  /* the others are helpers (wgdp_queues.c) */
+    rc = rx_loop(ctx, queue, sock4, sock6, tun_fd, max_batch, flush_ms, epfd);
+    if (epfd >= 0)
+        close(epfd);
+    return rc;
+}
+
+static int rx_loop(wgdp *ctx, uint32_t queue, int sock4, int sock6, int tun_fd, uint32_t max_batch, int flush_ms,
+                   int epfd)
+{
     struct io_bufs *b;
     wgdp_result *res;
     int vnet = atomic_load(&ctx->tun_vnet);
@@ -478,22 +534,25 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
         max_batch = 128;
     if (flush_ms <= 0)
         flush_ms = 20;
-    if (!(b = bufs_get(&ctx->rxb, max_batch, 0)))
+    if (!(b = bufs_get(&ctx->rxb[queue], max_batch, 0)))
         return -ENOMEM;
     res = &b->res;
     wgdp_result_reset(res);
     enable_gro(ctx, b, 0, sock4);
     enable_gro(ctx, b, 1, sock6);
     for (;;) {
-        struct pollfd p[2] = {{.fd = sock4, .events = POLLIN}, {.fd = sock6, .events = POLLIN}};
+        int ready[2], fds[2] = {sock4, sock6};
         int r;
         if (atomic_load(&ctx->stop))
             return 0;
-        r = poll(p, 2, flush_ms);
-        if (r < 0 && errno == EINTR)
+        if (queue == 0)
+            r = wgdp_rx_wait(epfd, sock4, sock6, flush_ms, ready);
+        else
+            r = ready[0] = ready[1] = wgdp_rx_backlog_wait(ctx, IDLE_WAIT_MS);
+        if (r == -EINTR)
             continue;
         if (r < 0)
-            return -errno;
+            return r;
         if (r == 0) {
             wgdp_mbox_tick(ctx, wgdp_now(), flush_ms);
             continue;
@@ -501,8 +560,8 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
         for (int k = 0; k < 2; k++) {
             struct mmsghdr *m = b->msgs;
             double now;
-            int got;
-            if (p[k].fd < 0 || !(p[k].revents & (POLLIN | POLLERR)))
+            int got, rc;
+            if (fds[k] < 0 || !ready[k])
                 continue;
             for (uint32_t i = 0; i < max_batch; i++) {
                 memset(&m[i], 0, sizeof(m[i]));
@@ -515,9 +574,9 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
                 m[i].msg_hdr.msg_control = b->ctrl + (size_t)i * CTRL_SIZE;
                 m[i].msg_hdr.msg_controllen = CTRL_SIZE;
             }
-            got = recvmmsg(p[k].fd, m, max_batch, MSG_DONTWAIT, NULL);
+            got = wgdp_rx_recv(ctx, fds[k], m, max_batch, &b->ticket);
             if (got <= 0)
-                continue;  /* EAGAIN, or a queued ICMP error: not ours to act on */
+                continue;  /* EAGAIN (another queue's loop took it), or a queued ICMP error: not ours to act on */
             now = wgdp_now();  /* one clock read per batch, as on the send side */
             for (int i = 0; i < got; i++) {
                 wgdp_addr src;
@@ -529,6 +588,7 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
                 from_sockaddr(&b->names[i], &src);
                 if (open_datagram(ctx, b, now, b->buf + (size_t)i * SLOT, len, gro_size(&m[i].msg_hdr, len), &src,
                                   tun_fd, vnet, res) < 0) {
+                    rx_turn_end(ctx, b);
                     wgdp_mbox_publish(ctx, 1, res, now, flush_ms);
                     return -res->err;
                 }
@@ -537,7 +597,9 @@ int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_ba
                     wgdp_result_reset(res);
                 }
             }
-            if (flush_writes(b, tun_fd, vnet, res) < 0) {
+            rc = flush_writes(ctx, b, tun_fd, vnet, res);
+            rx_turn_end(ctx, b);
+            if (rc < 0) {
                 wgdp_mbox_publish(ctx, 1, res, wgdp_now(), flush_ms);
                 return -res->err;
             }

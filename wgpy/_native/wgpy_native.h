@@ -13,7 +13,9 @@
  * Threading: a `wgdp` context is shared by a TX thread, an RX thread and the
  * control thread.  Tables (peers, routes, index) are guarded by a
  * writer-preferring rwlock; each peer's endpoint/fast_tx by a mutex; each
- * keypair's send side and receive side by one mutex each.  No function
+ * keypair's send side (counter, key) and receive side (replay window, key) by one
+ * mutex each, held only to take a counter or check the window: every thread has
+ * its own cipher contexts, so threads sealing or opening for one keypair overlap.  No function
  * touches a Python object, so cffi may release the GIL for every call.
  * Peer ids are reused after removal; each assignment of a slot has its own
  * generation, so the I/O threads' late results never credit the slot's next peer.
@@ -49,6 +51,9 @@
 #define WGDP_MAILBOX_BYTES 4194304
 
 #define WGDP_REPLAY_WORDS 128
+
+/* TUN queues the I/O loops can serve (wgdp_tun_to_udp_q / wgdp_udp_to_tun_q) */
+#define WGDP_MAX_QUEUES 16
 
 typedef struct {
     uint64_t last;
@@ -119,6 +124,9 @@ size_t wgdp_keypair_seal(wgdp_keypair *kp, const uint8_t *packet, size_t len, ui
                          uint8_t *out, size_t cap);
 /* padded plaintext into out (cap >= len - 32); returns its length or -DropReason code */
 int64_t wgdp_keypair_open(wgdp_keypair *kp, const uint8_t *msg, size_t len, uint8_t *out);
+/* 1: seal/open call OpenSSL's ChaCha20-Poly1305 provider directly, 0: through EVP (WGPY_AEAD_DIRECT=0,
+ * or no such provider); fixed at the first keypair operation of the process */
+int wgdp_aead_direct(void);
 void wgdp_keypair_set_fast_rx(wgdp_keypair *kp, int on);
 void wgdp_keypair_zero(wgdp_keypair *kp);
 
@@ -196,6 +204,12 @@ int wgdp_offloads(wgdp *ctx);
  * have waited flush_ms; wgdp_drain() then hands over everything (tx and rx). */
 int wgdp_tun_to_udp(wgdp *ctx, int tun_fd, int sock4, int sock6, uint32_t max_batch, int flush_ms);
 int wgdp_udp_to_tun(wgdp *ctx, int sock4, int sock6, int tun_fd, uint32_t max_batch, int flush_ms);
+/* the same for one queue of a multi-queue TUN (queue < WGDP_MAX_QUEUES; the two above are queue 0): each
+ * queue's loops have their own buffers; the RX loops share the sockets and write in receive order */
+int wgdp_tun_to_udp_q(wgdp *ctx, uint32_t queue, int tun_fd, int sock4, int sock6, uint32_t max_batch,
+                      int flush_ms);
+int wgdp_udp_to_tun_q(wgdp *ctx, uint32_t queue, int sock4, int sock6, int tun_fd, uint32_t max_batch,
+                      int flush_ms);
 int wgdp_notify_fd(wgdp *ctx);
 int wgdp_drain(wgdp *ctx, wgdp_result *tx, wgdp_result *rx);
 /* CDEF-END */

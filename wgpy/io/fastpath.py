@@ -22,6 +22,16 @@ runner's ``on_batch`` callback, which runs the device on the loop thread.
 So a handshake flood costs the data threads nothing but the mailbox copy.
 UDP GSO/GRO are on unless ``WGPY_UDP_GSO=0`` / ``WGPY_UDP_GRO=0`` (and go off
 by themselves when the kernel refuses them).
+
+Multi-queue: ``tun_queues()`` is how many queues a TUN should get, one per CPU
+this process may run on (``WGPY_TUN_QUEUES=N`` sets it; at most ``MAX_QUEUES``),
+or 1 with ``WGPY_TUN_MULTIQUEUE=0`` or without the native plane.  ``FastPath`` runs a
+TX and an RX thread per queue of the TUN it is given (``TunDevice.queue_fds``):
+the kernel spreads flows over the queues, each TX thread seals the flows of
+its queue, and the RX threads share the UDP sockets: queue 0's receives, the
+others join in while the sockets have a backlog, batches are opened in
+parallel and written to the TUN in the order they were received
+(``wgdp_queues.c``).  With one queue that is the pair of threads of before.
 """
 
 from __future__ import annotations
@@ -50,11 +60,32 @@ FLOOD_SLOW = 200
 waits FLOOD_PAUSE before draining again, so Python's handshake work (bounded
 per step anyway) cannot take a whole core from the data threads."""
 FLOOD_PAUSE = 0.005
+MAX_QUEUES = 8
+"""At most this many TUN queues (and TX/RX thread pairs), however many CPUs."""
 
 
 def enabled() -> bool:
     """Native mode is possible: the lib is loaded and not switched off."""
     return _native.available() and os.environ.get("WGPY_FASTPATH", "1") != "0"
+
+
+def tun_queues() -> int:
+    """TUN queues to open: one per CPU this process may use (``WGPY_TUN_QUEUES=N``: N), capped at
+    ``MAX_QUEUES``; 1 when native mode is off or ``WGPY_TUN_MULTIQUEUE`` is 0.  A ``WGPY_TUN_QUEUES``
+    that is not a positive integer fails loudly (ValueError)."""
+    if not enabled() or os.environ.get("WGPY_TUN_MULTIQUEUE", "1") == "0":
+        return 1
+    wanted = os.environ.get("WGPY_TUN_QUEUES")
+    if wanted is not None:
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise ValueError(f"WGPY_TUN_QUEUES must be a positive integer, not {wanted!r}")
+        count = int(wanted)
+    else:
+        try:
+            count = len(os.sched_getaffinity(0))
+        except OSError:
+            count = os.cpu_count() or 1
+    return max(1, min(count, MAX_QUEUES, int(_native.lib.WGDP_MAX_QUEUES)))
 
 
 def tun_offload_wanted() -> bool:
@@ -86,21 +117,25 @@ class FastPath:
         self._loop = loop
         ctx = self.plane.ctx
         ctx.stop(False)
-        tun_fd = self.tun.fd
+        queues = self.tun.queue_fds
         s4, s6 = _fds(bind)
         ctx.set_tun_vnet(self.tun.vnet_hdr)
         gso, gro = ctx.set_offloads(os.environ.get("WGPY_UDP_GSO", "1") != "0",
                                     os.environ.get("WGPY_UDP_GRO", "1") != "0")
         loop.add_reader(self._efd, self._on_mailbox)
-        self._threads = [
-            threading.Thread(target=self._run_loop, name="wgpy-tx", daemon=True,
-                             args=("tx", lambda: ctx.tun_to_udp(tun_fd, s4, s6, BATCH, FLUSH_MS))),
-            threading.Thread(target=self._run_loop, name="wgpy-rx", daemon=True,
-                             args=("rx", lambda: ctx.udp_to_tun(s4, s6, tun_fd, BATCH, FLUSH_MS))),
-        ]
+        self._threads = []
+        for q, fd in enumerate(queues):
+            suffix = "" if len(queues) == 1 else f"-{q}"
+            self._threads += [
+                threading.Thread(target=self._run_loop, name=f"wgpy-tx{suffix}", daemon=True,
+                                 args=("tx", _tx_step(ctx, q, fd, s4, s6))),
+                threading.Thread(target=self._run_loop, name=f"wgpy-rx{suffix}", daemon=True,
+                                 args=("rx", _rx_step(ctx, q, fd, s4, s6))),
+            ]
         for thread in self._threads:
             thread.start()
-        log.info("native data plane running (TX and RX threads; UDP GSO %s, GRO %s; TUN offload %s)",
+        log.info("native data plane running (TX and RX threads for %d TUN queue%s; UDP GSO %s, GRO %s; "
+                 "TUN offload %s)", len(queues), "" if len(queues) == 1 else "s",
                  "on" if gso else "off", "on" if gro else "off", "on" if self.tun.vnet_hdr else "off")
 
     def stop(self) -> None:
@@ -161,6 +196,14 @@ class FastPath:
         self._pause = None
         if self._loop is not None and self._threads:
             self._loop.add_reader(self._efd, self._on_mailbox)
+
+
+def _tx_step(ctx: _native.Context, queue: int, fd: int, s4: int, s6: int) -> Callable[[], int]:
+    return lambda: ctx.tun_to_udp(fd, s4, s6, BATCH, FLUSH_MS, queue)
+
+
+def _rx_step(ctx: _native.Context, queue: int, fd: int, s4: int, s6: int) -> Callable[[], int]:
+    return lambda: ctx.udp_to_tun(s4, s6, fd, BATCH, FLUSH_MS, queue)
 
 
 def _fds(bind: UdpBind) -> tuple[int, int]:

@@ -11,7 +11,12 @@ writes are non-blocking single packets; the caller batches.  With
 native data plane will serve the device) the TUN is opened with
 ``IFF_VNET_HDR`` and TSO/checksum offload; ``read``/``write`` then strip/add
 the virtio-net header themselves (splitting a TSO read with
-``wgpy.offload``).  The fd is close-on-exec.  The interface disappears when
+``wgpy.offload``).  With ``queues=N`` > 1 (the caller decides: the native data
+plane asks for one queue per CPU, ``wgpy.io.fastpath.tun_queues``) the device
+is multi-queue (``IFF_MULTI_QUEUE``): ``queue_fds`` holds N fds, the kernel
+spreads flows over them, and ``fd`` (queue 0) is the one Python reads and
+writes; with one queue the device is opened exactly as without the option.
+The fds are close-on-exec.  The interface disappears when
 the last fd is closed (the device is not persistent), which is how the daemon
 removes its interface on exit.
 """
@@ -61,27 +66,51 @@ def tun_write_drop(code: int | None) -> str:
 class TunDevice:
     """An open TUN interface (fd non-blocking, packets without a PI header)."""
 
-    def __init__(self, fd: int, name: str, vnet_hdr: bool = False, owner: pytun.TunTapDevice | None = None) -> None:
+    def __init__(self, fd: int, name: str, vnet_hdr: bool = False, owner: pytun.TunTapDevice | None = None,
+                 extra_queues: list[pytun.TunTapDevice] | None = None) -> None:
         self.fd = fd
         self.name = name
         self.vnet_hdr = vnet_hdr
         """Reads and writes carry a virtio-net header (IFF_VNET_HDR)."""
         self._owner = owner
         """The pytun device that created ``fd`` (it closes it), or None for an adopted fd."""
+        self._extra = list(extra_queues or ())
+        """The queues beyond the first of a multi-queue device (each a pytun device owning its fd)."""
         self._pending: collections.deque[bytes] = collections.deque()
-        os.set_blocking(fd, False)
-        os.set_inheritable(fd, False)
+        for qfd in self.queue_fds:
+            os.set_blocking(qfd, False)
+            os.set_inheritable(qfd, False)
+
+    @property
+    def queue_fds(self) -> list[int]:
+        """One fd per TUN queue, queue 0 (``fd``) first; one entry unless the device is multi-queue."""
+        return [self.fd, *(q.fileno() for q in self._extra)] if self.fd >= 0 else []
 
     @classmethod
-    def create(cls, name: str, mtu: int | None = None, offload: bool = False) -> TunDevice:
+    def create(cls, name: str, mtu: int | None = None, offload: bool = False, queues: int = 1) -> TunDevice:
         """Create (or attach to) TUN interface ``name``; set its MTU if given.
 
         ``offload`` opens it with IFF_VNET_HDR and asks for checksum + TSO
         offload (an older kernel that refuses them still gets the headers).
+        ``queues`` > 1 makes it multi-queue with that many queues (every queue
+        is attached with the same flags, as the kernel requires).
         """
         check_ifname(name)
+        if queues < 1:
+            raise ValueError(f"a TUN needs at least one queue, not {queues}")
         flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if offload else 0)
-        owner = pytun.TunTapDevice(name=name, flags=flags)
+        if queues > 1:
+            try:
+                owner = pytun.TunTapDevice(name=name, flags=flags | pytun.IFF_MULTI_QUEUE)
+                flags |= pytun.IFF_MULTI_QUEUE
+            except pytun.Error as exc:
+                if "Invalid argument" not in str(exc):
+                    raise
+                queues = 1  # an existing single-queue device of that name: attach to it as before
+                owner = pytun.TunTapDevice(name=name, flags=flags)
+        else:
+            owner = pytun.TunTapDevice(name=name, flags=flags)
+        extra: list[pytun.TunTapDevice] = []
         try:
             if offload:
                 try:
@@ -90,8 +119,12 @@ class TunDevice:
                     pass  # headers without offloads: every read is a plain packet
             if mtu is not None:
                 owner.mtu = mtu
-            return cls(owner.fileno(), owner.name, vnet_hdr=offload, owner=owner)
+            for _ in range(queues - 1):
+                extra.append(pytun.TunTapDevice(name=owner.name, flags=flags))
+            return cls(owner.fileno(), owner.name, vnet_hdr=offload, owner=owner, extra_queues=extra)
         except BaseException:
+            for q in extra:
+                q.close()
             owner.close()
             raise
 
@@ -131,6 +164,9 @@ class TunDevice:
 
     def close(self) -> None:
         if self.fd >= 0:
+            for q in self._extra:
+                q.close()
+            self._extra = []
             if self._owner is not None:
                 self._owner.close()
             else:
