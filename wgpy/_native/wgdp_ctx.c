@@ -5,6 +5,8 @@
 #include "wgdp_internal.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 wgdp *wgdp_new(void)
 {
@@ -21,10 +23,13 @@ wgdp *wgdp_new(void)
     atomic_init(&ctx->gso, 0);
     atomic_init(&ctx->gro, 0);
     atomic_init(&ctx->tun_vnet, 0);
+    ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);  /* -1: the loops fall back to ticking */
     wgdp_io_init(ctx);
     if (wgdp_mbox_init(ctx) < 0 || wgdp_gate_init(ctx) < 0) {
         wgdp_mbox_free(ctx);
         pthread_rwlock_destroy(&ctx->lock);
+        if (ctx->wake_fd >= 0)
+            close(ctx->wake_fd);
         free(ctx);
         return NULL;
     }
@@ -55,15 +60,29 @@ void wgdp_free(wgdp *ctx)
     wgdp_mbox_free(ctx);
     wgdp_gate_free(ctx);
     pthread_rwlock_destroy(&ctx->lock);
+    if (ctx->wake_fd >= 0)
+        close(ctx->wake_fd);
     free(ctx);
 }
 
 void wgdp_set_mtu(wgdp *ctx, uint32_t mtu) { atomic_store(&ctx->mtu, mtu); }
 void wgdp_stop(wgdp *ctx, int stop)
 {
+    uint64_t one = 1;
     atomic_store(&ctx->stop, stop);
-    if (!stop)
+    if (stop) {  /* wake the loops parked in poll/epoll and the RX helpers parked on their condition */
+        if (ctx->wake_fd >= 0 && write(ctx->wake_fd, &one, sizeof(one)) < 0) {
+            /* the counter is already non-zero: the loops are awake */
+        }
+        pthread_mutex_lock(&ctx->rxo.recv);
+        pthread_cond_broadcast(&ctx->rxo.backlog_cv);
+        pthread_mutex_unlock(&ctx->rxo.recv);
+    } else {
+        if (ctx->wake_fd >= 0 && read(ctx->wake_fd, &one, sizeof(one)) < 0) {
+            /* nothing was written: no stop since the last start */
+        }
         wgdp_io_restart(ctx);  /* called while the loops are not running */
+    }
 }
 
 /* ------------------------------------------------------------------ index table */

@@ -76,6 +76,7 @@ struct wgdp {
     struct route_table *routes;
     atomic_uint mtu;
     atomic_int stop;
+    int wake_fd;                                /* eventfd: readable once stop is asked (-1: none) */
     struct io_bufs *txb[WGDP_MAX_QUEUES], *rxb[WGDP_MAX_QUEUES];  /* per queue */
     struct {                                    /* the RX loops' write order (wgdp_io.c) */
         pthread_mutex_t recv;                   /* a recvmmsg and its ticket */
@@ -128,6 +129,7 @@ int wgdp_decrypt_one(struct wgdp *ctx, double now, const uint8_t *msg, uint32_t 
                      uint8_t *out, wgdp_result *res);
 double wgdp_now(void);
 struct iovec;
+#define WGDP_PARK_MS 1000  /* an idle loop's wait when nothing waits for a mailbox tick (wake_fd ends it) */
 #define WGDP_GRO_IOV 128                         /* iovecs of one coalesced write (wgdp_gro_run) */
 typedef int (*wgdp_emit_fn)(void *arg, const struct iovec *iov, int iovcnt, uint32_t len);
 int wgdp_gro_run(uint8_t *const *pkts, const uint32_t *lens, uint32_t n, uint8_t *cbuf, wgdp_emit_fn emit, void *arg);
@@ -140,12 +142,13 @@ int wgdp_rx_recv(struct wgdp *ctx, int fd, struct mmsghdr *m, uint32_t n, uint64
 void wgdp_rx_turn_wait(struct wgdp *ctx, uint64_t ticket);   /* every earlier ticket has passed */
 void wgdp_rx_turn_pass(struct wgdp *ctx, uint64_t ticket);   /* after waiting: let the next ticket go */
 int wgdp_rx_backlog_wait(struct wgdp *ctx, int ms);          /* helper loops: 1 when there is a backlog */
-int wgdp_rx_epoll(int sock4, int sock6);                     /* an EPOLLEXCLUSIVE set, or -1 */
+int wgdp_rx_epoll(int sock4, int sock6, int wake_fd);        /* an EPOLLEXCLUSIVE set, or -1 */
 int wgdp_rx_wait(int epfd, int sock4, int sock6, int flush_ms, int ready[2]);  /* > 0 ready, 0 timeout, -errno */
 void wgdp_io_restart(struct wgdp *ctx);
 int wgdp_mbox_init(struct wgdp *ctx);
 void wgdp_mbox_free(struct wgdp *ctx);
 void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double now, int flush_ms);
 void wgdp_mbox_tick(struct wgdp *ctx, double now, int flush_ms);
+int wgdp_idle_wait_ms(struct wgdp *ctx, int flush_ms);      /* flush_ms while the mailbox waits for a tick */
 
 #endif

@@ -1,7 +1,9 @@
 /* Batched I/O loops: TUN -> seal -> sendmmsg, and recvmmsg -> open -> TUN
  * (wireguard.md §10).  Each loop runs on its own thread with the GIL released
  * and returns to Python only when Python has work: slow items, events older
- * than flush_ms, a poll timeout, stop, or a fatal TUN error (-errno).
+ * than flush_ms, a poll timeout, stop, or a fatal TUN error (-errno).  An idle
+ * loop parks for WGDP_PARK_MS unless published results wait for their flush_ms
+ * tick; wgdp_stop wakes a parked loop through the context's eventfd.
  *
  * UDP offloads (wireguard-go 6a84778): with GSO on, consecutive messages to one
  * endpoint of one size (the last may be shorter) leave in one sendmmsg entry
@@ -336,17 +338,22 @@ int wgdp_tun_to_udp_q(wgdp *ctx, uint32_t queue, int tun_fd, int sock4, int sock
     res = &b->res;
     wgdp_result_reset(res);
     for (;;) {
-        struct pollfd p = {.fd = tun_fd, .events = POLLIN};
+        struct pollfd fds[2] = {{.fd = tun_fd, .events = POLLIN}, {.fd = ctx->wake_fd, .events = POLLIN}};
+        struct pollfd p;
         uint32_t n = 0, k = 0;
         int r, vnet = atomic_load(&ctx->tun_vnet);
+        int wait = ctx->wake_fd >= 0 ? wgdp_idle_wait_ms(ctx, flush_ms) : queue == 0 ? flush_ms : IDLE_WAIT_MS;
         double now;
         if (atomic_load(&ctx->stop))
             return 0;
-        r = poll(&p, 1, queue == 0 ? flush_ms : IDLE_WAIT_MS);
+        r = poll(fds, ctx->wake_fd >= 0 ? 2 : 1, wait);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return -errno;
+        p = fds[0];
+        if (r > 0 && !p.revents)
+            continue;  /* only the wake fd: stop is asked */
         if (r == 0) {
             wgdp_mbox_tick(ctx, wgdp_now(), flush_ms);
             continue;
@@ -517,7 +524,7 @@ int wgdp_udp_to_tun_q(wgdp *ctx, uint32_t queue, int sock4, int sock6, int tun_f
     int epfd, rc;
     if (queue >= WGDP_MAX_QUEUES)
         return -EINVAL;
-    epfd = queue == 0 ? wgdp_rx_epoll(sock4, sock6) : -1;  /* the others are helpers (wgdp_queues.c) */
+    epfd = queue == 0 ? wgdp_rx_epoll(sock4, sock6, ctx->wake_fd) : -1;  /* the others are helpers (wgdp_queues.c) */
     rc = rx_loop(ctx, queue, sock4, sock6, tun_fd, max_batch, flush_ms, epfd);
     if (epfd >= 0)
         close(epfd);
@@ -545,10 +552,12 @@ static int rx_loop(wgdp *ctx, uint32_t queue, int sock4, int sock6, int tun_fd, 
         int r;
         if (atomic_load(&ctx->stop))
             return 0;
+        int parks = ctx->wake_fd >= 0 && (queue != 0 || epfd >= 0);  /* poll() without epoll has no wake fd */
+        int wait = parks ? wgdp_idle_wait_ms(ctx, flush_ms) : queue == 0 ? flush_ms : IDLE_WAIT_MS;
         if (queue == 0)
-            r = wgdp_rx_wait(epfd, sock4, sock6, flush_ms, ready);
+            r = wgdp_rx_wait(epfd, sock4, sock6, wait, ready);
         else
-            r = ready[0] = ready[1] = wgdp_rx_backlog_wait(ctx, IDLE_WAIT_MS);
+            r = ready[0] = ready[1] = wgdp_rx_backlog_wait(ctx, wait);
         if (r == -EINTR)
             continue;
         if (r < 0)

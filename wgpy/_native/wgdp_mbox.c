@@ -166,6 +166,20 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
 }
 
 /* called by the loops when idle: counters that waited flush_ms are signalled */
+/* How long an idle loop may wait: flush_ms while published results wait for the tick that signals
+ * them, else WGDP_PARK_MS (wgdp_stop wakes a parked loop through wake_fd; without it, flush_ms) */
+int wgdp_idle_wait_ms(struct wgdp *ctx, int flush_ms)
+{
+    struct wgdp_mbox *m = ctx->mbox;
+    int waiting;
+    if (ctx->wake_fd < 0)
+        return flush_ms;
+    pthread_mutex_lock(&m->lock);
+    waiting = !m->signalled && m->pending_since != 0;
+    pthread_mutex_unlock(&m->lock);
+    return waiting ? flush_ms : WGDP_PARK_MS;
+}
+
 void wgdp_mbox_tick(struct wgdp *ctx, double now, int flush_ms)
 {
     struct wgdp_mbox *m = ctx->mbox;

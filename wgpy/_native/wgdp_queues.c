@@ -109,12 +109,12 @@ void wgdp_rx_turn_pass(struct wgdp *ctx, uint64_t ticket)
     pthread_mutex_unlock(&ctx->rxo.lock);
 }
 
-int wgdp_rx_epoll(int sock4, int sock6)
+int wgdp_rx_epoll(int sock4, int sock6, int wake_fd)
 {
     int epfd = epoll_create1(EPOLL_CLOEXEC);
-    int fds[2] = {sock4, sock6};
-    for (int k = 0; k < 2 && epfd >= 0; k++) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = (uint32_t)k};
+    int fds[3] = {sock4, sock6, wake_fd};
+    for (int k = 0; k < 3 && epfd >= 0; k++) {
+        struct epoll_event ev = {.events = EPOLLIN | (k < 2 ? EPOLLEXCLUSIVE : 0), .data.u32 = (uint32_t)k};
         if (fds[k] >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, fds[k], &ev) < 0) {
             close(epfd);
             epfd = -1;
@@ -128,10 +128,11 @@ int wgdp_rx_wait(int epfd, int sock4, int sock6, int flush_ms, int ready[2])
     int r;
     ready[0] = ready[1] = 0;
     if (epfd >= 0) {
-        struct epoll_event ev[2];
-        r = epoll_wait(epfd, ev, 2, flush_ms);
+        struct epoll_event ev[3];
+        r = epoll_wait(epfd, ev, 3, flush_ms);
         for (int i = 0; i < r; i++)
-            ready[ev[i].data.u32 & 1] = (ev[i].events & (EPOLLIN | EPOLLERR)) != 0;
+            if (ev[i].data.u32 < 2)  /* 2 is the wake fd: the caller looks at stop */
+                ready[ev[i].data.u32] = (ev[i].events & (EPOLLIN | EPOLLERR)) != 0;
     } else {
         struct pollfd p[2] = {{.fd = sock4, .events = POLLIN}, {.fd = sock6, .events = POLLIN}};
         r = poll(p, 2, flush_ms);
