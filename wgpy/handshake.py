@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from . import handshake_steps
 from .constants import IDENTIFIER, INITIATION_MIN_INTERVAL, KEY_SIZE, LABEL_COOKIE, LABEL_MAC1, TAG_SIZE
-from .crypto import C0, H0, InvalidTag, ZeroDHError, aead_open, aead_seal, dh, hash_, kdf1, kdf2, kdf3, x25519_key
+from .crypto import C0, H0, ZeroDHError, aead_seal, dh, hash_, kdf1, kdf2, kdf3, x25519_key
 from .errors import DropReason, HandshakeError, StateError
 from .keys import PresharedKey, PrivateKey, PublicKey
 from .messages import Initiation, Response
@@ -69,18 +69,8 @@ None when no such peer is configured (the initiation is then dropped without
 computing that DH)."""
 
 
-def _dh(private: bytes | X25519PrivateKey, public: bytes) -> bytes:
-    try:
-        return dh(private, public)
-    except ZeroDHError:
-        raise HandshakeError(DropReason.ZERO_DH) from None
-
-
-def _open(key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
-    try:
-        return aead_open(key, 0, ciphertext, ad)
-    except InvalidTag:
-        raise HandshakeError(DropReason.DECRYPTION_FAILED) from None
+_dh = handshake_steps.checked_dh
+_open = handshake_steps.checked_open
 
 
 class StaticIdentity:

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Final
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from .crypto import C0, InvalidTag, ZeroDHError, aead_open, aead_seal, dh, hash_, kdf1, kdf2, kdf3, public_from_private
 from .errors import DropReason, HandshakeError
 
@@ -47,18 +49,24 @@ class Steps:
     write_response: WriteResponse
 
 
-def _dh(private: bytes, public: bytes) -> bytes:
+def checked_dh(private: bytes | X25519PrivateKey, public: bytes) -> bytes:
+    """DH that answers an all-zero result (a low-order point) with a ``HandshakeError`` drop."""
     try:
         return dh(private, public)
     except ZeroDHError:
         raise HandshakeError(DropReason.ZERO_DH) from None
 
 
-def _open(key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
+def checked_open(key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
+    """The handshake's zero-nonce AEAD open; a bad tag is a ``HandshakeError`` drop."""
     try:
         return aead_open(key, 0, ciphertext, ad)
     except InvalidTag:
         raise HandshakeError(DropReason.DECRYPTION_FAILED) from None
+
+
+_dh = checked_dh
+_open = checked_open
 
 
 def _pure_read_static(local: bytes, h0: bytes, ephemeral: bytes,

@@ -55,7 +55,6 @@ static void compress(uint32_t h[8], const uint8_t block[64], uint64_t t, int las
         h[i] ^= v[i] ^ v[i + 8];
 }
 
-/* keyed BLAKE2s with a 32-byte key and a 16-byte digest (WireGuard's MAC) */
 /* the MAC's state after its key block (for a message that follows: len > 0) */
 void wgdp_mac16_prepare(const uint8_t *key, uint32_t *state)
 {
@@ -91,35 +90,23 @@ void wgdp_mac16_from(const uint32_t *state, const uint8_t *msg, size_t len, uint
     }
 }
 
+/* keyed BLAKE2s with a 32-byte key and a 16-byte digest (WireGuard's MAC) */
 void wgdp_mac16(const uint8_t *key, const uint8_t *msg, size_t len, uint8_t *out)
 {
     uint32_t h[8];
-    uint8_t block[64];
-    uint64_t t = 64;
-    memcpy(h, IV, sizeof(h));
-    h[0] ^= 0x01010000u ^ (32u << 8) ^ 16u;
-    memset(block, 0, sizeof(block));
-    memcpy(block, key, 32);
-    if (len == 0) {
-        compress(h, block, t, 1);
-    } else {
-        compress(h, block, t, 0);
-        while (len > 64) {
-            t += 64;
-            compress(h, msg, t, 0);
-            msg += 64;
-            len -= 64;
-        }
+    if (len == 0) {  /* the key block is also the last block */
+        uint8_t block[64];
+        memcpy(h, IV, sizeof(h));
+        h[0] ^= 0x01010000u ^ (32u << 8) ^ 16u;
         memset(block, 0, sizeof(block));
-        memcpy(block, msg, len);
-        compress(h, block, t + len, 1);
+        memcpy(block, key, 32);
+        compress(h, block, 64, 1);
+        for (int i = 0; i < 16; i++)
+            out[i] = (uint8_t)(h[i / 4] >> (8 * (i % 4)));
+        return;
     }
-    for (int i = 0; i < 4; i++) {
-        out[4 * i] = (uint8_t)h[i];
-        out[4 * i + 1] = (uint8_t)(h[i] >> 8);
-        out[4 * i + 2] = (uint8_t)(h[i] >> 16);
-        out[4 * i + 3] = (uint8_t)(h[i] >> 24);
-    }
+    wgdp_mac16_prepare(key, h);
+    wgdp_mac16_from(h, msg, len, out);
 }
 
 void wgdp_blake2s_init(wgdp_blake2s *s, size_t outlen, const uint8_t *key, size_t keylen)
