@@ -4,7 +4,9 @@ A created device has the asked name and MTU, a non-blocking close-on-exec fd
 (the daemon re-executes itself: a leaked TUN fd would keep the interface
 alive) and no virtio-net header unless asked; ``from_fd`` adopts an fd and
 reads the name and the header flag back; closing the last fd deletes the
-interface.
+interface.  ``attached_queues`` reads how many fds a TUN has; a live
+multi-queue device refuses a second owner (who would otherwise take queues of
+it and a share of its traffic).
 """
 
 from __future__ import annotations
@@ -45,6 +47,23 @@ offload.close()
 assert exists("wgpt1"), "the adopted fd keeps the interface"
 adopted.close()
 assert not exists("wgpt1")
+
+import errno
+from wgpy.io.tun_linux import attached_queues
+assert attached_queues("wgpt0") is None and attached_queues("lo") is None  # counted for multi-queue TUNs only
+assert attached_queues("nosuch0") is None
+multi = TunDevice.create("wgpt2", 1420, queues=3)
+assert len(multi.queue_fds) == 3 and attached_queues("wgpt2") == 3
+for queues in (1, 3):  # a live device: no second owner takes a queue of it
+    try:
+        TunDevice.create("wgpt2", 1420, queues=queues)
+    except OSError as exc:
+        assert exc.errno in (errno.EBUSY, errno.EINVAL), exc
+    else:
+        raise SystemExit(f"a second owner attached to a live multi-queue TUN ({queues} queues)")
+assert attached_queues("wgpt2") == 3, "the live device lost or gained queues"
+multi.close()
+assert not exists("wgpt2")
 
 plain.close()
 plain.close()  # twice is harmless

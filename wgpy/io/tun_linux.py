@@ -99,6 +99,10 @@ class TunDevice:
         if queues < 1:
             raise ValueError(f"a TUN needs at least one queue, not {queues}")
         flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if offload else 0)
+        if queues > 1 and (attached_queues(name) or 0) > 0:
+            # a live multi-queue TUN would take one more queue from us and share its traffic:
+            # refuse as the kernel refuses a second fd on a single-queue one
+            raise OSError(errno.EBUSY, f"{name} is in use")
         if queues > 1:
             try:
                 owner = pytun.TunTapDevice(name=name, flags=flags | pytun.IFF_MULTI_QUEUE)
@@ -194,7 +198,14 @@ def _ifreq_ioctl(request: int, ifr: bytes) -> bytes:
 RTMGRP_LINK = 1
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
+RTM_GETLINK = 18
+NLM_F_REQUEST = 1
 IFLA_MTU = 4
+IFLA_LINKINFO = 18
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+IFLA_TUN_NUM_QUEUES = 8
+_NLA_TYPE_MASK = 0x3FFF
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _RTATTR = struct.Struct("=HH")
@@ -263,12 +274,49 @@ def parse_link_messages(data: bytes) -> list[LinkEvent]:
     return events
 
 
-def _find_u32_attr(data: bytes, start: int, end: int, wanted: int) -> int | None:
+def _find_attr(data: bytes, start: int, end: int, wanted: int) -> tuple[int, int] | None:
+    """The payload range of the first attribute of type ``wanted`` (nested flag ignored) in [start, end)."""
     while start + _RTATTR.size <= end:
         alen, atype = _RTATTR.unpack_from(data, start)
-        if alen < _RTATTR.size:
+        if alen < _RTATTR.size or start + alen > end:
             return None
-        if atype == wanted and alen >= 8:
-            return int(struct.unpack_from("=I", data, start + 4)[0])
+        if atype & _NLA_TYPE_MASK == wanted:
+            return start + _RTATTR.size, start + alen
         start += (alen + 3) & ~3
     return None
+
+
+def _find_u32_attr(data: bytes, start: int, end: int, wanted: int) -> int | None:
+    found = _find_attr(data, start, end, wanted)
+    if found is None or found[1] - found[0] < 4:
+        return None
+    return int(struct.unpack_from("=I", data, found[0])[0])
+
+
+def attached_queues(name: str) -> int | None:
+    """How many fds have TUN ``name`` of this network namespace attached (rtnetlink
+    ``IFLA_TUN_NUM_QUEUES``); None when there is no such link, it is no TUN, or the
+    kernel does not say (it counts multi-queue TUNs only: a single-queue one refuses a
+    second fd by itself, EBUSY).  A multi-queue TUN takes another queue from anyone, so this is
+    how ``TunDevice.create`` tells a live device from a free one."""
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:
+        return None
+    request = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), RTM_GETLINK, NLM_F_REQUEST, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(2.0)
+        sock.send(header + request)
+        data = sock.recv(65536)
+    if len(data) < _NLMSGHDR.size + _IFINFOMSG.size:
+        return None
+    length, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, 0)
+    if mtype != RTM_NEWLINK or length > len(data):
+        return None
+    info = _find_attr(data, _NLMSGHDR.size + _IFINFOMSG.size, length, IFLA_LINKINFO)
+    kind = _find_attr(data, info[0], info[1], IFLA_INFO_KIND) if info else None
+    if info is None or kind is None or data[kind[0]:kind[1]].rstrip(b"\0") != b"tun":
+        return None
+    tun = _find_attr(data, info[0], info[1], IFLA_INFO_DATA)
+    return _find_u32_attr(data, tun[0], tun[1], IFLA_TUN_NUM_QUEUES) if tun else None
