@@ -6,7 +6,7 @@ import ipaddress
 import random
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from wgpy.config import DeviceUpdate, Endpoint, PeerUpdate
 from wgpy.actions import Action, SendDatagram, Unreachable, WriteTun
@@ -65,6 +65,19 @@ class Node:
     tun: list[bytes] = field(default_factory=list)
     sent: list[SendDatagram] = field(default_factory=list)
     unreachable: list[bytes] = field(default_factory=list)
+
+
+def run_clock(clock: FakeClock, nodes: Sequence[Node], collect: Callable[[Node, list[Action]], None],
+              deliver: Callable[[], int], seconds: float, step: float) -> None:
+    """Advance ``clock`` by ``seconds`` in ``step``s (bounded), firing every node's timers and delivering."""
+    end = clock.now + seconds
+    guard = int(seconds / step) + 10
+    while clock.now < end and guard > 0:
+        guard -= 1
+        clock.advance(min(step, end - clock.now))
+        for node in nodes:
+            collect(node, node.device.handle_timeout(clock.now))
+        deliver()
 
 
 class DevicePair:
@@ -133,14 +146,7 @@ class DevicePair:
 
     def tick(self, seconds: float, step: float = 0.5) -> None:
         """Advance the clock in steps, firing timers and delivering traffic."""
-        end = self.clock.now + seconds
-        guard = int(seconds / step) + 10
-        while self.clock.now < end and guard > 0:
-            guard -= 1
-            self.clock.advance(min(step, end - self.clock.now))
-            for node in (self.a, self.b):
-                self.collect(node, node.device.handle_timeout(self.clock.now))
-            self.deliver()
+        run_clock(self.clock, (self.a, self.b), self.collect, self.deliver, seconds, step)
 
     def peer_of(self, node: Node):  # type: ignore[no-untyped-def]
         peer = node.device.peer(self.other(node).key.public_key())
@@ -220,14 +226,7 @@ class Mesh:
         return steps
 
     def tick(self, seconds: float, step: float = 0.5) -> None:
-        end = self.clock.now + seconds
-        guard = int(seconds / step) + 10
-        while self.clock.now < end and guard > 0:
-            guard -= 1
-            self.clock.advance(min(step, end - self.clock.now))
-            for node in self.nodes.values():
-                self.collect(node, node.device.handle_timeout(self.clock.now))
-            self.deliver()
+        run_clock(self.clock, list(self.nodes.values()), self.collect, self.deliver, seconds, step)
 
     def peer(self, me: str, other: str):  # type: ignore[no-untyped-def]
         peer = self[me].device.peer(self[other].key.public_key())

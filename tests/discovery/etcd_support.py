@@ -12,7 +12,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,16 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from localports import free_port
+
 from kubespan.discovery.etcd import EtcdClient, EtcdConfig, EtcdError
 from kubespan.discovery.proto import etcd_pb2 as epb
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EtcdCluster:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from discovery_support import FAST, SECRET, affiliate, run, start, stub
 from etcd_support import EtcdCluster, etcd1, free_port  # noqa: F401 - fixture
+from localports import wait_listening
 
 from kubespan.discovery.client import DiscoveryClient, ServiceEndpoint
 from kubespan.discovery.command import config_from_args, parse_args
@@ -86,16 +85,6 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
             if p.poll() is None:
                 p.kill()
             p.wait(10)
-
-
-def wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    for _ in range(200):
-        assert proc.poll() is None, log.read_text()
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(log.read_text())
 
 
 def test_two_replica_processes_join_clients_split_across_them(

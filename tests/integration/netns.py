@@ -10,8 +10,10 @@ only there.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -61,6 +63,14 @@ class Daemon:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def drops(self) -> dict[str, int]:
+        """The daemon's drop counters, from the line SIGUSR1 makes it log (wgpy only)."""
+        before = self.log_text().count("stats: drops=")
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: self.log_text().count("stats: drops=") > before, 10, "stats line")
+        line = [x for x in self.log_text().splitlines() if "stats: drops=" in x][-1]
+        return json.loads(line.split("stats: drops=", 1)[1])  # type: ignore[no-any-return]
 
     def stop(self) -> None:
         stop_process(self.proc, 10)

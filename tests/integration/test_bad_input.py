@@ -4,11 +4,9 @@ a malformed UAPI request gets an errno and changes nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
-import signal
 import subprocess
 
 import pytest
@@ -43,14 +41,6 @@ print(sent)
 """
 
 
-def _drops(daemon) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    before = daemon.log_text().count("stats: drops=")
-    daemon.proc.send_signal(signal.SIGUSR1)
-    wait_for(lambda: daemon.log_text().count("stats: drops=") > before, 10, "stats line")
-    line = [x for x in daemon.log_text().splitlines() if "stats: drops=" in x][-1]
-    return json.loads(line.split("stats: drops=", 1)[1])  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("path", ["native", "pure"])
 def test_garbage_datagrams_flood(netns_pair, path: str) -> None:  # type: ignore[no-untyped-def]
     """``pure`` forces the asyncio path (WGPY_FASTPATH=0); ``native`` uses the C data plane if built."""
@@ -70,7 +60,7 @@ def test_garbage_datagrams_flood(netns_pair, path: str) -> None:  # type: ignore
     assert a.daemon.alive(), netns_pair.logs()
     assert int(got) > 0
     assert ping(b.ns, a.tun4) and ping(a.ns, b.tun6), "tunnel still passes traffic"
-    drops = _drops(a.daemon)
+    drops = a.daemon.drops()
     assert sum(drops.values()) > n, drops  # most of 2n garbage datagrams were counted
     for reason in ("unknown-type", "malformed", "invalid-mac1"):
         assert drops.get(reason, 0) > 0, drops

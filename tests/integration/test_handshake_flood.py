@@ -19,9 +19,7 @@ flood's achieved rate is reported (no threshold beyond "the flood ran").
 
 from __future__ import annotations
 
-import json
 import re
-import signal
 import time
 
 import pytest
@@ -35,15 +33,6 @@ FLOOD_SECONDS = 40
 NEW = ("10.233.0.1", "10.233.0.3")  # a's second tunnel address, c's address
 C_PORT = 51822
 FLOOD_SOURCES = [f"10.231.0.{100 + i}" for i in range(16)]
-
-
-def _drops(daemon) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """The daemon's drop counters, from the line SIGUSR1 logs."""
-    before = daemon.log_text().count("stats: drops=")
-    daemon.proc.send_signal(signal.SIGUSR1)
-    wait_for(lambda: daemon.log_text().count("stats: drops=") > before, 10, "stats line")
-    line = [x for x in daemon.log_text().splitlines() if "stats: drops=" in x][-1]
-    return json.loads(line.split("stats: drops=", 1)[1])  # type: ignore[no-any-return]
 
 
 def _initiations(ns) -> int:  # type: ignore[no-untyped-def]
@@ -105,7 +94,7 @@ def test_new_peer_handshakes_during_flood(netns_pair, path: str, flood_kind: str
           f"{report['rate']:.0f}/s; c handshaken after {sent} initiation(s)")
     assert report["sent"] > 0 and still_flooding, report
     assert 1 <= sent <= 3, f"c needed {sent} initiations; flood {report}"
-    drops = _drops(a.daemon)
+    drops = a.daemon.drops()
     assert a.daemon.alive(), pair.logs()
     if flood_kind == "junk":
         assert drops.get("invalid-mac1", 0) > 0, drops

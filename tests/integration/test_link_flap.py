@@ -10,8 +10,6 @@ The peer is Debian's wireguard-go, flooding pings at wgpy.
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
 import time
 
@@ -22,22 +20,13 @@ from netns import ping, wait_for, write_conf
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
 
-def _drops(daemon) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """The daemon's drop counters, from the line SIGUSR1 logs."""
-    before = daemon.log_text().count("stats: drops=")
-    daemon.proc.send_signal(signal.SIGUSR1)
-    wait_for(lambda: daemon.log_text().count("stats: drops=") > before, 10, "stats line")
-    line = [x for x in daemon.log_text().splitlines() if "stats: drops=" in x][-1]
-    return json.loads(line.split("stats: drops=", 1)[1])  # type: ignore[no-any-return]
-
-
 def _counted(daemon, pred) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """The drop counters once ``pred`` holds for them (the native plane hands them over in batches)."""
     drops: dict[str, int] = {}
 
     def ok() -> bool:
         drops.clear()
-        drops.update(_drops(daemon))
+        drops.update(daemon.drops())
         return bool(pred(drops))
 
     wait_for(ok, 10, "drops in the stats", interval=0.5)

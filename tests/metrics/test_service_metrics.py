@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 from google.protobuf.duration_pb2 import Duration
+from localports import free_port, wait_listening
 from metrics_support import fetch, parse, value
 
 from kubespan.discovery.proto import cluster_pb2 as pb
@@ -22,22 +22,6 @@ from kubespan.discovery.rpc import ClusterStub
 
 CLUSTER = "metrics-cluster"
 SERVICE = "sidero.discovery.server.Cluster"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    for _ in range(200):
-        assert proc.poll() is None, log.read_text()
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}: {log.read_text()}")
 
 
 async def calls(port: int, scrape_url: str) -> str:
@@ -72,8 +56,8 @@ def test_service_metrics_use_upstream_names_and_count_rpcs_by_code(tmp_path: Pat
                                  "-gc-interval", "1s", "--log-format", "json"], stderr=err)
     url = f"http://127.0.0.1:{mport}/metrics"
     try:
-        wait_port(proc, port, log)
-        wait_port(proc, mport, log)
+        wait_listening(proc, port, log)
+        wait_listening(proc, mport, log)
         during = parse(asyncio.run(calls(port, url)))
         after = {}
         for _ in range(100):  # the TTL (2 s) passes and a GC run (every 1 s) removes the affiliate
