@@ -52,9 +52,9 @@ import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wgpy import DeviceUpdate, Interface, MetricsServer, UapiInUse, notify_ready, open_uapi_socket
+from wgpy import DeviceUpdate, Interface, UapiInUse, notify_ready, open_uapi_socket
 
 from . import logfmt, relay, specs
 from .affiliates import AffiliateSpec, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
@@ -79,6 +79,9 @@ from .resources import (
 from .routing import KernelRouting, RoutingEffects
 from .status_passes import StatusPasses
 from .wgpeers import observe, peer_update
+
+if TYPE_CHECKING:  # the metrics server (prometheus_client) is imported only when metrics are served
+    from wgpy import MetricsServer
 
 log = logging.getLogger("kubespan.agent")
 
@@ -211,9 +214,11 @@ class Agent:
     async def _serve_metrics(self, addr: str) -> None:
         from prometheus_client.registry import CollectorRegistry
 
+        from wgpy import MetricsServer
+
         assert self.iface is not None
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(self.metrics)
+        registry.register(self.metrics.collector())
         registry.register(self.iface.metrics_collector(lambda: {k: s.label for k, s in self.statuses.items()}))
         self._metrics_server = MetricsServer(registry, addr)
         await self._metrics_server.start()
