@@ -126,6 +126,8 @@ class Agent:
         self.store.publish(KUBESPAN_IDENTITIES, {RESOURCE_ID_LOCAL: specs.identity_spec(identity)})
         self.store.publish(NODE_IDENTITIES, {RESOURCE_ID_LOCAL: specs.node_identity_spec(identity.node_id)})
         self.statuses: dict[str, PeerStatus] = {}
+        self._statuses_at: float | None = None
+        """The clock value ``statuses`` were computed at (what ``StatusPasses.arm`` counts due times from)."""
         self._specs: tuple[PeerSpec, ...] | None = None
         """The peer specs of the last reconcile (what the status pass works on)."""
         self._routed: RoutingSpec | None = None
@@ -339,13 +341,14 @@ class Agent:
         merged.pop(self.identity.node_id, None)
         local = from_remote(affiliate, endpoints)
         observed = observe(self.iface)
-        desired = reconcile(self.config, self.identity, local, merged, observed, self.statuses, time.time())
+        now = time.time()
+        desired = reconcile(self.config, self.identity, local, merged, observed, self.statuses, now)
         self._log_warnings(desired.warnings)
         self._specs = desired.peer_specs
         await self._apply(PeerPass(desired.statuses, desired.peers, desired.routing, desired.harvested), observed,
-                          always_route=True, why="reconcile")
+                          now, always_route=True, why="reconcile")
         self._publish(desired, local, merged)
-        self.status_passes.arm()
+        self.status_passes.arm(self._statuses_at)
         return desired
 
     async def refresh_statuses(self, why: str = "timeout") -> bool:
@@ -358,18 +361,18 @@ class Agent:
             now = time.time()
             new = next_statuses(self._specs, observed, self.statuses, now)
             if why != "timeout" and not any(status_changed(self.statuses.get(k), s) for k, s in new.items()):
-                self.status_passes.arm()
+                self.status_passes.arm(self._statuses_at)
                 return False
             result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now)
-            await self._apply(result, observed, always_route=False, why=why)
+            await self._apply(result, observed, now, always_route=False, why=why)
             self.store.publish(KUBESPAN_PEER_STATUSES,
                                {k: specs.peer_status_spec(s) for k, s in result.statuses.items()})
             self.store.publish(KUBESPAN_ENDPOINTS, {h.public_key: specs.endpoint_spec(h) for h in result.harvested})
-            self.status_passes.arm()
+            self.status_passes.arm(self._statuses_at)
             return True
 
-    async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], always_route: bool,
-                     why: str) -> None:
+    async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], computed_at: float,
+                     always_route: bool, why: str) -> None:
         """WireGuard peers, then routing (a status pass: only when the routed set changed), then statuses."""
         self._apply_peers(result.peers, observed)
         if always_route or result.routing != self._routed:
@@ -382,6 +385,7 @@ class Agent:
         self._log_status_changes(result.statuses, why)
         self.metrics.observe_statuses(self.statuses, result.statuses)
         self.statuses = dict(result.statuses)
+        self._statuses_at = computed_at
         if self.config.kubespan.harvest_extra_endpoints:
             observed_eps = observed_endpoints_by_node(result.harvested)
             for client in self.clients:
