@@ -342,7 +342,7 @@ class Agent:
         local = from_remote(affiliate, endpoints)
         observed = observe(self.iface)
         now = time.time()
-        desired = reconcile(self.config, self.identity, local, merged, observed, self.statuses, now)
+        desired = reconcile(self.config, self.identity, local, merged, observed, self.statuses, now, self._contacted())
         self._log_warnings(desired.warnings)
         self._specs = desired.peer_specs
         await self._apply(PeerPass(desired.statuses, desired.peers, desired.routing, desired.harvested), observed,
@@ -363,7 +363,7 @@ class Agent:
             if why != "timeout" and not any(status_changed(self.statuses.get(k), s) for k, s in new.items()):
                 self.status_passes.arm(self._statuses_at)
                 return False
-            result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now)
+            result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now, self._contacted())
             await self._apply(result, observed, now, always_route=False, why=why)
             self.store.publish(KUBESPAN_PEER_STATUSES,
                                {k: specs.peer_status_spec(s) for k, s in result.statuses.items()})
@@ -396,6 +396,11 @@ class Agent:
             if warning not in self._warned:
                 log.warning("%s", warning)
         self._warned = set(warnings)
+
+    def _contacted(self) -> dict[str, float]:
+        """Who tried to handshake with us before we knew them (``controller`` first contact)."""
+        assert self.iface is not None
+        return {key.to_base64(): when for key, when in self.iface.unknown_initiators().items()}
 
     def _apply_peers(self, peers: Sequence[DesiredPeer], observed: dict[str, ObservedPeer]) -> None:
         assert self.iface is not None
