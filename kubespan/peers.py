@@ -213,9 +213,13 @@ def update_endpoint(status: PeerStatus, endpoint: Endpoint, now: float) -> PeerS
 def step_status(status: PeerStatus | None, spec: PeerSpec, observed: ObservedPeer | None, now: float) -> PeerStatus:
     """Manager steps 1-3 for one peer: read WireGuard, compute the state, rotate endpoints, and
     re-establish ``lastUsedEndpoint`` where WireGuard has no endpoint (or has that one)."""
-    current = dataclasses.replace(status or PeerStatus(), label=spec.label)
+    current = status or PeerStatus()
+    if current.label != spec.label:
+        current = dataclasses.replace(current, label=spec.label)
     current = update_from_wireguard(current, observed)
-    current = dataclasses.replace(current, state=calculate_state(current, now))
+    state = calculate_state(current, now)
+    if state is not current.state:
+        current = dataclasses.replace(current, state=state)
     if should_change_endpoint(current):
         new = pick_next_endpoint(current, spec.endpoints)
         if new is not None:
