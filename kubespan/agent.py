@@ -320,7 +320,7 @@ class Agent:
     # --- one pass ----------------------------------------------------------------------------
 
     async def reconcile_once(self) -> Desired:
-        """One pass; netlink and nft calls run in a worker thread (they block)."""
+        """One pass; netlink calls run in a worker thread (pyroute2's sync API owns its own loop)."""
         async with self._pass_lock:
             return await self._reconcile()
 

@@ -1,7 +1,7 @@
 """The ``kubespan`` console entry: refuses to start without the ``kubespan`` extra.
 
 Contract: ``main()`` checks, without importing them, that the modules of the
-``wgpy[kubespan]`` extra can be found (grpcio, protobuf, PyYAML).
+``wgpy[kubespan]`` extra can be found (grpcio, protobuf, PyYAML, pyroute2).
 When one is missing it prints one line naming the missing distributions and
 the install command, and returns 1, instead of a traceback from deep inside a
 subcommand; otherwise it runs ``kubespan.cli.main``.  A module of the extra
@@ -14,7 +14,7 @@ import importlib.util
 import sys
 
 # module -> the distribution that provides it (the [kubespan] extra in pyproject.toml)
-EXTRA = {"grpc": "grpcio", "google.protobuf": "protobuf", "yaml": "PyYAML"}
+EXTRA = {"grpc": "grpcio", "google.protobuf": "protobuf", "yaml": "PyYAML", "pyroute2": "pyroute2"}
 INSTALL = "pip install 'wgpy[kubespan]'"
 
 

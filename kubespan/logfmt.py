@@ -5,8 +5,8 @@ logger.  ``text`` lines are ``TIME LEVEL LOGGER: MESSAGE``; ``json`` lines
 are objects with ``time`` (RFC 3339, UTC, milliseconds), ``level``
 (debug/info/warning/error/critical), ``logger`` and ``msg``, plus ``error``
 with the traceback when there is one -- every line carries its level either
-way.  The kubespan and wgpy loggers get ``level``; libraries (grpc)
-stay at warnings; the per-peer handshake lines of wgpy
+way.  The kubespan and wgpy loggers get ``level``; libraries (grpc,
+pyroute2) stay at warnings; the per-peer handshake lines of wgpy
 (``wgpy.peer``) only show at ``debug``, where they belong for a mesh of many
 peers.  Nothing here decides what is logged.
 """

@@ -6,7 +6,7 @@ returns what it changed (an empty list when nothing did: apply is idempotent
 and touches the kernel only on a difference); ``cleanup()`` removes
 everything it owns, also state left behind by a crashed earlier run.
 
-``KernelRouting`` is the real implementation (rtnetlink through ``kubespan.rtnl`` + the ``nft`` tool):
+``KernelRouting`` is the real implementation (pyroute2 + the ``nft`` tool):
 
 - the KubeSpan address on the ``kubespan`` link **with /64**, link up;
 - with nftables: inet table ``kubespan`` (sets ``kubespan_targets_ipv4/6``
@@ -32,11 +32,9 @@ import logging
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from . import rtnl
 from .controller import FWMARK_FORCE, FWMARK_MASK, FWMARK_WIREGUARD, RoutingSpec
 from .filters import IPNetwork
 
@@ -123,48 +121,46 @@ class KernelRouting:
         self._applied_nft: str | None = None
         self._spec: RoutingSpec | None = None
 
-    # --- netlink ------------------------------------------------------------------------
+    # --- netlink -------------------------------------------------------------------------
 
-    def _rtnl(self) -> rtnl.Rtnl:
-        return rtnl.Rtnl(self.netns)
+    def _ipr(self) -> Any:
+        from pyroute2 import IPRoute
+
+        return IPRoute(netns=self.netns) if self.netns else IPRoute()
 
     def apply(self, spec: RoutingSpec) -> list[str]:
         changes: list[str] = []
-        with self._rtnl() as nl:
-            index = self._link_index(nl, spec.link)
+        ipr = self._ipr()
+        try:
+            index = self._link_index(ipr, spec.link)
             if index is None:
                 raise OSError(f"link {spec.link} does not exist")
-            changes += self._ensure_link(nl, index, spec)
-            changes += self._ensure_rules(nl, spec)
-            changes += self._ensure_routes(nl, index, spec)
+            changes += self._ensure_link(ipr, index, spec)
+            changes += self._ensure_rules(ipr, spec)
+            changes += self._ensure_routes(ipr, index, spec)
+        finally:
+            ipr.close()
         if self.use_nftables:
             changes += self._ensure_nft(spec)
         self._spec = spec
         return changes
 
     @staticmethod
-    def _link_index(nl: rtnl.Rtnl, name: str) -> int | None:
-        for link in nl.dump(rtnl.LINK):
-            if link.text(rtnl.IFLA_IFNAME) == name:
-                return int(link.header[2])
-        return None
+    def _link_index(ipr: Any, name: str) -> int | None:
+        found = ipr.link_lookup(ifname=name)
+        return int(found[0]) if found else None
 
-    def _ensure_link(self, nl: rtnl.Rtnl, index: int, spec: RoutingSpec) -> list[str]:
+    def _ensure_link(self, ipr: Any, index: int, spec: RoutingSpec) -> list[str]:
         changes: list[str] = []
-        link = next((m for m in nl.dump(rtnl.LINK) if m.header[2] == index), None)
-        if link is None:
-            raise OSError(f"link {spec.link} does not exist")
-        if not link.header[3] & rtnl.IFF_UP:
-            nl.request(rtnl.RTM_NEWLINK, rtnl.IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, rtnl.IFF_UP, rtnl.IFF_UP))
+        link = ipr.get_links(index)[0]
+        if not link["flags"] & 1:
+            ipr.link("set", index=index, state="up")
             changes.append(f"link {spec.link} set up")
         want = (spec.address.ip, spec.address.network.prefixlen)
-        have = {(ipaddress.ip_address(m.attrs[rtnl.IFA_ADDRESS]), m.header[1])
-                for m in nl.dump(rtnl.ADDR, socket.AF_INET6) if m.header[4] == index and rtnl.IFA_ADDRESS in m.attrs}
+        have = {(ipaddress.ip_address(a.get("address")), a["prefixlen"])
+                for a in ipr.get_addr(index=index, family=socket.AF_INET6)}
         if want not in have:
-            ip = str(spec.address.ip)
-            nl.request(rtnl.RTM_NEWADDR, rtnl.IFADDRMSG.pack(socket.AF_INET6, want[1], 0, 0, index),
-                       [rtnl.ip_attr(rtnl.IFA_LOCAL, ip), rtnl.ip_attr(rtnl.IFA_ADDRESS, ip)],
-                       rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL)
+            ipr.addr("add", index=index, address=str(spec.address.ip), prefixlen=spec.address.network.prefixlen)
             changes.append(f"address {spec.address} added to {spec.link}")
         return changes
 
@@ -175,27 +171,21 @@ class KernelRouting:
         return dict(family=family, priority=spec.priority, table=spec.table, fwmark=FWMARK_WIREGUARD,
                     fwmask=FWMARK_MASK, flags=FIB_RULE_INVERT)
 
-    def _ensure_rules(self, nl: rtnl.Rtnl, spec: RoutingSpec) -> list[str]:
+    def _ensure_rules(self, ipr: Any, spec: RoutingSpec) -> list[str]:
         changes: list[str] = []
         for family in (socket.AF_INET, socket.AF_INET6):
             want = self._rule_kwargs(spec, family)
             found = False
-            for rule in self._our_rules(nl, family, spec.priority, spec.table):
-                same = (rule.u32(rtnl.FRA_FWMARK) == want["fwmark"] and rule.u32(rtnl.FRA_FWMASK) == want["fwmask"]
-                        and rule.header[8] & FIB_RULE_INVERT == want.get("flags", 0))
+            for rule in self._our_rules(ipr, family, spec.priority, spec.table):
+                same = (rule.get("fwmark") == want["fwmark"] and rule.get("fwmask") == want["fwmask"]
+                        and rule["flags"] & FIB_RULE_INVERT == want.get("flags", 0))
                 if same and not found:
                     found = True
                     continue
-                self._del_rule(nl, rule)
+                self._del_rule(ipr, rule, family)
                 changes.append(f"removed stale rule priority {spec.priority} (family {family})")
             if not found:
-                table = want["table"]
-                nl.request(rtnl.RTM_NEWRULE,
-                           rtnl.FIB_RULE_HDR.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0,
-                                                  rtnl.FR_ACT_TO_TBL, want.get("flags", 0)),
-                           [rtnl.u32(rtnl.FRA_PRIORITY, want["priority"]), rtnl.u32(rtnl.FRA_TABLE, table),
-                            rtnl.u32(rtnl.FRA_FWMARK, want["fwmark"]), rtnl.u32(rtnl.FRA_FWMASK, want["fwmask"])],
-                           rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL)
+                ipr.rule("add", **want)
                 changes.append(f"rule {self._rule_text(want)} added")
         return changes
 
@@ -206,80 +196,75 @@ class KernelRouting:
         return f"{fam} {neg}fwmark 0x{kw['fwmark']:x}/0x{kw['fwmask']:x} lookup {kw['table']} prio {kw['priority']}"
 
     @staticmethod
-    def _our_rules(nl: rtnl.Rtnl, family: int, priority: int, table: int) -> list[rtnl.Msg]:
+    def _our_rules(ipr: Any, family: int, priority: int, table: int) -> list[Any]:
         out = []
-        for rule in nl.dump(rtnl.RULE, family):
-            rule_table = rule.u32(rtnl.FRA_TABLE) or rule.header[4]
-            if rule.u32(rtnl.FRA_PRIORITY) == priority and rule_table == table:
+        for rule in ipr.get_rules(family=family):
+            rule_table = rule.get("table") or rule["table"]
+            if rule.get("priority") == priority and rule_table == table:
                 out.append(rule)
         return out
 
     @staticmethod
-    def _del_rule(nl: rtnl.Rtnl, rule: rtnl.Msg) -> None:
-        """Delete exactly this rule (its header and the attributes that select it)."""
-        keep = (rtnl.FRA_PRIORITY, rtnl.FRA_TABLE, rtnl.FRA_FWMARK, rtnl.FRA_FWMASK)
-        nl.request(rtnl.RTM_DELRULE, rtnl.FIB_RULE_HDR.pack(*rule.header),
-                   [rtnl.attr(k, rule.attrs[k]) for k in keep if k in rule.attrs])
+    def _del_rule(ipr: Any, rule: Any, family: int) -> None:
+        kw: dict[str, Any] = dict(family=family, priority=rule.get("priority"), table=rule.get("table"))
+        if rule.get("fwmark") is not None:
+            kw.update(fwmark=rule.get("fwmark"), fwmask=rule.get("fwmask"))
+        kw["flags"] = rule["flags"]
+        ipr.rule("del", **kw)
 
     def _desired_routes(self, spec: RoutingSpec) -> set[IPNetwork]:
         if self.use_nftables:
             return {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
         return set(spec.routed)
 
-    def _ensure_routes(self, nl: rtnl.Rtnl, index: int, spec: RoutingSpec) -> list[str]:
+    def _ensure_routes(self, ipr: Any, index: int, spec: RoutingSpec) -> list[str]:
         changes: list[str] = []
         want = self._desired_routes(spec)
         have: set[IPNetwork] = set()
-        for route, net in self._table_routes(nl, spec.table):
-            ok = net in want and route.u32(rtnl.RTA_OIF) == index and self._route_mtu(route) == spec.mtu
+        for route, net in self._table_routes(ipr, spec.table):
+            ok = net in want and route.get("oif") == index and self._route_mtu(route) == spec.mtu
             if ok and net not in have:
                 have.add(net)
                 continue
-            self._del_route(nl, route)
+            self._del_route(ipr, route, net, spec.table)
             if net not in want:
                 changes.append(f"route {net} removed from table {spec.table}")
         for net in sorted(want - have, key=lambda n: (n.version, n.network_address.packed, n.prefixlen)):
-            family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
-            table = spec.table
-            attributes = [rtnl.u32(rtnl.RTA_TABLE, table), rtnl.u32(rtnl.RTA_OIF, index),
-                          rtnl.attr(rtnl.RTA_METRICS, rtnl.u32(rtnl.RTAX_MTU, spec.mtu))]
-            if net.prefixlen:
-                attributes.append(rtnl.attr(rtnl.RTA_DST, net.network_address.packed))
+            kw: dict[str, Any] = dict(dst=str(net), oif=index, table=spec.table, proto=RTPROT_STATIC,
+                                      metrics={"mtu": spec.mtu})
             if self.use_nftables:
-                attributes.append(rtnl.u32(rtnl.RTA_PRIORITY, 1))
-            nl.request(rtnl.RTM_NEWROUTE,
-                       rtnl.RTMSG.pack(family, net.prefixlen, 0, 0, table if table < 256 else 0, RTPROT_STATIC,
-                                       0, rtnl.RTN_UNICAST, 0),
-                       attributes, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL)
+                kw["priority"] = 1
+            ipr.route("add", **kw)
             changes.append(f"route {net} dev {spec.link} mtu {spec.mtu} added to table {spec.table}")
         return changes
 
     @staticmethod
-    def _del_route(nl: rtnl.Rtnl, route: rtnl.Msg) -> None:
+    def _del_route(ipr: Any, route: Any, net: IPNetwork, table: int) -> None:
         """Delete exactly this route (proto, oif and metric must match what the kernel has)."""
-        keep = (rtnl.RTA_TABLE, rtnl.RTA_DST, rtnl.RTA_OIF, rtnl.RTA_PRIORITY)
-        nl.request(rtnl.RTM_DELROUTE, rtnl.RTMSG.pack(*route.header),
-                   [rtnl.attr(k, route.attrs[k]) for k in keep if k in route.attrs])
+        kw: dict[str, Any] = dict(table=table, dst=str(net), family=route["family"], proto=route["proto"],
+                                  scope=route["scope"], type=route["type"])
+        for key in ("oif", "priority"):
+            if route.get(key) is not None:
+                kw[key] = route.get(key)
+        ipr.route("del", **kw)
 
     @staticmethod
-    def _route_mtu(route: rtnl.Msg) -> int | None:
-        metrics = route.attrs.get(rtnl.RTA_METRICS)
+    def _route_mtu(route: Any) -> int | None:
+        metrics = route.get("metrics")
         if metrics is None:
             return None
-        raw = rtnl.attrs(metrics).get(rtnl.RTAX_MTU)
-        return int.from_bytes(raw[:4], sys.byteorder) if raw is not None and len(raw) >= 4 else None
+        mtu = metrics.get("mtu") if hasattr(metrics, "get") else None
+        return int(mtu) if mtu is not None else None
 
     @staticmethod
-    def _table_routes(nl: rtnl.Rtnl, table: int) -> list[tuple[rtnl.Msg, IPNetwork]]:
+    def _table_routes(ipr: Any, table: int) -> list[tuple[Any, IPNetwork]]:
         out = []
         for family in (socket.AF_INET, socket.AF_INET6):
-            for route in nl.dump(rtnl.ROUTE, family):
-                if (route.u32(rtnl.RTA_TABLE) or route.header[4]) != table:
+            for route in ipr.get_routes(family=family, table=table):
+                if (route.get("table") or route["table"]) != table:
                     continue
-                dst = route.attrs.get(rtnl.RTA_DST)
-                addr = ipaddress.ip_address(dst) if dst else ipaddress.ip_address("0.0.0.0" if family == socket.AF_INET
-                                                                                  else "::")
-                out.append((route, ipaddress.ip_network(f"{addr}/{route.header[1]}")))
+                dst = route.get("dst") or ("0.0.0.0" if family == socket.AF_INET else "::")
+                out.append((route, ipaddress.ip_network(f"{dst}/{route['dst_len']}")))
         return out
 
     # --- nftables ------------------------------------------------------------------------
@@ -313,7 +298,7 @@ class KernelRouting:
         changes: list[str] = []
         try:
             changes += self._cleanup_netlink(link, table, priority)
-        except Exception as exc:  # a kernel refusal (OSError) or anything unexpected: cleanup never raises
+        except Exception as exc:  # pyroute2 raises its own NetlinkError (an OSError) or others
             log.warning("routing cleanup: %s", exc)
         if shutil.which("nft") is not None:
             try:
@@ -328,23 +313,23 @@ class KernelRouting:
 
     def _cleanup_netlink(self, link: str, table: int, priority: int) -> list[str]:
         changes: list[str] = []
-        with self._rtnl() as nl:
+        ipr = self._ipr()
+        try:
             for family in (socket.AF_INET, socket.AF_INET6):
-                for rule in self._our_rules(nl, family, priority, table):
-                    self._del_rule(nl, rule)
+                for rule in self._our_rules(ipr, family, priority, table):
+                    self._del_rule(ipr, rule, family)
                     changes.append(f"rule priority {priority} lookup {table} removed")
-            for route, net in self._table_routes(nl, table):
-                self._del_route(nl, route)
+            for route, net in self._table_routes(ipr, table):
+                self._del_route(ipr, route, net, table)
                 changes.append(f"route {net} removed from table {table}")
-            index = self._link_index(nl, link)
+            index = self._link_index(ipr, link)
             if index is not None and self._spec is not None:
                 address = self._spec.address
                 try:
-                    ip = str(address.ip)
-                    nl.request(rtnl.RTM_DELADDR,
-                               rtnl.IFADDRMSG.pack(socket.AF_INET6, address.network.prefixlen, 0, 0, index),
-                               [rtnl.ip_attr(rtnl.IFA_LOCAL, ip), rtnl.ip_attr(rtnl.IFA_ADDRESS, ip)])
+                    ipr.addr("del", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
                     changes.append(f"address {address} removed from {link}")
                 except OSError:
                     pass  # already gone
+        finally:
+            ipr.close()
         return changes

@@ -75,7 +75,7 @@ def test_the_hook_blocks_and_the_unblocked_cli_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("module", "dist"), [("grpc", "grpcio"), ("google.protobuf", "protobuf"),
-                                              ("yaml", "PyYAML")])
+                                              ("yaml", "PyYAML"), ("pyroute2", "pyroute2")])
 @pytest.mark.parametrize("command", [["agent", "--config", "/nonexistent.yaml"], ["get", "identities"],
                                      ["discovery-service"], ["gen", "config", "--with-kubespan"]],
                          ids=lambda c: c[0])
@@ -86,8 +86,8 @@ def test_a_missing_distribution_gets_the_install_hint(module: str, dist: str, co
 
 def test_python_dash_m_and_every_missing_one_named(tmp_path: Path) -> None:
     res = _run(tmp_path, [sys.executable, "-m", "kubespan", "get", "members"],
-               block="grpc,google.protobuf,yaml")
-    _assert_hint(res, "grpcio", "protobuf", "PyYAML")
+               block="grpc,google.protobuf,yaml,pyroute2")
+    _assert_hint(res, "grpcio", "protobuf", "PyYAML", "pyroute2")
 
 
 def test_a_broken_distribution_met_by_a_lazy_import_gets_the_hint_too(tmp_path: Path) -> None:
