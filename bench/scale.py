@@ -8,12 +8,15 @@ internet router (no per-pair nft counters), the discovery service (in memory) in
 then all N ``kubespan agent`` processes spawned at once (Talos' 30 s reconcile interval unless
 ``--reconcile-interval`` says otherwise).  Measured, every wait bounded by its own timeout:
 
-- **agents answer**: seconds from the first spawn until every agent answers on its API socket.
+- **agents answer**: seconds from the first spawn until every agent answers on its API socket (its
+  watch stream below opened).
 - **all up**: seconds from the first spawn (and from "agents answer") until every node lists every
-  other node in its KubeSpan peer statuses with state ``up``.  The poll asks each agent's API socket
-  for ``kubespanpeerstatuses`` in this process (the request ``kubespan get kubespanpeerstatuses -o
-  json`` sends; spawning N ``kubespan get`` processes per poll would itself load the 2 cores), every
-  ``POLL_INTERVAL`` s; once all are up, ``lab.peer_statuses`` (the CLI) confirms it on every node.
+  other node in its KubeSpan peer statuses with state ``up``, at one moment.  The bench keeps one
+  ``watch kubespanpeerstatuses`` stream open per agent (the request ``kubespan get -w
+  kubespanpeerstatuses`` sends, read in this process by one thread per agent; ``MeshWatch``): each agent
+  sends its current statuses and then an event per change, so the time is that of the event that made
+  the last pair ``up``, and the agents answer no requests while the mesh forms.  Once all are up the
+  streams are closed and ``lab.peer_statuses`` (the CLI) confirms it on every node.
 - **all pings**: after "all up", every ordered pair (or ``--ping-sample`` random pairs) pings the
   other's KubeSpan ULA once (``ping -c 1 -W 2``): one ``ip netns exec`` per source node running
   ``xargs -P --ping-per-node``, at most ``--ping-sources`` source nodes at a time; failed pairs are
@@ -45,14 +48,17 @@ from __future__ import annotations
 import argparse
 import compileall
 import concurrent.futures
+import contextlib
 import json
 import os
 import random
 import shutil
 import signal
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,12 +69,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kubespan import api  # noqa: E402
-from kubespan.errors import KubespanError  # noqa: E402
 from lab.mesh import Lab, LabError, Node, missing_requirements  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-POLL_INTERVAL = 0.25
+CONNECT_RETRY = 0.1
+HEADER_TIMEOUT = 60.0
 METRICS_PORT = 9100
 API_TIMEOUT = 5.0
 UP_GOAL_NODES, UP_GOAL_S, IDLE_GOAL_PCT = 50, 15.0, 0.5
@@ -144,22 +149,132 @@ def loadavg() -> str:
 
 # --- the agents' API ---------------------------------------------------------------------------------
 
-def peer_states(node: Node) -> dict[str, str]:
-    """label -> state of ``node``'s KubeSpan peer statuses, read from its API socket ({} if it does not
-    answer yet)."""
-    try:
-        reply = api.request(str(node.api_socket), "kubespanpeerstatuses", timeout=API_TIMEOUT)
-    except KubespanError:
-        return {}
-    return {str(item["spec"].get("label")): str(item["spec"].get("state")) for item in reply.get("items", [])}
+class MeshWatch:
+    """One ``watch kubespanpeerstatuses`` stream per agent (the request ``kubespan get -w
+    kubespanpeerstatuses`` sends), read by one thread each: the agent sends its current statuses, then an
+    event whenever one changes, so the bench sees every change without asking again.  Records when
+    each agent's stream opened (it answers on its API socket) and the first moment every node showed
+    every other node ``up`` at the same time, and the ordered pairs up after each change."""
 
+    def __init__(self, nodes: list[Node], deadline: float) -> None:
+        self.nodes = nodes
+        self.names = {node.name for node in nodes}
+        self.deadline = deadline
+        self.lock = threading.Lock()
+        self.states: dict[str, dict[str, str]] = {node.name: {} for node in nodes}
+        self.up: dict[str, int] = {node.name: 0 for node in nodes}
+        self.answered: dict[str, float] = {}
+        self.all_up_at: float | None = None
+        self.timeline: list[tuple[float, int]] = []
+        self.errors: list[str] = []
+        self.changed = threading.Condition(self.lock)
+        self.socks: dict[str, socket.socket] = {}
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._follow, args=(node,), daemon=True) for node in nodes]
 
-def answers(node: Node) -> bool:
-    try:
-        api.request(str(node.api_socket), "kubespanidentities", timeout=API_TIMEOUT)
-    except KubespanError:
-        return False
-    return True
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def _connect(self, node: Node) -> socket.socket | None:
+        while not self.stopping and time.monotonic() < self.deadline:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(HEADER_TIMEOUT)
+                sock.connect(str(node.api_socket))
+                sock.sendall(b'{"watch": "kubespanpeerstatuses"}\n')
+                return sock
+            except OSError:
+                sock.close()
+                time.sleep(CONNECT_RETRY)
+        return None
+
+    def _follow(self, node: Node) -> None:
+        sock = self._connect(node)
+        if sock is None:
+            return
+        with self.lock:
+            self.socks[node.name] = sock
+        try:
+            stream = sock.makefile("rb")
+            header = json.loads(stream.readline() or b"{}")
+            if "error" in header or "type" not in header:
+                raise ValueError(f"no watch header: {header}")
+            sock.settimeout(None)
+            with self.changed:
+                self.answered[node.name] = time.monotonic()
+                self.changed.notify_all()
+            for raw in stream:
+                event = json.loads(raw)
+                if "error" in event:
+                    raise ValueError(event["error"])
+                resource = event.get("resource")
+                if resource is None:
+                    continue
+                spec = resource["spec"]
+                with self.changed:
+                    states = self.states[node.name]
+                    if event["event"] == "destroyed":
+                        states.pop(str(spec.get("label")), None)
+                    else:
+                        states[str(spec.get("label"))] = str(spec.get("state"))
+                    self._count(node.name)
+        except (OSError, ValueError) as exc:
+            if not self.stopping:
+                with self.changed:
+                    self.errors.append(f"{node.name}: {exc}")
+                    self.changed.notify_all()
+        finally:
+            sock.close()
+
+    def _count(self, name: str) -> None:
+        states = self.states[name]
+        up = sum(1 for other in self.names - {name} if states.get(other) == "up")
+        if up == self.up[name]:
+            return
+        self.up[name] = up
+        now = time.monotonic()
+        total = sum(self.up.values())
+        self.timeline.append((now, total))
+        if self.all_up_at is None and total == len(self.nodes) * (len(self.nodes) - 1):
+            self.all_up_at = now
+        self.changed.notify_all()
+
+    def wait(self, done: Any, what: str) -> float:
+        """Until ``done()`` (called with the lock held) or the deadline; the time it became true."""
+        last_report = time.monotonic()
+        with self.changed:
+            while not done():
+                now = time.monotonic()
+                if self.errors:
+                    raise LabError(f"watch failed: {'; '.join(self.errors[:5])}")
+                if now > self.deadline:
+                    raise LabError(f"timed out waiting for {what}: {self.progress()}")
+                if now - last_report > 5:
+                    say(f"   {self.progress()}")
+                    last_report = now
+                self.changed.wait(0.5)
+                self.changed.release()
+                try:
+                    check_agents(self.nodes)
+                finally:
+                    self.changed.acquire()
+            return time.monotonic()
+
+    def progress(self) -> str:
+        n = len(self.nodes)
+        return (f"{len(self.answered)}/{n} agents answer, {sum(self.up.values())}/{n * (n - 1)} ordered pairs up, "
+                f"{sum(1 for v in self.up.values() if v == n - 1)}/{n} nodes see all up")
+
+    def close(self) -> None:
+        self.stopping = True
+        with self.lock:
+            socks = list(self.socks.values())
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self.threads:
+            thread.join(API_TIMEOUT)
 
 
 def check_agents(nodes: list[Node]) -> None:
@@ -167,30 +282,6 @@ def check_agents(nodes: list[Node]) -> None:
         if node.agent is None or not node.agent.alive():
             tail = node.agent.log_text(2000) if node.agent else ""
             raise LabError(f"agent {node.name} is not running: {tail}")
-
-
-def wait_all(nodes: list[Node], done: Any, timeout: float, what: str, on_round: Any = None) -> float:
-    """Poll ``done(node)`` for the nodes not done yet until all are, at most ``timeout`` s; the time.
-    ``on_round(seconds)`` after every round."""
-    start = time.monotonic()
-    pending = list(nodes)
-    last_report = start
-    while pending:
-        check_agents(nodes)
-        pending = [n for n in pending if not done(n)]
-        now = time.monotonic()
-        if on_round is not None:
-            on_round(now - start)
-        if not pending:
-            break
-        if now - start > timeout:
-            raise LabError(f"timed out after {timeout:g} s waiting for {what}: "
-                           f"{len(pending)} nodes not there ({', '.join(n.name for n in pending[:10])} ...)")
-        if now - last_report > 5:
-            say(f"   {now - start:5.1f} s: {len(nodes) - len(pending)}/{len(nodes)} {what}")
-            last_report = now
-        time.sleep(POLL_INTERVAL)
-    return time.monotonic() - start
 
 
 def agent_counters(node: Node) -> dict[str, float]:
@@ -277,28 +368,24 @@ def measure(n: int, args: argparse.Namespace, workdir: Path) -> Result:
                                 log_level=args.log_level,
                                 extra_args=["--metrics-addr", f"127.0.0.1:{METRICS_PORT}"] if args.counters else [])
             agent_pids = [node.agent.popen.pid for node in nodes if node.agent is not None]
-            wait_all(nodes, answers, args.start_timeout, "agents answer")
-            t_answer = time.monotonic()
-            res.agent_cpu_start_s = [cpu_seconds(pid) for pid in agent_pids]
-            res.answer_s = t_answer - t_spawn
-            say(f"   every agent answers {res.answer_s:.1f} s after the first spawn")
-            names = {node.name for node in nodes}
-
-            up_count: dict[str, int] = {}
-
-            def all_up(node: Node) -> bool:
-                states = peer_states(node)
-                up_count[node.name] = sum(1 for other in names - {node.name} if states.get(other) == "up")
-                return up_count[node.name] == n - 1
-
-            def record(seconds: float) -> None:
-                res.up_timeline.append((round(seconds, 2), sum(up_count.values())))
-
-            wait_all(nodes, all_up, args.up_timeout, "nodes see every peer up", record)
-            t_up = time.monotonic()
+            watch = MeshWatch(nodes, t_spawn + args.start_timeout + args.up_timeout)
+            watch.start()
+            try:
+                t_answer = watch.wait(lambda: len(watch.answered) == n, "agents answer")
+                t_answer = max(watch.answered.values())
+                res.agent_cpu_start_s = [cpu_seconds(pid) for pid in agent_pids]
+                res.answer_s = t_answer - t_spawn
+                say(f"   every agent answers {res.answer_s:.1f} s after the first spawn")
+                watch.wait(lambda: watch.all_up_at is not None, "every node to see every peer up")
+                res.agent_cpu_forming_s = [cpu_seconds(pid) for pid in agent_pids]
+                res.discovery_cpu_forming_s = cpu_seconds(dpid) - d_cpu0
+                assert watch.all_up_at is not None
+                t_up = watch.all_up_at
+                res.up_timeline = [(round(t - t_answer, 3), count) for t, count in watch.timeline]
+            finally:
+                watch.close()
             res.up_from_spawn_s, res.up_from_answer_s = t_up - t_spawn, t_up - t_answer
-            res.discovery_cpu_forming_s = cpu_seconds(dpid) - d_cpu0
-            res.agent_cpu_forming_s = [cpu_seconds(pid) for pid in agent_pids]
+            names = {node.name for node in nodes}
             say(f"   all up {res.up_from_spawn_s:.1f} s after the first spawn ({res.up_from_answer_s:.1f} s "
                 "after every agent answered); confirming with kubespan get")
             for node in nodes:

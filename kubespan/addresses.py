@@ -26,24 +26,51 @@ def _link_up(link: Any) -> bool:
     return link_is_up(link.get("IFLA_OPERSTATE") or "", bool(link.get("IFLA_CARRIER")), physical)
 
 
-def read_addresses() -> list[NodeAddress]:
-    """Every address on this host's links (netlink dump), with its link's up/down state."""
-    from pyroute2 import IPRoute
+def read_addresses(ipr: Any = None) -> list[NodeAddress]:
+    """Every address on this host's links (netlink dump), with its link's up/down state; through
+    ``ipr`` (an open pyroute2 ``IPRoute``, left open) or a socket of its own."""
+    if ipr is None:
+        from pyroute2 import IPRoute
 
-    with IPRoute() as ipr:
-        links = ipr.get_links()
-        names = {link["index"]: link.get("ifname") or "" for link in links}
-        up = {link["index"]: _link_up(link) for link in links}
-        out: list[NodeAddress] = []
-        for msg in ipr.get_addr():
-            text = msg.get("local") or msg.get("address")
-            if not text:
-                continue
-            try:
-                ip = ipaddress.ip_address(text.split("%", 1)[0])
-            except ValueError:
-                continue
-            out.append(NodeAddress(ip=ip, prefixlen=int(msg["prefixlen"]), link=names.get(msg["index"], ""),
-                                   scope=_SCOPES.get(int(msg["scope"]), "global"),
-                                   link_up=up.get(msg["index"], False)))
+        with IPRoute() as own:
+            return read_addresses(own)
+    links = ipr.get_links()
+    names = {link["index"]: link.get("ifname") or "" for link in links}
+    up = {link["index"]: _link_up(link) for link in links}
+    out: list[NodeAddress] = []
+    for msg in ipr.get_addr():
+        text = msg.get("local") or msg.get("address")
+        if not text:
+            continue
+        try:
+            ip = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            continue
+        out.append(NodeAddress(ip=ip, prefixlen=int(msg["prefixlen"]), link=names.get(msg["index"], ""),
+                               scope=_SCOPES.get(int(msg["scope"]), "global"),
+                               link_up=up.get(msg["index"], False)))
     return out
+
+
+class AddressReader:
+    """``read_addresses`` through one ``IPRoute`` kept open between reads (``close()`` ends it); on a
+    netlink error the socket is dropped and the next read opens another.  One thread at a time."""
+
+    def __init__(self) -> None:
+        self._ipr: Any = None
+
+    def read(self) -> list[NodeAddress]:
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            self._ipr = IPRoute()
+        try:
+            return read_addresses(self._ipr)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._ipr is not None:
+            ipr, self._ipr = self._ipr, None
+            ipr.close()

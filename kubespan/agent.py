@@ -1,63 +1,55 @@
 """The kubespan agent: the asyncio shell that wires everything to the kernel.
 
-Contract (kubespan.md §2-§6; architecture.md points 7-9): ``run_agent``
-loads the config and identity, creates the wgpy interface ``kubespan``
-in-process (port 51820, fwmark 0x20, MTU from config, optional UAPI socket),
-starts one ``DiscoveryClient`` per discovery endpoint, serves the resource
-API, then reconciles every ``reconcile_interval`` seconds (30 s by default) and
-at once when something changes (a discovery update, an address or link change
-on the host).  Between reconciles a status pass (WireGuard's peer stats and
-the clock against the last peer specs, ``controller.peer_pass``; no netlink
-read, no discovery) runs when it can change something, so peer states follow
-handshakes and endpoint timeouts as they happen: when the engine reports a
-completed handshake (``wgpy.events.Event.HANDSHAKE_COMPLETE``, through
-``Interface.add_event_sink``) and at the next boundary of the state table or
-the end of a first-contact hold (``kubespan.status_passes`` decides when).
-After a handshake, only when a status really changed (``peers.status_changed``: state, endpoint
-rotation, roaming) does a pass apply the WireGuard and routing changes and
-publish the statuses; an idle mesh runs no pass at all, and the full
-reconcile stays the backstop.  Each reconcile: read addresses (``kubespan.addresses``, netlink) and
-WireGuard peers, publish the local affiliate, merge remote affiliates, call the pure
-``controller.reconcile``, apply the peer diff to wgpy and the routing spec to
-the kernel, send harvested endpoints (``harvestExtraEndpoints``), publish the
-resources.  Logs say what changed and why; they never contain keys other than
-public keys.  SIGTERM/SIGINT: routes/rules/nft removed, TUN closed, sockets
-removed, exit 0; the affiliate stays in discovery until its TTL, as a
-rebooting Talos node's does (stopping is not leaving; ``kubespan.leave``).
-A ``leave`` request on the API socket: AffiliateDelete on every service, the
-identity files removed (only if every delete succeeded), then the same stop.
-A config that does not parse exits 1 before anything is touched; so does a
-second agent for the same state dir or for the ``kubespan`` interface of the
-same network namespace (``kubespan.lock``), and the "KubeSpan disabled"
-cleanup of leftover state runs only under those locks.
-Relaying (our extension, ``kubespan.relay``): the interface gets the relay key
-derived from the cluster secret (and serves as a relay with ``relay: true``),
-the local affiliate announces ``relay``, and the status pass may move a peer
-onto a relay; ``AgentOptions.relay=False`` (``--no-relay``) behaves as a
-Talos node: no relay key, no relay use, and ``relay: true`` is an error.
-With ``metrics_addr`` the agent serves Prometheus metrics (``kubespan.metrics``
-plus its interface's ``wgpy.io.metrics``) from the start, before it reports
-ready.  Single event loop; not thread-safe.
+Contract (kubespan.md §2-§6; architecture.md points 7-9): ``run_agent`` loads the config and identity, creates
+the wgpy interface ``kubespan`` in-process (port 51820, fwmark 0x20, MTU from config, optional UAPI socket),
+starts one ``DiscoveryClient`` per discovery endpoint, serves the resource API, then reconciles every
+``reconcile_interval`` seconds (30 s by default) and at once when something changes (a discovery update, an
+address or link change on the host). Between reconciles a status pass (WireGuard's peer stats and the clock
+against the last peer specs, ``controller.peer_pass``; no netlink read, no discovery) runs when it can change
+something, so peer states follow handshakes and endpoint timeouts as they happen: when the engine reports a
+completed handshake (``wgpy.events.Event.HANDSHAKE_COMPLETE``, through ``Interface.add_event_sink``) and at
+the next boundary of the state table or the end of a first-contact hold (``kubespan.status_passes`` decides
+when). After a handshake, only when a status really changed (``peers.status_changed``: state, endpoint
+rotation, roaming) does a pass apply the WireGuard and routing changes and publish the statuses; an idle mesh
+runs no pass at all, and the full reconcile stays the backstop. Each reconcile: read addresses
+(``kubespan.addresses``, netlink; again only after the address watcher saw a change, or in the periodic
+reconcile) and WireGuard peers, publish the local affiliate, merge remote affiliates,
+call the pure ``controller.reconcile``, apply the peer diff to wgpy and the routing spec to the kernel, send
+harvested endpoints (``harvestExtraEndpoints``), publish the resources. Logs say what changed and why; they
+never contain keys other than public keys. SIGTERM/SIGINT: routes/rules/nft removed, TUN closed, sockets
+removed, exit 0; the affiliate stays in discovery until its TTL, as a rebooting Talos node's does (stopping is
+not leaving; ``kubespan.leave``). A ``leave`` request on the API socket: AffiliateDelete on every service, the
+identity files removed (only if every delete succeeded), then the same stop. A config that does not parse
+exits 1 before anything is touched; so does a second agent for the same state dir or for the ``kubespan``
+interface of the same network namespace (``kubespan.lock``), and the "KubeSpan disabled" cleanup of leftover
+state runs only under those locks. Relaying (our extension, ``kubespan.relay``): the interface gets the relay
+key derived from the cluster secret (and serves as a relay with ``relay: true``), the local affiliate
+announces ``relay``, and the status pass may move a peer onto a relay; ``AgentOptions.relay=False``
+(``--no-relay``) behaves as a Talos node: no relay key, no relay use, and ``relay: true`` is an error. With
+``metrics_addr`` the agent serves Prometheus metrics (``kubespan.metrics`` plus its interface's
+``wgpy.io.metrics``) from the start, before it reports ready. Single event loop; not thread-safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
+import importlib
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from wgpy import DeviceUpdate, Interface, MetricsServer, UapiInUse, notify_ready, open_uapi_socket
+from wgpy import DeviceUpdate, Interface, UapiInUse, notify_ready, open_uapi_socket
 
 from . import logfmt, relay, specs
-from .affiliates import AffiliateSpec, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
+from .affiliates import AffiliateSpec, NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
 from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config, parse_config
 from .controller import (
@@ -66,7 +58,7 @@ from .controller import (
 )
 from .discovery.client import DiscoveryClient, ServiceEndpoint
 from .errors import KubespanError
-from .addresses import read_addresses
+from .addresses import AddressReader
 from .identity import Identity, load_identity, parse_mac
 from .leave import remove_state
 from .lock import LOCK_DIR, AgentLock
@@ -80,7 +72,11 @@ from .routing import KernelRouting, RoutingEffects
 from .status_passes import StatusPasses
 from .wgpeers import observe, peer_update
 
+if TYPE_CHECKING:  # the metrics server (prometheus_client) is imported only when metrics are served
+    from wgpy import MetricsServer
+
 log = logging.getLogger("kubespan.agent")
+T = TypeVar("T")
 
 DEFAULT_STATE_DIR = "/var/lib/kubespan"
 DEFAULT_UAPI_SOCKET = "/var/run/wireguard/kubespan.sock"
@@ -123,6 +119,8 @@ class Agent:
         self.store.publish(KUBESPAN_IDENTITIES, {RESOURCE_ID_LOCAL: specs.identity_spec(identity)})
         self.store.publish(NODE_IDENTITIES, {RESOURCE_ID_LOCAL: specs.node_identity_spec(identity.node_id)})
         self.statuses: dict[str, PeerStatus] = {}
+        self._statuses_at: float | None = None
+        """The clock value ``statuses`` were computed at (what ``StatusPasses.arm`` counts due times from)."""
         self._specs: tuple[PeerSpec, ...] | None = None
         """The peer specs of the last reconcile (what the status pass works on)."""
         self._routed: RoutingSpec | None = None
@@ -141,6 +139,12 @@ class Agent:
         """Set by a ``leave`` request; resolved by ``_shutdown`` once the affiliate is deleted."""
         self.exit_code = 0
         self.metrics = AgentMetrics(lambda: self.statuses, lambda: self.clients)
+        self._nl_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kubespan-netlink")
+        """Netlink and nft work in one thread (pyroute2's sockets stay there; it imports pyroute2 at start)."""
+        self._reader = AddressReader()
+        self._addresses: list[NodeAddress] | None = None
+        self._addresses_stale = True
+        """Re-read the addresses: the watcher saw a change, a periodic reconcile, or no watcher."""
         self._metrics_server: MetricsServer | None = None
 
     # --- life cycle ------------------------------------------------------------------------
@@ -150,6 +154,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig.name)
         ticker: asyncio.Task[None] | None = None
+        self._nl_thread.submit(importlib.import_module, "pyroute2")
         try:
             await self._start()
             notify_ready(f"serving {self.options.api_socket}")  # systemd Type=notify
@@ -211,9 +216,11 @@ class Agent:
     async def _serve_metrics(self, addr: str) -> None:
         from prometheus_client.registry import CollectorRegistry
 
+        from wgpy import MetricsServer
+
         assert self.iface is not None
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(self.metrics)
+        registry.register(self.metrics.collector())
         registry.register(self.iface.metrics_collector(lambda: {k: s.label for k, s in self.statuses.items()}))
         self._metrics_server = MetricsServer(registry, addr)
         await self._metrics_server.start()
@@ -239,6 +246,7 @@ class Agent:
         with contextlib.suppress(OSError):  # BlockingIOError once drained; ENOBUFS on overrun
             for _ in range(64):
                 self._netlink.recv(65536)
+        self._addresses_stale = True
         self.trigger()
 
     async def _loop(self) -> None:
@@ -251,8 +259,10 @@ class Agent:
             except Exception:  # keep the mesh running; the next pass retries
                 log.exception("reconcile failed")
             self.metrics.reconciled(time.monotonic() - started, ok)
-            with contextlib.suppress(asyncio.TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), interval)
+            except asyncio.TimeoutError:
+                self._addresses_stale = True  # the periodic reconcile reads everything again
             if self._stop.is_set():
                 break
             self._wake.clear()
@@ -303,12 +313,17 @@ class Agent:
                 asyncio.get_running_loop().remove_reader(self._netlink.fileno())
             self._netlink.close()
         if self.iface is not None:  # routing state is ours only once we own the link
-            for change in await asyncio.to_thread(self.routing.cleanup):
+            for change in await self._in_nl_thread(self.routing.cleanup):
                 log.info("cleanup: %s", change)
+            await self._in_nl_thread(self._reader.close)
             await self.iface.close()
             log.info("interface %s removed", LINK_NAME)
         if self.api is not None:
             await self.api.close()
+        self._nl_thread.shutdown(wait=False)
+
+    async def _in_nl_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._nl_thread, fn, *args)
 
     # --- one pass ----------------------------------------------------------------------------
 
@@ -319,7 +334,10 @@ class Agent:
 
     async def _reconcile(self) -> Desired:
         assert self.iface is not None
-        addresses = await asyncio.to_thread(read_addresses)
+        if self._addresses is None or self._addresses_stale or self._netlink is None:
+            self._addresses_stale = False  # a change during the read marks them stale again
+            self._addresses = await self._in_nl_thread(self._reader.read)
+        addresses = self._addresses
         public_ip = next((c.client_ip for c in self.clients if c.client_ip is not None), None)
         affiliate = local_affiliate(self.identity, self.config, addresses, self.nodename, self.nodename,
                                     self.config.machine_type)
@@ -334,13 +352,14 @@ class Agent:
         merged.pop(self.identity.node_id, None)
         local = from_remote(affiliate, endpoints)
         observed = observe(self.iface)
-        desired = reconcile(self.config, self.identity, local, merged, observed, self.statuses, time.time())
+        now = time.time()
+        desired = reconcile(self.config, self.identity, local, merged, observed, self.statuses, now, self._contacted())
         self._log_warnings(desired.warnings)
         self._specs = desired.peer_specs
         await self._apply(PeerPass(desired.statuses, desired.peers, desired.routing, desired.harvested), observed,
-                          always_route=True, why="reconcile")
+                          now, always_route=True, why="reconcile")
         self._publish(desired, local, merged)
-        self.status_passes.arm()
+        self.status_passes.arm(self._statuses_at)
         return desired
 
     async def refresh_statuses(self, why: str = "timeout") -> bool:
@@ -353,23 +372,23 @@ class Agent:
             now = time.time()
             new = next_statuses(self._specs, observed, self.statuses, now)
             if why != "timeout" and not any(status_changed(self.statuses.get(k), s) for k, s in new.items()):
-                self.status_passes.arm()
+                self.status_passes.arm(self._statuses_at)
                 return False
-            result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now)
-            await self._apply(result, observed, always_route=False, why=why)
+            result = peer_pass(self.config, self.identity, self._specs, observed, self.statuses, now, self._contacted())
+            await self._apply(result, observed, now, always_route=False, why=why)
             self.store.publish(KUBESPAN_PEER_STATUSES,
                                {k: specs.peer_status_spec(s) for k, s in result.statuses.items()})
             self.store.publish(KUBESPAN_ENDPOINTS, {h.public_key: specs.endpoint_spec(h) for h in result.harvested})
-            self.status_passes.arm()
+            self.status_passes.arm(self._statuses_at)
             return True
 
-    async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], always_route: bool,
-                     why: str) -> None:
+    async def _apply(self, result: PeerPass, observed: dict[str, ObservedPeer], computed_at: float,
+                     always_route: bool, why: str) -> None:
         """WireGuard peers, then routing (a status pass: only when the routed set changed), then statuses."""
         self._apply_peers(result.peers, observed)
         if always_route or result.routing != self._routed:
             try:
-                for change in await asyncio.to_thread(self.routing.apply, result.routing):
+                for change in await self._in_nl_thread(self.routing.apply, result.routing):
                     log.info("routing: %s", change)
                 self._routed = result.routing
             except Exception as exc:
@@ -377,6 +396,7 @@ class Agent:
         self._log_status_changes(result.statuses, why)
         self.metrics.observe_statuses(self.statuses, result.statuses)
         self.statuses = dict(result.statuses)
+        self._statuses_at = computed_at
         if self.config.kubespan.harvest_extra_endpoints:
             observed_eps = observed_endpoints_by_node(result.harvested)
             for client in self.clients:
@@ -387,6 +407,11 @@ class Agent:
             if warning not in self._warned:
                 log.warning("%s", warning)
         self._warned = set(warnings)
+
+    def _contacted(self) -> dict[str, float]:
+        """Who tried to handshake with us before we knew them (``controller`` first contact)."""
+        assert self.iface is not None
+        return {key.to_base64(): when for key, when in self.iface.unknown_initiators().items()}
 
     def _apply_peers(self, peers: Sequence[DesiredPeer], observed: dict[str, ObservedPeer]) -> None:
         assert self.iface is not None

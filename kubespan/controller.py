@@ -22,6 +22,11 @@ the greater public key (base64 text) holds its persistent keepalive back
 (``first_contact_hold_until``), so the other's handshake comes first and the
 two do not cross: crossing initiations leave both sides answering each
 other and waiting for a retransmit (REKEY_TIMEOUT, 5 s; more under load).
+There is no hold when the other node already tried: ``contacted`` (public
+key -> wall-clock time of an initiation from that key that this node dropped
+because it did not know the key yet, ``wgpy.Interface.unknown_initiators``) has
+one from at most ``CONTACT_WINDOW`` before the endpoint was applied; the other
+node then waits for its 5 s retransmit, and our handshake comes first.
 Once a handshake completed, or the hold ran out, the keepalive is 25 s
 again; ``next_pass_due`` gives the agent the next instant a pass has work
 (a state-table boundary or the end of a hold).
@@ -54,7 +59,7 @@ from .peers import (
 )
 
 __all__ = [
-    "FIRST_CONTACT_HOLD", "FWMARK_FORCE", "FWMARK_MASK", "FWMARK_WIREGUARD", "KEEPALIVE", "LINK_NAME", "LISTEN_PORT",
+    "CONTACT_WINDOW", "FIRST_CONTACT_HOLD", "FWMARK_FORCE", "FWMARK_MASK", "FWMARK_WIREGUARD", "KEEPALIVE", "LINK_NAME", "LISTEN_PORT",
     "ROUTE_TABLE", "RULE_PRIORITY", "Desired", "DesiredPeer", "HarvestedEndpoint", "PeerChange", "PeerPass",
     "RoutingSpec", "diff_peers", "first_contact_hold_until", "next_pass_due", "next_statuses", "peer_pass",
     "reconcile", "routed_set",
@@ -63,8 +68,13 @@ __all__ = [
 LINK_NAME = "kubespan"
 LISTEN_PORT = 51820
 KEEPALIVE = 25
-FIRST_CONTACT_HOLD = 1.0
-"""Seconds the greater key of a new pair waits before its keepalive may start a handshake (see above)."""
+FIRST_CONTACT_HOLD = 3.0
+"""Seconds the greater key of a new pair waits before its keepalive may start a handshake (see above),
+unless the other node already tried.  The two initiations cross when the smaller key adds the pair just as
+the hold ends; in the 50-node bench the two ends of a pair added each other up to ~2.5 s apart."""
+CONTACT_WINDOW = 5.0
+"""Seconds before the endpoint was applied within which a dropped initiation from the peer counts (REKEY_TIMEOUT:
+the sender retransmits after that)."""
 FWMARK_WIREGUARD = 0x20
 FWMARK_FORCE = 0x40
 FWMARK_MASK = 0x60
@@ -172,6 +182,7 @@ def reconcile(
     observed: Mapping[str, ObservedPeer],
     statuses: Mapping[str, PeerStatus],
     now: float,
+    contacted: Mapping[str, float] | None = None,
 ) -> Desired:
     """One manager pass (pure)."""
     if config.identity is None:
@@ -181,7 +192,7 @@ def reconcile(
     if not config.kubespan.use_relays:  # --no-relay: a Talos node's view, no member relays
         inputs = {nid: dataclasses.replace(spec, relay=False) for nid, spec in inputs.items()}
     specs, warnings = build_peer_specs(local_id, identity.public_key.to_base64(), inputs)
-    result = peer_pass(config, identity, specs, observed, statuses, now)
+    result = peer_pass(config, identity, specs, observed, statuses, now, contacted)
     all_affiliates = dict(affiliates)
     if local is not None:
         all_affiliates[local.node_id] = local
@@ -202,19 +213,24 @@ def next_statuses(
             for spec in specs}
 
 
-def first_contact_hold_until(local_key: str, peer_key: str, status: PeerStatus) -> float | None:
+def first_contact_hold_until(local_key: str, peer_key: str, status: PeerStatus,
+                             contacted: Mapping[str, float] | None = None) -> float | None:
     """Until when this node holds its keepalive to the peer back (see the module contract), or None."""
     if local_key <= peer_key or status.last_handshake_time or status.last_endpoint_change is None:
+        return None
+    tried = (contacted or {}).get(peer_key)
+    if tried is not None and tried >= status.last_endpoint_change - CONTACT_WINDOW:
         return None
     return status.last_endpoint_change + FIRST_CONTACT_HOLD
 
 
-def _keepalive(local_key: str, peer_key: str, status: PeerStatus, now: float) -> int:
-    hold = first_contact_hold_until(local_key, peer_key, status)
+def _keepalive(local_key: str, peer_key: str, status: PeerStatus, now: float, contacted: Mapping[str, float]) -> int:
+    hold = first_contact_hold_until(local_key, peer_key, status, contacted)
     return 0 if hold is not None and now < hold else KEEPALIVE
 
 
-def next_pass_due(local_key: str, statuses: Mapping[str, PeerStatus], now: float) -> float | None:
+def next_pass_due(local_key: str, statuses: Mapping[str, PeerStatus], now: float,
+                  contacted: Mapping[str, float] | None = None) -> float | None:
     """The next instant a pass over these statuses has work without new input: a state-table boundary
     (``peers.next_state_change``), the end of a relayed peer's probe turn (``relay.next_change``) or the
     end of a first-contact hold; None if there is none."""
@@ -223,7 +239,7 @@ def next_pass_due(local_key: str, statuses: Mapping[str, PeerStatus], now: float
         for boundary in (next_state_change(status, now), relay.next_change(status, now)):
             if boundary is not None:
                 due.append(boundary)
-        hold = first_contact_hold_until(local_key, key, status)
+        hold = first_contact_hold_until(local_key, key, status, contacted)
         if hold is not None and hold > now:
             due.append(hold)
     return min(due, default=None)
@@ -236,6 +252,7 @@ def peer_pass(
     observed: Mapping[str, ObservedPeer],
     statuses: Mapping[str, PeerStatus],
     now: float,
+    contacted: Mapping[str, float] | None = None,
 ) -> PeerPass:
     """Statuses, WireGuard peers, routing and harvest for known specs (pure; no discovery input)."""
     if config.identity is None:
@@ -244,7 +261,7 @@ def peer_pass(
     psk = config.identity.cluster_secret
     local_key = identity.public_key.to_base64()
     peers = tuple(_desired_peer(spec, new[spec.public_key], psk,
-                                _keepalive(local_key, spec.public_key, new[spec.public_key], now))
+                                _keepalive(local_key, spec.public_key, new[spec.public_key], now, contacted or {}))
                   for spec in specs)
     routing = RoutingSpec(
         address=ipaddress.IPv6Interface((identity.address, identity.subnet.prefixlen)),

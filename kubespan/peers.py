@@ -48,6 +48,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import enum
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -212,9 +213,13 @@ def update_endpoint(status: PeerStatus, endpoint: Endpoint, now: float) -> PeerS
 def step_status(status: PeerStatus | None, spec: PeerSpec, observed: ObservedPeer | None, now: float) -> PeerStatus:
     """Manager steps 1-3 for one peer: read WireGuard, compute the state, rotate endpoints, and
     re-establish ``lastUsedEndpoint`` where WireGuard has no endpoint (or has that one)."""
-    current = dataclasses.replace(status or PeerStatus(), label=spec.label)
+    current = status or PeerStatus()
+    if current.label != spec.label:
+        current = dataclasses.replace(current, label=spec.label)
     current = update_from_wireguard(current, observed)
-    current = dataclasses.replace(current, state=calculate_state(current, now))
+    state = calculate_state(current, now)
+    if state is not current.state:
+        current = dataclasses.replace(current, state=state)
     if should_change_endpoint(current):
         new = pick_next_endpoint(current, spec.endpoints)
         if new is not None:
@@ -331,6 +336,18 @@ class SpecInput:
     relay: bool = False
 
 
+@functools.lru_cache(maxsize=4096)
+def _announced(additional: tuple[IPNetwork, ...], addresses: tuple[IPAddress, ...],
+               exclude: tuple[IPNetwork, ...], address: IPAddress | None) -> tuple[IPNetwork, ...]:
+    """An affiliate's allowed IPs before the overlap cut: its networks and addresses minus its excluded
+    networks, plus its KubeSpan address.  Memoized: every reconcile asks again for every affiliate, and the
+    prefix arithmetic of ``ipaddress`` is the larger part of a reconcile at 50 nodes."""
+    allowed = subtract([*additional, *(host_prefix(ip) for ip in addresses)], exclude)
+    if address is not None:
+        allowed = minimal_prefixes([*allowed, host_prefix(address)])
+    return allowed
+
+
 def build_peer_specs(
     local_node_id: str, local_public_key: str, affiliates: Mapping[str, SpecInput]
 ) -> tuple[list[PeerSpec], list[str]]:
@@ -347,10 +364,7 @@ def build_peer_specs(
             warnings.append(f"peer {aff.nodename or node_id}: public key already used by another node, skipped")
             continue
         keys.add(aff.public_key)
-        nets = list(aff.additional_addresses) + [host_prefix(ip) for ip in aff.addresses]
-        allowed = subtract(nets, aff.exclude_advertised_networks)
-        if aff.address is not None:
-            allowed = minimal_prefixes([*allowed, host_prefix(aff.address)])
+        allowed = _announced(aff.additional_addresses, aff.addresses, aff.exclude_advertised_networks, aff.address)
         overlap = taken.overlap(allowed)
         if overlap:
             warnings.append(

@@ -143,12 +143,14 @@ def _direct(old: PeerStatus | None, spec: PeerSpec, observed: ObservedPeer | Non
     elif old is not None and old.last_used_endpoint is not None and (
             new.last_used_endpoint != old.last_used_endpoint or new.state is PeerState.DOWN):
         tried = tried | {old.last_used_endpoint}  # it had its time and the peer is still not up
-    memory = dataclasses.replace(memory, tried=tried & frozenset(spec.endpoints))
+    tried &= frozenset(spec.endpoints)
+    if tried != memory.tried:  # (replace only on a change: a pass runs this for every peer)
+        memory = dataclasses.replace(memory, tried=tried)
     if new.state is not PeerState.UP and spec.endpoints and memory.tried >= frozenset(spec.endpoints):
         relay = _choose(relays, spec, memory)
         if relay is not None:
             return _switch(new, spec, relay, memory, now)
-    return dataclasses.replace(new, relay=memory)
+    return new if new.relay == memory else dataclasses.replace(new, relay=memory)
 
 
 def _switch(status: PeerStatus, spec: PeerSpec, relay: Relay, memory: RelayState, now: float) -> PeerStatus:

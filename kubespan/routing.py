@@ -22,7 +22,14 @@ Either way our own encrypted UDP carries fwmark 0x20 (set on wgpy's sockets
 by the agent) and never re-enters the tunnel.  Ownership: rules at priority
 32500 that look up table 180, every route in table 180, the nft table
 ``kubespan``, the address on the link.  ``netns`` (tests) runs everything in a
-named network namespace.  Not thread-safe.
+named network namespace.  One pyroute2 ``IPRoute`` is opened on first use and
+kept until ``cleanup()`` / ``close()`` (pyroute2's import and each new socket cost
+more than the dumps).  ``apply`` reads the kernel back only when the part of the
+spec it compares changed or ``VERIFY_INTERVAL`` passed since it last did (in
+nftables mode a change of the routed set then only rewrites the nft table):
+state removed behind its back is restored by the next apply after that
+(the agent's 30 s reconcile).  Not thread-safe: one thread at a time, always the
+same one (the agent's netlink worker).
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import logging
 import shutil
 import socket
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .controller import FWMARK_FORCE, FWMARK_MASK, FWMARK_WIREGUARD, RoutingSpec
@@ -48,6 +56,8 @@ RTPROT_STATIC = 4
 MSS_OVERHEAD_V4 = 52
 MSS_OVERHEAD_V6 = 72
 NFT_TIMEOUT = 10.0
+VERIFY_INTERVAL = 25.0
+"""Seconds ``KernelRouting.apply`` trusts the kernel state it applied before it reads it back again."""
 
 
 class RoutingEffects(Protocol):
@@ -114,34 +124,57 @@ class KernelRouting:
     """``RoutingEffects`` on the real kernel (root / CAP_NET_ADMIN)."""
 
     def __init__(self, *, use_nftables: bool | None = None, netns: str | None = None,
-                 nft_table: str = NFT_TABLE) -> None:
+                 nft_table: str = NFT_TABLE, clock: Callable[[], float] = time.monotonic) -> None:
         self.netns = netns
         self.nft_table = nft_table
         self.use_nftables = nft_available(netns) if use_nftables is None else use_nftables
         self._applied_nft: str | None = None
         self._spec: RoutingSpec | None = None
+        self._clock = clock
+        self._handle: Any = None
+        self._verified: tuple[tuple[Any, ...], float] | None = None
+        """What the last read-back compared (the spec's netlink part) and when."""
 
     # --- netlink -------------------------------------------------------------------------
 
     def _ipr(self) -> Any:
-        from pyroute2 import IPRoute
+        if self._handle is None:
+            from pyroute2 import IPRoute
 
-        return IPRoute(netns=self.netns) if self.netns else IPRoute()
+            self._handle = IPRoute(netns=self.netns) if self.netns else IPRoute()
+        return self._handle
+
+    def close(self) -> None:
+        """Close the netlink socket (the next call opens another)."""
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            handle.close()
+
+    def _netlink_key(self, spec: RoutingSpec) -> tuple[Any, ...]:
+        routed = () if self.use_nftables else spec.routed
+        return (spec.link, spec.address, spec.mtu, spec.table, spec.priority, routed)
 
     def apply(self, spec: RoutingSpec) -> list[str]:
         changes: list[str] = []
-        ipr = self._ipr()
-        try:
-            index = self._link_index(ipr, spec.link)
-            if index is None:
-                raise OSError(f"link {spec.link} does not exist")
-            changes += self._ensure_link(ipr, index, spec)
-            changes += self._ensure_rules(ipr, spec)
-            changes += self._ensure_routes(ipr, index, spec)
-        finally:
-            ipr.close()
+        now = self._clock()
+        key = self._netlink_key(spec)
+        fresh = self._verified is not None and self._verified[0] == key and now - self._verified[1] < VERIFY_INTERVAL
+        if not fresh:
+            self._verified = None
+            try:
+                ipr = self._ipr()
+                index = self._link_index(ipr, spec.link)
+                if index is None:
+                    raise OSError(f"link {spec.link} does not exist")
+                changes += self._ensure_link(ipr, index, spec)
+                changes += self._ensure_rules(ipr, spec)
+                changes += self._ensure_routes(ipr, index, spec)
+            except BaseException:
+                self.close()  # a fresh socket next time
+                raise
+            self._verified = (key, now)
         if self.use_nftables:
-            changes += self._ensure_nft(spec)
+            changes += self._ensure_nft(spec, verify=not fresh)
         self._spec = spec
         return changes
 
@@ -280,9 +313,9 @@ class KernelRouting:
                              capture_output=True, timeout=NFT_TIMEOUT)
         return res.returncode == 0
 
-    def _ensure_nft(self, spec: RoutingSpec) -> list[str]:
+    def _ensure_nft(self, spec: RoutingSpec, verify: bool = True) -> list[str]:
         text = render_nft(spec, self.nft_table)
-        if text == self._applied_nft and self._nft_table_exists():
+        if text == self._applied_nft and (not verify or self._nft_table_exists()):
             return []
         prologue = f"table inet {self.nft_table}\ndelete table inet {self.nft_table}\n"
         self._nft(prologue + text)
@@ -309,6 +342,8 @@ class KernelRouting:
                 log.warning("nft cleanup: %s", exc)
         self._applied_nft = None
         self._spec = None
+        self._verified = None
+        self.close()
         return changes
 
     def _cleanup_netlink(self, link: str, table: int, priority: int) -> list[str]:
@@ -331,5 +366,5 @@ class KernelRouting:
                 except OSError:
                     pass  # already gone
         finally:
-            ipr.close()
+            self.close()
         return changes

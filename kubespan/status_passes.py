@@ -12,7 +12,12 @@ mesh gets none):
   up peer's rekey changes nothing a status shows);
 - ``timeout``: ``STATUS_SLACK`` after ``controller.next_pass_due`` (the next
   boundary of the state table, or the end of a first-contact hold), re-armed
-  by ``arm()`` after every pass, reconcile or status pass.
+  by ``arm(computed_at)`` after every pass, reconcile or status pass.  The due
+  time is the next one after ``computed_at``, the clock value the statuses were
+  computed at, not after the moment ``arm`` runs: a boundary that passed while
+  the pass was applying its changes (a reconcile awaits netlink) is due at once
+  instead of being skipped (a skipped first-contact hold left the greater key
+  silent until the other side's 5 s retransmit).
 
 Requests within ``STATUS_COALESCE`` share one pass; a request while a pass
 runs gives one more after it.  The sink runs inside an engine call, on the
@@ -77,13 +82,14 @@ class StatusPasses:
             self._why = why
             self._due.set()
 
-    def arm(self) -> None:
-        """After every pass: a ``timeout`` pass when the next one has work (``controller.next_pass_due``)."""
+    def arm(self, computed_at: float | None = None) -> None:
+        """After every pass: a ``timeout`` pass when the next one has work (``controller.next_pass_due``
+        after ``computed_at``, the clock value the statuses were computed at; default now)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         now = time.time()
-        due = next_pass_due(self._local_key, self._statuses(), now)
+        due = next_pass_due(self._local_key, self._statuses(), now if computed_at is None else min(now, computed_at))
         if due is not None and not self._stopped:
             self._timer = asyncio.get_running_loop().call_later(max(0.0, due - now) + STATUS_SLACK, self.want,
                                                                 "timeout")

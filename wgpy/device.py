@@ -66,6 +66,10 @@ HANDSHAKE_TIME_BUDGET = 0.004
 __all__ = ["Device", "Action", "SendDatagram", "WriteTun", "Unreachable", "HANDSHAKE_TIME_BUDGET"]
 
 
+UNKNOWN_INITIATORS_MAX = 256
+"""How many unknown initiators ``Device.unknown_initiators`` remembers."""
+
+
 class Device:
     """One WireGuard interface's protocol engine."""
 
@@ -106,6 +110,11 @@ class Device:
         self.relay = relay.Relay()  # relay key, serving, counters
         self._under_load_until = float("-inf")
         self._last_now = 0.0
+        self.unknown_initiators: dict[PublicKey, float] = {}
+        """Static keys that initiations claimed and no configured peer has, each with the wall-clock time
+        of its latest such initiation (at most ``UNKNOWN_INITIATORS_MAX``, the oldest forgotten first;
+        unauthenticated: only the claim).  A caller that adds that peer soon after learns that the other
+        side already tried and waits for its retransmit (kubespan's first contact initiates at once)."""
 
     # ------------------------------------------------------------------ config
     @property
@@ -144,6 +153,14 @@ class Device:
 
     def peer(self, public_key: PublicKey) -> Peer | None:
         return self._peers.get(public_key)
+
+    def note_unknown_initiator(self, public_key: PublicKey) -> None:
+        """An initiation from ``public_key``, which is no configured peer, was dropped (see ``unknown_initiators``)."""
+        known = self.unknown_initiators
+        known.pop(public_key, None)
+        known[public_key] = self.wall_clock()
+        if len(known) > UNKNOWN_INITIATORS_MAX:
+            del known[next(iter(known))]
 
     def apply(self, update: DeviceUpdate, now: float) -> list[Action]:
         """Carry out one set transaction atomically (validated before any change)."""

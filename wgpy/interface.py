@@ -196,6 +196,11 @@ class _Base:
             relayed_tx_bytes=p.relayed_tx_bytes,
         ) for p in self.device.peers()]
 
+    def unknown_initiators(self) -> dict[PublicKey, float]:
+        """Static keys of recent initiations from no configured peer, with the wall-clock time of the
+        latest one each (``Device.unknown_initiators``; unauthenticated claims)."""
+        return dict(self.device.unknown_initiators)
+
     def relay_stats(self) -> RelayStats:
         """Relay counters: frames forwarded for others, delivered to us, sent by us, probes, drops by reason."""
         self.runner.sync()

@@ -14,9 +14,6 @@ import binascii
 import hmac
 from typing import Callable, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from .errors import ConfigError
 
 KEY_LEN = 32
@@ -121,8 +118,9 @@ class PrivateKey(_Key):
 
     def public_key(self) -> PublicKey:
         if self._public is None:
-            priv = X25519PrivateKey.from_private_bytes(self._raw)
-            self._public = PublicKey(priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+            from .crypto import public_from_private  # libsodium's fixed-base multiplication (clamps)
+
+            self._public = PublicKey(public_from_private(self._raw))
         return self._public
 
 

@@ -201,7 +201,7 @@ def _receive_initiation(
     if dev.identity is None:
         dev.drops[DropReason.NO_PRIVATE_KEY] += 1
         return None
-    consumed = consume_initiation(msg, dev.identity, static_static=lambda key: _static_static(dev, key))
+    consumed = consume_initiation(msg, dev.identity, static_static=lambda key: _static_static(dev, key, True))
     peer = dev.peer(consumed.remote_static)
     if peer is None:
         dev.drops[DropReason.UNKNOWN_PEER] += 1
@@ -221,10 +221,13 @@ def _receive_initiation(
     return peer
 
 
-def _static_static(dev: Device, key: PublicKey) -> bytes | None:
-    """The configured peer's precomputed static-static DH (None: unknown peer)."""
+def _static_static(dev: Device, key: PublicKey, note_unknown: bool = False) -> bytes | None:
+    """The configured peer's precomputed static-static DH (None: unknown peer, remembered with
+    ``note_unknown``: ``Device.unknown_initiators``)."""
     peer = dev.peer(key)
     if peer is None:
+        if note_unknown:
+            dev.note_unknown_initiator(key)
         return None
     if peer.handshake.precomputed_static_static is None:
         raise HandshakeError(DropReason.ZERO_DH)

@@ -8,7 +8,7 @@ import ipaddress
 from kubespan.affiliates import AffiliateSpec
 from kubespan.config import NodeConfig
 from kubespan.controller import (
-    FIRST_CONTACT_HOLD, KEEPALIVE, diff_peers, first_contact_hold_until, next_pass_due, next_statuses,
+    CONTACT_WINDOW, FIRST_CONTACT_HOLD, KEEPALIVE, diff_peers, first_contact_hold_until, next_pass_due, next_statuses,
     observed_endpoints_by_node, peer_pass, reconcile, routed_set,
 )
 from kubespan.discovery.protocol import Endpoint
@@ -241,3 +241,22 @@ def test_first_contact_the_greater_key_holds_its_keepalive_until_a_handshake_or_
     assert up.statuses[lower].state is PeerState.UP
     assert {p.public_key: p.persistent_keepalive for p in up.peers}[lower] == KEEPALIVE
     assert first_contact_hold_until(local, lower, up.statuses[lower]) is None
+
+
+def test_first_contact_no_hold_when_the_other_node_already_tried() -> None:
+    # the smaller key's initiation reached this node before it knew the key (wgpy dropped it and
+    # remembered the claim): this node initiates at once instead of holding back
+    cfg = config()
+    local = identity().public_key.to_base64()
+    lower = "A" * 43 + "="
+    affs = {"a": peer("a", 4, lower), "b": AFFS["b"]}
+    held = reconcile(cfg, identity(), None, affs, {}, {}, T0, {lower: T0 - CONTACT_WINDOW - 1})  # too long ago
+    assert {p.public_key: p.persistent_keepalive for p in held.peers}[lower] == 0
+    d = reconcile(cfg, identity(), None, affs, {}, {}, T0, {lower: T0 - 0.5})
+    assert {p.public_key: p.persistent_keepalive for p in d.peers}[lower] == KEEPALIVE
+    assert first_contact_hold_until(local, lower, d.statuses[lower], {lower: T0 - 0.5}) is None
+    # later passes still see the same claim against the same endpoint change: no flapping back to 0
+    seen = {p.public_key: ObservedPeer(p.public_key, p.endpoint, None, 0, 0, p.allowed_ips, p.persistent_keepalive)
+            for p in d.peers}
+    again = peer_pass(cfg, identity(), d.peer_specs, seen, d.statuses, T0 + 0.5, {lower: T0 - 0.5})
+    assert diff_peers(again.peers, seen) == []

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from kubespan.controller import RoutingSpec
-from kubespan.routing import KernelRouting, render_nft
+from kubespan.routing import VERIFY_INTERVAL, KernelRouting, render_nft
 
 pytestmark = pytest.mark.root
 
@@ -132,3 +132,18 @@ def test_stale_state_from_a_previous_run_is_replaced(netns: str) -> None:
 def test_render_nft_empty_sets_have_no_elements() -> None:
     text = render_nft(spec(routed=()))
     assert "elements" not in text and "kubespan_targets_ipv4" in text
+
+
+def test_apply_reads_the_kernel_back_after_the_verify_interval(netns: str) -> None:
+    t = [0.0]
+    r = KernelRouting(use_nftables=True, netns=netns, clock=lambda: t[0])
+    r.apply(spec())
+    sh("ip", "-n", netns, "-4", "rule", "del", "priority", "32500")
+    assert r.apply(spec()) == []  # within the interval the applied state is trusted
+    assert r.apply(spec(routed=ROUTED[:1])) == ["nft table inet kubespan written (1 routed prefixes)"]
+    t[0] += VERIFY_INTERVAL
+    changes = r.apply(spec(routed=ROUTED[:1]))
+    assert changes == ["rule ipv4 fwmark 0x40/0x60 lookup 180 prio 32500 added"]
+    assert rules(netns).count("32500:\tfrom all fwmark 0x40/0x60 lookup 180") == 2
+    r.cleanup()
+    assert "32500" not in rules(netns)

@@ -13,6 +13,7 @@ import time
 
 from wgsupport import DevicePair
 
+from kubespan.controller import FIRST_CONTACT_HOLD
 from kubespan.discovery.protocol import Endpoint
 from kubespan.peers import ENDPOINT_CONNECTION_TIMEOUT, PeerState, PeerStatus
 from kubespan.status_passes import StatusPasses
@@ -96,5 +97,34 @@ def test_the_timer_asks_for_a_pass_at_the_next_boundary_and_stop_ends_it() -> No
             passes.stop()
             await asyncio.wait_for(task, 5)
         assert task.done() and passes.pending is None
+
+    asyncio.run(main())
+
+
+def test_a_hold_that_ended_while_the_pass_applied_is_due_at_once() -> None:
+    # the statuses were computed 0.1 s ago, inside the greater key's first-contact hold, which ended
+    # 0.05 s ago (while the pass awaited netlink): counted from when they were computed, it is due now
+    endpoint = Endpoint(ipaddress.ip_address("192.0.2.9"), 51820)
+    calls: list[str] = []
+
+    async def main() -> None:
+        async def run_pass(why: str) -> bool:
+            calls.append(why)
+            return True
+
+        now = time.time()
+        statuses = {"a-smaller-key": PeerStatus(last_used_endpoint=endpoint,
+                                                last_endpoint_change=now - FIRST_CONTACT_HOLD - 0.05)}
+        passes = StatusPasses(run_pass, lambda: statuses, "z-greater-key")
+        task = asyncio.create_task(passes.run())
+        try:
+            passes.arm()  # counted from now, the hold is over and the 15 s timeout is far: no pass soon
+            await asyncio.sleep(0.3)
+            assert calls == []
+            passes.arm(now - 0.1)
+            await _wait_for(lambda: calls == ["timeout"], "the pass for the hold's end")
+        finally:
+            passes.stop()
+            await asyncio.wait_for(task, 5)
 
     asyncio.run(main())
