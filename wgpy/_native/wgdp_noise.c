@@ -175,6 +175,7 @@ int wgdp_noise_read_payload(uint8_t *ck, uint8_t *hash, const uint8_t *ss, const
     int rc;
     if (enc_len < 16)
         return WGDP_NOISE_DECRYPT;
+    pthread_once(&once, init_once);
     kdf(ck, ss, 32, c, k, NULL);                        /* C, k = KDF2(C, DH(S_r, S_i)) */
     rc = aead0(0, k, enc, enc_len, hash, payload);
     if (rc == WGDP_NOISE_OK) {
