@@ -36,10 +36,10 @@ def ready() -> bool:
         try:
             import nacl.bindings  # noqa: F401  (initialises libsodium)
             from nacl import _sodium
-        except ImportError:
+            mult, base = (_ffi.cast("void *", int(_sodium.ffi.cast("uintptr_t", _sodium.ffi.addressof(_sodium.lib, name))))
+                          for name in ("crypto_scalarmult", "crypto_scalarmult_base"))
+        except (ImportError, AttributeError, TypeError):  # a PyNaCl without that cffi lib: the pure twin
             return False
-        mult, base = (_ffi.cast("void *", int(_sodium.ffi.cast("uintptr_t", _sodium.ffi.addressof(_sodium.lib, name))))
-                      for name in ("crypto_scalarmult", "crypto_scalarmult_base"))
         _lib.wgdp_noise_set_x25519(mult, base)
     return bool(_lib.wgdp_noise_ready())
 

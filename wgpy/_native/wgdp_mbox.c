@@ -295,7 +295,8 @@ static int drain_dir(struct wgdp *ctx, struct wgdp_mbox *m, int d, wgdp_result *
         l->n = 0;
         return left;
     }
-    qsort(l->ids, l->n, sizeof(*l->ids), cmp_u32);  /* events in id order, as a scan gives them */
+    if (l->n > 1)  /* (ids is NULL until the first peer is marked) */
+        qsort(l->ids, l->n, sizeof(*l->ids), cmp_u32);  /* events in id order, as a scan gives them */
     for (; i < l->n; i++)
         if (!drain_peer(ctx, d, l->ids[i], res))
             break;
