@@ -19,9 +19,7 @@ the timer hooks and roaming, drop counts -- goes to the context's mailbox
 checked, have a ring of their own whose overflow is ``handshake-queue-full``), whose eventfd the event loop watches; ``_on_mailbox``
 drains it in one call and hands the TX and RX ``BatchResult`` to the
 runner's ``on_batch`` callback, which runs the device on the loop thread.
-So a handshake flood costs the data threads nothing but the mailbox copy.  After a drain
-with handshake messages the loop reads the mailbox again only after ``HANDSHAKE_GATHER``
-(``FLOOD_PAUSE`` after a flood's worth), so handshakes arrive in batches.
+So a handshake flood costs the data threads nothing but the mailbox copy.
 UDP GSO/GRO are on unless ``WGPY_UDP_GSO=0`` / ``WGPY_UDP_GRO=0`` (and go off
 by themselves when the kernel refuses them).
 
@@ -62,10 +60,6 @@ FLOOD_SLOW = 200
 waits FLOOD_PAUSE before draining again, so Python's handshake work (bounded
 per step anyway) cannot take a whole core from the data threads."""
 FLOOD_PAUSE = 0.005
-HANDSHAKE_GATHER = 0.001
-"""After a drain that carried handshake messages (fewer than FLOOD_SLOW) the loop waits this long
-before draining again, so a burst of handshakes reaches Python in batches, one wake-up per batch,
-not one message per wake-up; the first message after a quiet spell is handled at once."""
 MAX_QUEUES = 8
 """At most this many TUN queues (and TX/RX thread pairs), however many CPUs."""
 
@@ -194,10 +188,9 @@ class FastPath:
         convert_result(self._rx, rx)
         self._on_batch(tx, rx)
         handshakes = sum(1 for item in rx.slow if item.data[0] != MESSAGE_TRANSPORT)
-        if handshakes and self._loop is not None and self._pause is None:
+        if handshakes >= FLOOD_SLOW and self._loop is not None and self._pause is None:
             self._loop.remove_reader(self._efd)
-            self._pause = self._loop.call_later(FLOOD_PAUSE if handshakes >= FLOOD_SLOW else HANDSHAKE_GATHER,
-                                                self._resume)
+            self._pause = self._loop.call_later(FLOOD_PAUSE, self._resume)
 
     def _resume(self) -> None:
         self._pause = None
