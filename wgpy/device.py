@@ -307,8 +307,10 @@ class Device:
     def datagram_received(self, data: bytes, src: Endpoint, now: float) -> list[Action]:
         return self.datagrams_received(((data, src),), now)
 
-    def datagrams_received(self, batch: Iterable[tuple[bytes, Endpoint]], now: float) -> list[Action]:
-        """Handle UDP datagrams: transport data at once, handshakes via the queue."""
+    def datagrams_received(self, batch: Iterable[tuple[bytes, Endpoint]], now: float,
+                           mac1_checked: bool = False) -> list[Action]:
+        """Handle UDP datagrams: transport data at once, handshakes via the queue (``mac1_checked``: the
+        data plane has checked the size and mac1 of their initiations and responses)."""
         self._last_now = now
         out: list[Action] = []
         if not self.is_up:
@@ -331,7 +333,7 @@ class Device:
                 if peer is not None:
                     touched[peer] = None
             elif mtype in HANDSHAKE_SIZES:
-                self.queue_handshake(data, src, now)
+                self.queue_handshake(data, src, now, mac1_checked=mac1_checked)
             else:
                 self.drops[DropReason.UNKNOWN_TYPE] += 1
         for peer in touched:
@@ -404,7 +406,7 @@ class Device:
             self._schedule(peer)
         if result.slow:
             out += self.datagrams_received([(item.data, item.src) for item in result.slow if item.src is not None],
-                                           now)
+                                           now, mac1_checked=True)
         return out
 
     def _batch_peers(self, result: BatchResult) -> Iterator[tuple[PeerEvent, Peer]]:
@@ -419,12 +421,14 @@ class Device:
                 yield ev, peer
 
     # ------------------------------------------------------------------ handshakes
-    def queue_handshake(self, data: bytes, src: Endpoint, now: float, via: PublicKey | None = None) -> None:
-        """Size, mac1 and (without a plane, under load) the per-source gate before the queue (``via``: relayed)."""
+    def queue_handshake(self, data: bytes, src: Endpoint, now: float, via: PublicKey | None = None,
+                        mac1_checked: bool = False) -> None:
+        """Size, mac1 (unless the plane checked it) and (without a plane, under load) the per-source gate
+        before the queue (``via``: relayed)."""
         mtype, drop = data[0], None
         if len(data) != HANDSHAKE_SIZES[mtype]:
             drop = DropReason.MALFORMED
-        elif mtype != MESSAGE_COOKIE_REPLY and not self.checker.check_mac1(data):
+        elif mtype != MESSAGE_COOKIE_REPLY and not mac1_checked and not self.checker.check_mac1(data):
             drop = DropReason.INVALID_MAC1
         elif (mtype != MESSAGE_COOKIE_REPLY and self.dataplane is None and self._under_load_until > now
               and not self.gate.allow(src[0], now)):

@@ -54,6 +54,10 @@ class NativeError(WgpyError):
 class DropReason(enum.Enum):
     """Why an inbound datagram or TUN packet was dropped (counted per reason)."""
 
+    __hash__ = object.__hash__
+    """Members are singletons that compare by identity: the identity hash (C) instead of Enum's
+    ``hash(name)`` in Python, since counters hash a member per message."""
+
     MALFORMED = "malformed"
     UNKNOWN_TYPE = "unknown-type"
     INVALID_MAC1 = "invalid-mac1"

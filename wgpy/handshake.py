@@ -40,11 +40,11 @@ from typing import Callable, Final
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from . import handshake_steps
-from .constants import IDENTIFIER, INITIATION_MIN_INTERVAL, KEY_SIZE, LABEL_COOKIE, LABEL_MAC1, TAG_SIZE
+from .constants import IDENTIFIER, INITIATION_MIN_INTERVAL, KEY_SIZE, LABEL_COOKIE, LABEL_MAC1, MAC_SIZE, TAG_SIZE
 from .crypto import C0, H0, ZeroDHError, aead_seal, dh, hash_, kdf1, kdf2, kdf3, x25519_key
 from .errors import DropReason, HandshakeError, StateError
 from .keys import PresharedKey, PrivateKey, PublicKey
-from .messages import Initiation, Response
+from .messages import Initiation, Response, trusted
 from .tai64n import ZERO as ZERO_TIMESTAMP
 from .tai64n import after
 
@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 _ZERO_KEY: Final = bytes(KEY_SIZE)
+_ZERO_MAC: Final = bytes(MAC_SIZE)
 _ENCRYPTED_STATIC_LEN: Final = KEY_SIZE + TAG_SIZE
 
 
@@ -320,7 +321,7 @@ class Handshake:
             raise ValueError("sender index must be a u32")
         raw = self.write_response(ephemeral_private, b"")
         self.local_index = sender_index
-        return Response(sender_index, self.remote_index, raw[:32], raw[32:])
+        return trusted(Response, sender_index, self.remote_index, raw[:32], raw[32:], _ZERO_MAC, _ZERO_MAC)
 
     # -- initiator: message 2 in ---------------------------------------------
 

@@ -6,11 +6,10 @@ Contract: ``read_static`` (after ``e`` and ``enc(s)`` of an initiation),
 response) are the Noise_IKpsk2 operations of wireguard.md §3 on plain bytes;
 ``wgpy.handshake`` keeps the state machine and calls them through
 ``steps()``.  ``PURE`` computes with ``wgpy.crypto``; ``native()`` (None
-when the native module is unavailable or ``WGPY_NATIVE=0``) does the X25519
-operations the same way (``wgpy.crypto.dh`` on raw keys: libsodium, faster
-at them than the system libcrypto 3.0 the C module links) and the rest -- HASH, the HMAC-BLAKE2s
-KDF chain, the zero-nonce AEAD -- in one C call per step
-(``wgpy/_native/wgdp_noise.c``).  Both give identical bytes for the
+when the native module is unavailable or ``WGPY_NATIVE=0``) does each step in one C call
+(``wgpy/_native/wgdp_noise.c``): the X25519 operations through the same libsodium ``wgpy.crypto.dh``
+uses on raw keys (faster at them than the system libcrypto 3.0 the C module links), HASH, the
+HMAC-BLAKE2s KDF chain and the zero-nonce AEAD.  Both give identical bytes for the
 same inputs (tests/native/test_noise_diff.py) and raise the same
 ``HandshakeError`` (``ZERO_DH`` for a low-order point,
 ``DECRYPTION_FAILED`` for a bad tag).  Pure: no RNG, clock or I/O; the
@@ -100,25 +99,25 @@ def _pure_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ep
 
 def _native_read_static(local: bytes, h0: bytes, ephemeral: bytes,
                         encrypted_static: bytes) -> tuple[bytes, bytes, bytes]:
-    out: tuple[bytes, bytes, bytes] | None = _noise.read_static(h0, ephemeral, encrypted_static, _dh(local, ephemeral))
-    if out is None:
-        raise HandshakeError(DropReason.DECRYPTION_FAILED)
-    return out
+    out = _noise.read_static(local, h0, ephemeral, encrypted_static)
+    if isinstance(out, DropReason):
+        raise HandshakeError(out)
+    return out  # type: ignore[no-any-return]
 
 
 def _native_read_payload(c: bytes, h: bytes, ss: bytes, encrypted: bytes) -> tuple[bytes, bytes, bytes]:
-    out: tuple[bytes, bytes, bytes] | None = _noise.read_payload(c, h, ss, encrypted)
-    if out is None:
-        raise HandshakeError(DropReason.DECRYPTION_FAILED)
-    return out
+    out = _noise.read_payload(c, h, ss, encrypted)
+    if isinstance(out, DropReason):
+        raise HandshakeError(out)
+    return out  # type: ignore[no-any-return]
 
 
 def _native_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ephemeral: bytes, remote_static: bytes,
                            psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
-    ephemeral = public_from_private(ephemeral_private)
-    encrypted, c, h, split = _noise.write_response(c, h, ephemeral, _dh(ephemeral_private, remote_ephemeral),
-                                                   _dh(ephemeral_private, remote_static), psk, payload)
-    return ephemeral, encrypted, c, h, split
+    out = _noise.write_response(c, h, ephemeral_private, remote_ephemeral, remote_static, psk, payload)
+    if isinstance(out, DropReason):
+        raise HandshakeError(out)
+    return out  # type: ignore[no-any-return]
 
 
 PURE: Final = Steps("pure", _pure_read_static, _pure_read_payload, _pure_write_response)
@@ -135,6 +134,8 @@ def native() -> Steps | None:
     if not _native.available():
         return None
     from ._native import noise
+    if not noise.ready():
+        return None
     _noise = noise
     return _NATIVE
 

@@ -275,19 +275,26 @@ class Result:
 
     def events(self) -> list[tuple[int, int, int, int, int, Addr]]:
         """(peer_id, generation, messages, data, bytes, endpoint) per peer."""
+        if not self.c.n_events:
+            return []
         return [(int(e.peer_id), int(e.generation), int(e.messages), int(e.data), int(e.bytes),
                  _addr_out(e.endpoint))
                 for e in (self.c.events[i] for i in range(self.c.n_events))]
 
     def slow(self) -> list[tuple[bytes, int, int, int, Addr]]:
         """(data, peer_id, generation, seq, source) per item handed back to Python."""
+        if not self.c.n_slow:
+            return []
         buf = ffi.buffer(self.c.slow_buf, self.c.slow_buf_used)
         return [(bytes(buf[s.off:s.off + s.len]), int(s.peer_id), int(s.generation), int(s.seq),
                  _addr_out(s.src))
                 for s in (self.c.slow[i] for i in range(self.c.n_slow))]
 
     def drops(self) -> dict[int, int]:
-        return {i: int(self.c.drops[i]) for i in range(1, lib.WGDP_DROP_COUNT) if self.c.drops[i]}
+        counts = ffi.unpack(self.c.drops, lib.WGDP_DROP_COUNT)  # one copy, not a cffi read per code
+        if not any(counts):
+            return {}
+        return {i: int(n) for i, n in enumerate(counts) if n and i}
 
 
 class Context:

@@ -40,9 +40,20 @@ struct mbox_dir {
     uint64_t drops[WGDP_DROP_COUNT];
 };
 
+/* the peers whose counters wait (acc[d].dirty), per direction, so a drain visits those and not every
+ * slot: ids in the order they became dirty, perhaps stale (removed, or dirty again after a
+ * reassignment: the drain skips what is not dirty any more); `all` when the list could not grow (the
+ * drain then scans every slot, as it always may) */
+struct dirty_list {
+    uint32_t *ids;
+    uint32_t n, cap;
+    int all;
+};
+
 struct wgdp_mbox {
     pthread_mutex_t lock;
     struct mbox_dir dir[3];
+    struct dirty_list dirty[2];
     int efd;
     int signalled;
     double pending_since;
@@ -78,6 +89,8 @@ void wgdp_mbox_free(struct wgdp *ctx)
     close(m->efd);
     for (int d = 0; d < 3; d++)
         free(m->dir[d].buf);
+    for (int d = 0; d < 2; d++)
+        free(m->dirty[d].ids);
     pthread_mutex_destroy(&m->lock);
     free(m);
     ctx->mbox = NULL;
@@ -101,6 +114,23 @@ static void maybe_signal(struct wgdp_mbox *m, double now, int flush_ms)
         return;
     if (m->dir[DIR_TX].n_slow || m->dir[DIR_RX].n_slow || m->dir[DIR_HS].n_slow || now - m->pending_since >= flush_ms / 1000.0)
         signal_locked(m);
+}
+
+static void mark_dirty(struct dirty_list *l, uint32_t id)
+{
+    if (l->all)
+        return;
+    if (l->n == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : 64;
+        uint32_t *grown = realloc(l->ids, cap * sizeof(*grown));
+        if (!grown) {
+            l->all = 1;
+            return;
+        }
+        l->ids = grown;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = id;
 }
 
 /* merge one batch's result (direction 0 = tx, 1 = rx) into the mailbox; the caller resets res */
@@ -128,6 +158,8 @@ void wgdp_mbox_publish(struct wgdp *ctx, int d, const wgdp_result *res, double n
         p->acc[d].bytes += ev->bytes;
         if (ev->endpoint.family)
             p->acc[d].endpoint = ev->endpoint;
+        if (!p->acc[d].dirty)
+            mark_dirty(&m->dirty[d], ev->peer_id);
         p->acc[d].dirty = 1;
         content = 1;
     }
@@ -218,37 +250,64 @@ static int drain_slow(struct mbox_dir *dir, wgdp_result *res)
     return left;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* peer `id`'s waiting counters of direction d as one event of res; 0 when res is full */
+static int drain_peer(struct wgdp *ctx, int d, uint32_t id, wgdp_result *res)
+{
+    struct wgdp_peer *p = wgdp_peer_get(ctx, id);
+    wgdp_event *ev;
+    if (!p || !p->acc[d].dirty)
+        return 1;
+    if (res->n_events >= res->events_cap)
+        return 0;
+    ev = &res->events[res->n_events++];
+    memset(ev, 0, sizeof(*ev));
+    ev->peer_id = id;
+    ev->generation = p->gen;
+    ev->messages = p->acc[d].messages;
+    ev->data = p->acc[d].data;
+    ev->bytes = p->acc[d].bytes;
+    ev->endpoint = p->acc[d].endpoint;
+    memset(&p->acc[d], 0, sizeof(p->acc[d]));
+    return 1;
+}
+
 static int drain_dir(struct wgdp *ctx, struct wgdp_mbox *m, int d, wgdp_result *res)
 {
     struct mbox_dir *dir = &m->dir[d];
+    struct dirty_list *l = &m->dirty[d];
+    uint32_t i = 0;
     /* rx: transport items first (key confirmation), then the handshake ring */
     int left = drain_slow(dir, res) | (d == DIR_RX ? drain_slow(&m->dir[DIR_HS], res) : 0);
     for (int j = 0; j < WGDP_DROP_COUNT; j++)
         res->drops[j] += dir->drops[j];
     memset(dir->drops, 0, sizeof(dir->drops));
-    for (uint32_t id = 0; id < ctx->n_peers; id++) {
-        struct wgdp_peer *p = ctx->peers[id];
-        wgdp_event *ev;
-        if (!p || !p->acc[d].dirty)
-            continue;
-        if (res->n_events >= res->events_cap) {
-            left = 1;
-            break;
-        }
-        ev = &res->events[res->n_events++];
-        memset(ev, 0, sizeof(*ev));
-        ev->peer_id = id;
-        ev->generation = p->gen;
-        ev->messages = p->acc[d].messages;
-        ev->data = p->acc[d].data;
-        ev->bytes = p->acc[d].bytes;
-        ev->endpoint = p->acc[d].endpoint;
-        memset(&p->acc[d], 0, sizeof(p->acc[d]));
+    if (l->all) {  /* the list could not grow: every slot, in id order */
+        for (uint32_t id = 0; id < ctx->n_peers; id++)
+            if (!drain_peer(ctx, d, id, res))
+                return 1;  /* the list stays `all` for the rest */
+        l->all = 0;
+        l->n = 0;
+        return left;
     }
+    if (l->n > 1)  /* (ids is NULL until the first peer is marked) */
+        qsort(l->ids, l->n, sizeof(*l->ids), cmp_u32);  /* events in id order, as a scan gives them */
+    for (; i < l->n; i++)
+        if (!drain_peer(ctx, d, l->ids[i], res))
+            break;
+    if (i < l->n) {  /* res is full: the rest wait for the next drain */
+        memmove(l->ids, l->ids + i, (l->n - i) * sizeof(*l->ids));
+        left = 1;
+    }
+    l->n -= i;
     return left;
 }
 
-/* everything published so far, into tx and rx (reset first); returns 1 if some had to wait */
 int wgdp_drain(wgdp *ctx, wgdp_result *tx, wgdp_result *rx)
 {
     struct wgdp_mbox *m = ctx->mbox;

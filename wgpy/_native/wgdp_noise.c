@@ -2,13 +2,14 @@
  * initiation (wgdp_noise_read_static, then wgdp_noise_read_payload once Python has looked the
  * decrypted static key up and passes that peer's precomputed DH(S_r, S_i)) and creating the
  * response (wgdp_noise_write_response, which also splits the session keys).  The state machine
- * stays in Python (wgpy.handshake) and so do the X25519 operations: the DH results come in as
- * arguments (libsodium, through PyNaCl, computes one in ~32 us; the system libcrypto 3.0 through
- * EVP took ~45 us, key set-up included).  These calls are the rest of the arithmetic: HASH/HMAC/KDF
- * over our BLAKE2s (wgdp_blake2s.c) and the zero-nonce ChaCha20-Poly1305 over EVP.
+ * stays in Python (wgpy.handshake).  X25519 runs here through the libsodium functions PyNaCl
+ * exports (wgdp_noise_set_x25519 takes their addresses once; ~32 us a DH, against ~45 us through
+ * the system libcrypto 3.0's EVP with key set-up), so a step is one call from Python; the rest is
+ * HASH/HMAC/KDF over our BLAKE2s (wgdp_blake2s.c) and the zero-nonce ChaCha20-Poly1305 over EVP.
  *
  * Every call works on local copies and writes its outputs only on success (WGDP_NOISE_OK); a bad
- * tag gives WGDP_NOISE_DECRYPT, an allocation failure WGDP_NOISE_ERROR.  Intermediate secrets are
+ * tag gives WGDP_NOISE_DECRYPT, an all-zero DH result (a low-order point) WGDP_NOISE_ZERO_DH, an
+ * allocation failure or missing X25519 functions WGDP_NOISE_ERROR.  Intermediate secrets are
  * wiped before returning.  Twin: wgpy.handshake_steps.PURE, checked byte for byte by
  * tests/native/test_noise_diff.py. */
 #include "wgdp_internal.h"
@@ -20,6 +21,34 @@
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static EVP_CIPHER *chacha;           /* fetched once: EVP_chacha20_poly1305() would fetch per init */
 static uint8_t c0[32];               /* HASH(CONSTRUCTION) */
+typedef int (*x25519_fn)(unsigned char *q, const unsigned char *n, const unsigned char *p);
+typedef int (*x25519_base_fn)(unsigned char *q, const unsigned char *n);
+static x25519_fn scalarmult;         /* libsodium's crypto_scalarmult: -1 for an all-zero result */
+static x25519_base_fn scalarmult_base;
+
+void wgdp_noise_set_x25519(void *mult, void *base)
+{
+    scalarmult = (x25519_fn)mult;
+    scalarmult_base = (x25519_base_fn)base;
+}
+
+int wgdp_noise_ready(void)
+{
+    return scalarmult != NULL && scalarmult_base != NULL;
+}
+
+/* out = X25519(n, p); WGDP_NOISE_ZERO_DH for an all-zero result (libsodium refuses it) */
+static int dh(const uint8_t n[32], const uint8_t p[32], uint8_t out[32])
+{
+    uint8_t d = 0;
+    if (!scalarmult)
+        return WGDP_NOISE_ERROR;
+    if (scalarmult(out, n, p) != 0)
+        return WGDP_NOISE_ZERO_DH;
+    for (int i = 0; i < 32; i++)
+        d |= out[i];
+    return d ? WGDP_NOISE_OK : WGDP_NOISE_ZERO_DH;
+}
 
 static void hash2(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint8_t out[32])
 {
@@ -113,12 +142,15 @@ out:
     return rc;
 }
 
-int wgdp_noise_read_static(const uint8_t *h0, const uint8_t *msg, const uint8_t *es, uint8_t *remote_static,
+int wgdp_noise_read_static(const uint8_t *local, const uint8_t *h0, const uint8_t *msg, uint8_t *remote_static,
                            uint8_t *ck, uint8_t *hash)
 {
-    uint8_t c[32], h[32], k[32], rs[32];
+    uint8_t c[32], h[32], k[32], es[32], rs[32];
     int rc;
     pthread_once(&once, init_once);
+    rc = dh(local, msg, es);                            /* DH(S_r, E_i) */
+    if (rc != WGDP_NOISE_OK)
+        goto out;
     kdf(c0, msg, 32, c, NULL, NULL);                    /* C = KDF1(C0, e) */
     hash2(h0, 32, msg, 32, h);                          /* H = HASH(H, e) */
     kdf(c, es, 32, c, k, NULL);                         /* C, k = KDF2(C, DH(S_r, E_i)) */
@@ -132,6 +164,7 @@ int wgdp_noise_read_static(const uint8_t *h0, const uint8_t *msg, const uint8_t 
 out:
     OPENSSL_cleanse(c, sizeof(c));
     OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(es, sizeof(es));
     return rc;
 }
 
@@ -142,6 +175,7 @@ int wgdp_noise_read_payload(uint8_t *ck, uint8_t *hash, const uint8_t *ss, const
     int rc;
     if (enc_len < 16)
         return WGDP_NOISE_DECRYPT;
+    pthread_once(&once, init_once);
     kdf(ck, ss, 32, c, k, NULL);                        /* C, k = KDF2(C, DH(S_r, S_i)) */
     rc = aead0(0, k, enc, enc_len, hash, payload);
     if (rc == WGDP_NOISE_OK) {
@@ -154,15 +188,22 @@ int wgdp_noise_read_payload(uint8_t *ck, uint8_t *hash, const uint8_t *ss, const
     return rc;
 }
 
-int wgdp_noise_write_response(uint8_t *ck, uint8_t *hash, const uint8_t *e_pub, const uint8_t *ee, const uint8_t *se,
-                              const uint8_t *psk, const uint8_t *payload, size_t len, uint8_t *enc,
-                              uint8_t *split)
+int wgdp_noise_write_response(uint8_t *ck, uint8_t *hash, const uint8_t *e_priv, const uint8_t *e_i,
+                              const uint8_t *s_i, const uint8_t *psk, const uint8_t *payload, size_t len,
+                              uint8_t *e_pub, uint8_t *enc, uint8_t *split)
 {
-    uint8_t c[32], h[32], tau[32], k[32];
-    int rc;
+    uint8_t c[32], h[32], tau[32], k[32], e[32], ee[32], se[32];
+    int rc = WGDP_NOISE_ERROR;
     pthread_once(&once, init_once);
-    kdf(ck, e_pub, 32, c, NULL, NULL);                  /* C = KDF1(C, E_r) */
-    hash2(hash, 32, e_pub, 32, h);                      /* H = HASH(H, E_r) */
+    if (!scalarmult_base || scalarmult_base(e, e_priv) != 0)    /* E_r */
+        goto out;
+    rc = dh(e_priv, e_i, ee);                                   /* DH(E_r, E_i) */
+    if (rc == WGDP_NOISE_OK)
+        rc = dh(e_priv, s_i, se);                               /* DH(E_r, S_i) */
+    if (rc != WGDP_NOISE_OK)
+        goto out;
+    kdf(ck, e, 32, c, NULL, NULL);                      /* C = KDF1(C, E_r) */
+    hash2(hash, 32, e, 32, h);                          /* H = HASH(H, E_r) */
     kdf(c, ee, 32, c, NULL, NULL);                      /* C = KDF1(C, DH(E_r, E_i)) */
     kdf(c, se, 32, c, NULL, NULL);                      /* C = KDF1(C, DH(E_r, S_i)) */
     kdf(c, psk, 32, c, tau, k);                         /* C, tau, k = KDF3(C, Q) */
@@ -171,11 +212,15 @@ int wgdp_noise_write_response(uint8_t *ck, uint8_t *hash, const uint8_t *e_pub, 
     if (rc == WGDP_NOISE_OK) {
         hash2(h, 32, enc, len + 16, h);                 /* H = HASH(H, enc(payload)) */
         kdf(c, NULL, 0, split, split + 32, NULL);       /* T1, T2 = KDF2(C, ""): the session keys */
+        memcpy(e_pub, e, 32);
         memcpy(ck, c, 32);
         memcpy(hash, h, 32);
     }
+out:
     OPENSSL_cleanse(c, sizeof(c));
     OPENSSL_cleanse(tau, sizeof(tau));
     OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(ee, sizeof(ee));
+    OPENSSL_cleanse(se, sizeof(se));
     return rc;
 }

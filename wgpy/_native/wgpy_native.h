@@ -157,21 +157,28 @@ void wgdp_mac16(const uint8_t *key, const uint8_t *msg, size_t len, uint8_t *out
  * per-source token bucket before the handshake ring (20/s, burst 5); the ring filling up also sets it */
 void wgdp_set_under_load(wgdp *ctx, double until);
 
-/* the handshake responder's arithmetic but X25519 (wgdp_noise.c; twin: wgpy.handshake_steps.PURE):
+/* the handshake responder's arithmetic (wgdp_noise.c; twin: wgpy.handshake_steps.PURE):
  * 0 ok; else nothing is written */
 #define WGDP_NOISE_OK 0
 #define WGDP_NOISE_DECRYPT 2
 #define WGDP_NOISE_ERROR 3
-/* msg = e (32) || enc(s) (48); h0 = H after the prologue and our public key; es = DH(S_r, E_i) */
-int wgdp_noise_read_static(const uint8_t *h0, const uint8_t *msg, const uint8_t *es, uint8_t *remote_static,
+#define WGDP_NOISE_ZERO_DH 4
+/* X25519 through these (libsodium's crypto_scalarmult and crypto_scalarmult_base, as PyNaCl exports them);
+ * until they are given every step answers WGDP_NOISE_ERROR; ready(): they are */
+void wgdp_noise_set_x25519(void *mult, void *base);
+int wgdp_noise_ready(void);
+/* msg = e (32) || enc(s) (48); local = our private key; h0 = H after the prologue and our public key */
+int wgdp_noise_read_static(const uint8_t *local, const uint8_t *h0, const uint8_t *msg, uint8_t *remote_static,
                            uint8_t *ck, uint8_t *hash);
 /* ck, hash: in and out; ss = DH(S_r, S_i); payload gets enc_len - 16 bytes */
 int wgdp_noise_read_payload(uint8_t *ck, uint8_t *hash, const uint8_t *ss, const uint8_t *enc, size_t enc_len,
                             uint8_t *payload);
-/* ck, hash: in and out; ee = DH(E_r, E_i), se = DH(E_r, S_i); enc gets the len + 16 bytes of enc(payload),
- * split the 64 bytes of T1 || T2 = KDF2(C, "") (the session keys begin_session would derive) */
-int wgdp_noise_write_response(uint8_t *ck, uint8_t *hash, const uint8_t *e_pub, const uint8_t *ee, const uint8_t *se,
-                              const uint8_t *psk, const uint8_t *payload, size_t len, uint8_t *enc, uint8_t *split);
+/* ck, hash: in and out; e_priv = our ephemeral private key, e_i = E_i, s_i = S_i; e_pub gets E_r, enc the
+ * len + 16 bytes of enc(payload), split the 64 bytes of T1 || T2 = KDF2(C, "") (the session keys
+ * begin_session would derive) */
+int wgdp_noise_write_response(uint8_t *ck, uint8_t *hash, const uint8_t *e_priv, const uint8_t *e_i,
+                              const uint8_t *s_i, const uint8_t *psk, const uint8_t *payload, size_t len,
+                              uint8_t *e_pub, uint8_t *enc, uint8_t *split);
 
 /* batches over caller buffers (twins: wgpy.dataplane_twin.PureDataPlane.encrypt_batch / decrypt_batch) */
 void wgdp_result_reset(wgdp_result *res);
