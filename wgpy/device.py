@@ -53,6 +53,7 @@ from .keys import PrivateKey, PublicKey
 from .messages import HANDSHAKE_SIZES
 from .peer import Peer
 from .ratelimiter import RateLimiter
+from .unknown_initiators import UnknownInitiators
 from . import icmp, receive, relay, send, timer_expiry
 
 if TYPE_CHECKING:
@@ -64,10 +65,6 @@ HANDSHAKE_TIME_BUDGET = 0.004
 """Seconds of handshake work per call (per loop turn); the rest wait in the queue."""
 
 __all__ = ["Device", "Action", "SendDatagram", "WriteTun", "Unreachable", "HANDSHAKE_TIME_BUDGET"]
-
-
-UNKNOWN_INITIATORS_MAX = 256
-"""How many unknown initiators ``Device.unknown_initiators`` remembers."""
 
 
 class Device:
@@ -110,11 +107,7 @@ class Device:
         self.relay = relay.Relay()  # relay key, serving, counters
         self._under_load_until = float("-inf")
         self._last_now = 0.0
-        self.unknown_initiators: dict[PublicKey, float] = {}
-        """Static keys that initiations claimed and no configured peer has, each with the wall-clock time
-        of its latest such initiation (at most ``UNKNOWN_INITIATORS_MAX``, the oldest forgotten first;
-        unauthenticated: only the claim).  A caller that adds that peer soon after learns that the other
-        side already tried and waits for its retransmit (kubespan's first contact initiates at once)."""
+        self.unknown_initiators = UnknownInitiators()  # claimed keys of dropped initiations (a hint)
 
     # ------------------------------------------------------------------ config
     @property
@@ -156,11 +149,7 @@ class Device:
 
     def note_unknown_initiator(self, public_key: PublicKey) -> None:
         """An initiation from ``public_key``, which is no configured peer, was dropped (see ``unknown_initiators``)."""
-        known = self.unknown_initiators
-        known.pop(public_key, None)
-        known[public_key] = self.wall_clock()
-        if len(known) > UNKNOWN_INITIATORS_MAX:
-            del known[next(iter(known))]
+        self.unknown_initiators.note(public_key, self.wall_clock())
 
     def apply(self, update: DeviceUpdate, now: float) -> list[Action]:
         """Carry out one set transaction atomically (validated before any change)."""

@@ -223,7 +223,7 @@ def _receive_initiation(
 
 def _static_static(dev: Device, key: PublicKey, note_unknown: bool = False) -> bytes | None:
     """The configured peer's precomputed static-static DH (None: unknown peer, remembered with
-    ``note_unknown``: ``Device.unknown_initiators``)."""
+    ``note_unknown``: ``Device.unknown_initiators``, ``wgpy.unknown_initiators``)."""
     peer = dev.peer(key)
     if peer is None:
         if note_unknown:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from wgsupport import DevicePair
 
 from wgpy.config import DeviceUpdate, PeerUpdate
-from wgpy.device import UNKNOWN_INITIATORS_MAX
+from wgpy.unknown_initiators import UNKNOWN_INITIATORS_MAX
 from wgpy.errors import DropReason
 from wgpy.keys import PrivateKey
 
