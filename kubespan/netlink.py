@@ -13,7 +13,8 @@ the class, the plain ``from pyroute2 import IPRoute`` is used.
 permanent generation (``gc.freeze``) taking every object alive before and after it. The agent's modules
 and pyroute2's message classes live as long as the process; without this, the first full collection
 (which the import's and the first dumps' allocations set off, in that thread) scans ~55,000 of them,
-~30 ms of CPU per agent on a loaded machine. Objects made later are collected as before.
+~30 ms of CPU per agent on a loaded machine. Objects made later are collected as before; cyclic
+garbage not yet collected when ``prepare`` runs stays (it is meant to run once per process, at start).
 """
 
 from __future__ import annotations
