@@ -3,7 +3,8 @@
 Contract: ``read_addresses()`` returns every address on this network namespace's links as
 ``affiliates.NodeAddress`` (IP, prefix length, link name, scope, whether the link is up by
 ``affiliates.link_is_up``, as Talos's network/node_address.go decides); the filtering
-(which of them a node announces) is ``kubespan.affiliates``'s.  Reads netlink through pyroute2;
+(which of them a node announces) is ``kubespan.affiliates``'s.  Reads netlink through pyroute2
+(``kubespan.netlink``);
 nothing else, no state.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from .affiliates import NodeAddress, link_is_up
 from .identity import ARPHRD_ETHER
+from .netlink import iproute_class
 
 _SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
 
@@ -30,9 +32,7 @@ def read_addresses(ipr: Any = None) -> list[NodeAddress]:
     """Every address on this host's links (netlink dump), with its link's up/down state; through
     ``ipr`` (an open pyroute2 ``IPRoute``, left open) or a socket of its own."""
     if ipr is None:
-        from pyroute2 import IPRoute
-
-        with IPRoute() as own:
+        with iproute_class()() as own:
             return read_addresses(own)
     links = ipr.get_links()
     names = {link["index"]: link.get("ifname") or "" for link in links}
@@ -61,9 +61,7 @@ class AddressReader:
 
     def read(self) -> list[NodeAddress]:
         if self._ipr is None:
-            from pyroute2 import IPRoute
-
-            self._ipr = IPRoute()
+            self._ipr = iproute_class()()
         try:
             return read_addresses(self._ipr)
         except BaseException:

@@ -36,7 +36,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import importlib
 import logging
 import os
 import signal
@@ -48,7 +47,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from wgpy import DeviceUpdate, Interface, UapiInUse, notify_ready, open_uapi_socket
 
-from . import logfmt, relay, specs
+from . import logfmt, netlink, relay, specs
 from .affiliates import AffiliateSpec, NodeAddress, from_remote, local_affiliate, local_endpoints, merge, raw_affiliates
 from .api import DEFAULT_API_SOCKET, ApiServer
 from .config import NodeConfig, load_config, parse_config
@@ -140,7 +139,7 @@ class Agent:
         self.exit_code = 0
         self.metrics = AgentMetrics(lambda: self.statuses, lambda: self.clients)
         self._nl_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kubespan-netlink")
-        """Netlink and nft work in one thread (pyroute2's sockets stay there; it imports pyroute2 at start)."""
+        """Netlink and nft work in one thread (pyroute2's sockets stay there; ``netlink.prepare`` at start)."""
         self._reader = AddressReader()
         self._addresses: list[NodeAddress] | None = None
         self._addresses_stale = True
@@ -154,7 +153,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig.name)
         ticker: asyncio.Task[None] | None = None
-        self._nl_thread.submit(importlib.import_module, "pyroute2")
+        self._nl_thread.submit(netlink.prepare)
         try:
             await self._start()
             notify_ready(f"serving {self.options.api_socket}")  # systemd Type=notify

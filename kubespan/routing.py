@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 from .controller import FWMARK_FORCE, FWMARK_MASK, FWMARK_WIREGUARD, RoutingSpec
 from .filters import IPNetwork
+from .netlink import iproute_class
 
 log = logging.getLogger("kubespan.routing")
 
@@ -139,9 +140,8 @@ class KernelRouting:
 
     def _ipr(self) -> Any:
         if self._handle is None:
-            from pyroute2 import IPRoute
-
-            self._handle = IPRoute(netns=self.netns) if self.netns else IPRoute()
+            iproute = iproute_class()
+            self._handle = iproute(netns=self.netns) if self.netns else iproute()
         return self._handle
 
     def close(self) -> None:
