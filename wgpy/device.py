@@ -147,10 +147,6 @@ class Device:
     def peer(self, public_key: PublicKey) -> Peer | None:
         return self._peers.get(public_key)
 
-    def note_unknown_initiator(self, public_key: PublicKey) -> None:
-        """An initiation from ``public_key``, which is no configured peer, was dropped (see ``unknown_initiators``)."""
-        self.unknown_initiators.note(public_key, self.wall_clock())
-
     def apply(self, update: DeviceUpdate, now: float) -> list[Action]:
         """Carry out one set transaction atomically (validated before any change)."""
         self._validate(update)
@@ -235,10 +231,18 @@ class Device:
         self.allowed.remove_by_value(peer)
         self._peers.pop(peer.public_key, None)
 
-    def release_handshake_index(self, peer: Peer, index: int | None = None) -> None:
-        """Release the index of the peer's handshake in progress (``index``: one its handshake
-        held before, e.g. before ``accept_initiation`` replaced it); a keypair's is left alone."""
-        idx = peer.handshake.local_index if index is None else index
+    def release_handshake_index(self, peer: Peer, index: int | None = None, *, keep_crossed: bool = False) -> None:
+        """Release the index of the peer's handshake in progress (``index``: one it held before, e.g. before
+        ``accept_initiation``, unless that is now the crossed one) and, unless ``keep_crossed``, forget its
+        crossed initiation and release that index too; a keypair's index is left alone."""
+        hs = peer.handshake
+        crossed = hs.crossed.local_index if hs.crossed is not None else 0
+        if index is None and crossed and not keep_crossed:
+            hs.crossed = None
+            self._release_index(peer, crossed)
+        self._release_index(peer, hs.local_index if index is None else (0 if index == crossed else index))
+
+    def _release_index(self, peer: Peer, idx: int) -> None:
         if idx and self.indices.get(idx) is peer:
             self.indices.remove(idx)
 

@@ -15,7 +15,15 @@ States (``HandshakeState``)::
     RESPONSE_CONSUMED / RESPONSE_CREATED --begin_session--> ZEROED  (returns SessionKeys)
 
 ``create_initiation`` and ``accept_initiation`` are valid in any state and
-replace whatever was in progress.  A failed consume leaves the state as it
+replace whatever was in progress, with one exception: crossing initiations.
+An initiation accepted while ours waits for its response keeps ours aside
+(``crossed``) until our next initiation or ``clear``; a response to it then
+resumes it (``consume_response``), so the two initiations that crossed still
+give a session.  wireguard-go and the kernel discard their own initiation
+here: each side answers the other's, both answers are dropped, and the pair
+waits for a retransmit (REKEY_TIMEOUT).  The wire is the same either way: a
+peer that answers our initiation completes a session with us whatever it did
+with its own.  A failed consume leaves the state as it
 was.  Remote-input failures raise ``HandshakeError(DropReason)``; calls in
 the wrong state raise ``StateError``.
 
@@ -49,7 +57,7 @@ from .tai64n import ZERO as ZERO_TIMESTAMP
 from .tai64n import after
 
 __all__ = [
-    "StaticIdentity", "SessionKeys", "HandshakeState", "ConsumedInitiation", "Handshake",
+    "StaticIdentity", "SessionKeys", "HandshakeState", "ConsumedInitiation", "CrossedInitiation", "Handshake",
     "consume_initiation", "read_initiation", "initial_hash",
 ]
 
@@ -110,6 +118,19 @@ class SessionKeys:
     def __repr__(self) -> str:
         return (f"SessionKeys(<redacted>, local_index={self.local_index}, "
                 f"remote_index={self.remote_index}, is_initiator={self.is_initiator})")
+
+
+@dataclass(frozen=True, slots=True)
+class CrossedInitiation:
+    """Our initiation set aside by a crossing one (``Handshake.crossed``)."""
+
+    local_index: int
+    local_ephemeral: X25519PrivateKey
+    chaining_key: bytes
+    hash: bytes
+
+    def __repr__(self) -> str:
+        return f"CrossedInitiation(local_index={self.local_index}, <redacted>)"
 
 
 class HandshakeState(enum.Enum):
@@ -199,6 +220,9 @@ class Handshake:
     _initial_hash: bytes = field(default=_ZERO_KEY, init=False)
     _split: bytes = field(default=b"", init=False)
     """T1 || T2 from write_response (the responder's session keys), until begin_session."""
+    crossed: CrossedInitiation | None = field(default=None, init=False)
+    """Our initiation that a crossing one replaced, until its response, our next initiation or ``clear``
+    (its index stays ours: the engine releases it with the handshake's)."""
 
     def __post_init__(self) -> None:
         self._initial_hash = initial_hash(self.remote_static.raw, self.prologue)
@@ -242,6 +266,7 @@ class Handshake:
         self._chaining_key = _ZERO_KEY
         self._hash = _ZERO_KEY
         self._split = b""
+        self.crossed = None
 
     def _psk(self) -> bytes:
         return _ZERO_KEY if self.preshared_key is None else self.preshared_key.raw
@@ -293,7 +318,11 @@ class Handshake:
         last = self.last_initiation_consumed
         if last is not None and now - last < INITIATION_MIN_INTERVAL:
             raise HandshakeError(DropReason.INITIATION_FLOOD)
+        crossed = self.crossed
+        if self.state is HandshakeState.INITIATION_CREATED and self.local_ephemeral is not None:
+            crossed = CrossedInitiation(self.local_index, self.local_ephemeral, self._chaining_key, self._hash)
         self.clear()
+        self.crossed = crossed
         self.state = HandshakeState.INITIATION_CONSUMED
         self.remote_index = consumed.sender
         self.remote_ephemeral = consumed.ephemeral
@@ -348,10 +377,26 @@ class Handshake:
         return payload
 
     def consume_response(self, msg: Response) -> None:
-        """Consume a response addressed to ``local_index`` (macs already checked)."""
-        if self.state is not HandshakeState.INITIATION_CREATED or msg.receiver != self.local_index:
+        """Consume a response addressed to ``local_index``, or to the ``crossed`` initiation, which it
+        resumes (macs already checked)."""
+        crossed = self.crossed
+        if crossed is not None and msg.receiver == crossed.local_index:
+            saved = (self.state, self.local_index, self.remote_index, self.local_ephemeral, self.remote_ephemeral,
+                     self._chaining_key, self._hash, self._split)
+            self.state, self.local_index, self.local_ephemeral = (HandshakeState.INITIATION_CREATED,
+                                                                  crossed.local_index, crossed.local_ephemeral)
+            self._chaining_key, self._hash = crossed.chaining_key, crossed.hash
+            try:
+                self.read_response(msg.ephemeral + msg.encrypted_nothing)
+            except Exception:
+                (self.state, self.local_index, self.remote_index, self.local_ephemeral, self.remote_ephemeral,
+                 self._chaining_key, self._hash, self._split) = saved
+                raise
+            self.crossed = None
+        elif self.state is not HandshakeState.INITIATION_CREATED or msg.receiver != self.local_index:
             raise HandshakeError(DropReason.UNEXPECTED_RESPONSE)
-        self.read_response(msg.ephemeral + msg.encrypted_nothing)
+        else:
+            self.read_response(msg.ephemeral + msg.encrypted_nothing)
         self.remote_index = msg.sender
 
     # -- both: transport keys -------------------------------------------------

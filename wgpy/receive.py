@@ -209,7 +209,7 @@ def _receive_initiation(
     if via is not None and peer.public_key != via:
         dev.drops[DropReason.RELAY_WRONG_PEER] += 1
         return None
-    previous = peer.handshake.local_index  # our own initiation, when they cross
+    previous = peer.handshake.local_index  # our own initiation, when they cross: kept as ``crossed``
     peer.handshake.accept_initiation(consumed, now)
     dev.release_handshake_index(peer, previous)
     dev.note(Event.INITIATION_RECEIVED, peer, src)
@@ -227,7 +227,7 @@ def _static_static(dev: Device, key: PublicKey, note_unknown: bool = False) -> b
     peer = dev.peer(key)
     if peer is None:
         if note_unknown:
-            dev.note_unknown_initiator(key)
+            dev.unknown_initiators.note(key, dev.wall_clock())
         return None
     if peer.handshake.precomputed_static_static is None:
         raise HandshakeError(DropReason.ZERO_DH)

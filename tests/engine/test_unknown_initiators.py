@@ -31,8 +31,8 @@ def test_the_memory_is_bounded_oldest_first() -> None:
     dev = p.b.device
     keys = [PrivateKey.generate(p.rng).public_key() for _ in range(UNKNOWN_INITIATORS_MAX + 2)]
     for key in keys:
-        dev.note_unknown_initiator(key)
-    dev.note_unknown_initiator(keys[2])  # seen again: now the newest
+        dev.unknown_initiators.note(key, p.clock.wall())
+    dev.unknown_initiators.note(keys[2], p.clock.wall())  # seen again: now the newest
     assert len(dev.unknown_initiators) == UNKNOWN_INITIATORS_MAX
     assert keys[0] not in dev.unknown_initiators and keys[1] not in dev.unknown_initiators
     assert list(dev.unknown_initiators)[-1] == keys[2]

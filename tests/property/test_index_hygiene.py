@@ -8,10 +8,11 @@ batches), time past REKEY_TIMEOUT / REJECT_AFTER_TIME / the zero-key timer
 (the other side swaps the peer key), a PSK change on one side, peer removal
 and re-adding, and ``replace_peers``.  After every step each index-table entry
 must name a configured peer's handshake in progress (under the handshake's own
-``local_index``) or one of that peer's keypairs (under the keypair's
-``local_index``) -- nothing else -- every keypair a peer holds must be in the
-table, the data plane's index must hold exactly those keypairs, and the table
-holds at most four entries per peer (a handshake and three keypairs).
+``local_index``), its crossed initiation (under that one's) or one of that
+peer's keypairs (under the keypair's ``local_index``) -- nothing else -- every
+keypair a peer holds must be in the table, the data plane's index must hold
+exactly those keypairs, and the table holds at most four entries per peer (a
+handshake or a crossed initiation, and three keypairs).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def audit(node: Node) -> None:
         if isinstance(value, Peer):
             assert live.get(id(value)) is value, f"{node.name}: index {index:#x} names a removed peer"
             hs = value.handshake
+            if hs.crossed is not None and hs.crossed.local_index == index:
+                assert hs.state is not HandshakeState.INITIATION_CREATED, (node.name, index, hs.state)
+                continue  # our initiation that theirs crossed, kept for its response
             assert hs.local_index == index, f"{node.name}: index {index:#x} is not the peer's handshake index"
             assert hs.state is HandshakeState.INITIATION_CREATED, (node.name, index, hs.state)
         else:
