@@ -231,20 +231,15 @@ class Device:
         self.allowed.remove_by_value(peer)
         self._peers.pop(peer.public_key, None)
 
-    def release_handshake_index(self, peer: Peer, index: int | None = None, *, keep_crossed: bool = False) -> None:
-        """Release the index of the peer's handshake in progress (``index``: one it held before, e.g. before
-        ``accept_initiation``, unless that is now the crossed one) and, unless ``keep_crossed``, forget its
-        crossed initiation and release that index too; a keypair's index is left alone."""
+    def release_handshake_index(self, peer: Peer) -> None:
+        """Release the indices of the peer's handshake in progress and of its crossed initiation, which
+        is forgotten; a keypair's index is left alone."""
         hs = peer.handshake
-        crossed = hs.crossed.local_index if hs.crossed is not None else 0
-        if index is None and crossed and not keep_crossed:
-            hs.crossed = None
-            self._release_index(peer, crossed)
-        self._release_index(peer, hs.local_index if index is None else (0 if index == crossed else index))
-
-    def _release_index(self, peer: Peer, idx: int) -> None:
-        if idx and self.indices.get(idx) is peer:
-            self.indices.remove(idx)
+        held = [hs.local_index] if hs.crossed is None else [hs.local_index, hs.crossed.local_index]
+        hs.crossed = None
+        for idx in held:
+            if idx and self.indices.get(idx) is peer:
+                self.indices.remove(idx)
 
     def begin_session(self, peer: Peer, now: float) -> Keypair:
         """Derive the transport keypair from the peer's finished handshake and install it

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 
 class Event(enum.Enum):
-
     __hash__ = object.__hash__
     """Members are singletons that compare by identity: the identity hash (C) instead of Enum's
     ``hash(name)`` in Python, since counters hash a member per message."""

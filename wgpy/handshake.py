@@ -356,47 +356,47 @@ class Handshake:
 
     def read_response(self, message: bytes) -> bytes:
         """Consume Noise message 2; returns its payload; state RESPONSE_CONSUMED."""
-        if (self.state is not HandshakeState.INITIATION_CREATED or self.local is None
-                or self.local_ephemeral is None):
+        if self.state is not HandshakeState.INITIATION_CREATED or self.local_ephemeral is None:
+            raise HandshakeError(DropReason.UNEXPECTED_RESPONSE)
+        return self._finish_initiation(self.local_index, self.local_ephemeral, self._chaining_key, self._hash,
+                                       message)
+
+    def _finish_initiation(self, local_index: int, local_ephemeral: X25519PrivateKey, ck: bytes, h: bytes,
+                           message: bytes) -> bytes:
+        """Read message 2 against our initiation (``local_index``, its ephemeral key and C, H); only on
+        success the state becomes RESPONSE_CONSUMED with that initiation's values."""
+        if self.local is None:
             raise HandshakeError(DropReason.UNEXPECTED_RESPONSE)
         if len(message) < KEY_SIZE + TAG_SIZE:
             raise HandshakeError(DropReason.MALFORMED)
         ephemeral = bytes(message[:KEY_SIZE])
         encrypted_payload = bytes(message[KEY_SIZE:])
-        c = kdf1(self._chaining_key, ephemeral)
-        h = hash_(self._hash, ephemeral)
-        c = kdf1(c, _dh(self.local_ephemeral, ephemeral))
+        c = kdf1(ck, ephemeral)
+        h = hash_(h, ephemeral)
+        c = kdf1(c, _dh(local_ephemeral, ephemeral))
         c = kdf1(c, _dh(self.local.key, ephemeral))
         c, tau, k = kdf3(c, self._psk())
         h = hash_(h, tau)
         payload = _open(k, encrypted_payload, h)
         h = hash_(h, encrypted_payload)
         self.state = HandshakeState.RESPONSE_CONSUMED
-        self.remote_ephemeral = ephemeral
+        self.local_index, self.local_ephemeral, self.remote_ephemeral = local_index, local_ephemeral, ephemeral
         self._chaining_key, self._hash = c, h
         return payload
 
     def consume_response(self, msg: Response) -> None:
         """Consume a response addressed to ``local_index``, or to the ``crossed`` initiation, which it
         resumes (macs already checked)."""
+        body = msg.ephemeral + msg.encrypted_nothing
         crossed = self.crossed
         if crossed is not None and msg.receiver == crossed.local_index:
-            saved = (self.state, self.local_index, self.remote_index, self.local_ephemeral, self.remote_ephemeral,
-                     self._chaining_key, self._hash, self._split)
-            self.state, self.local_index, self.local_ephemeral = (HandshakeState.INITIATION_CREATED,
-                                                                  crossed.local_index, crossed.local_ephemeral)
-            self._chaining_key, self._hash = crossed.chaining_key, crossed.hash
-            try:
-                self.read_response(msg.ephemeral + msg.encrypted_nothing)
-            except Exception:
-                (self.state, self.local_index, self.remote_index, self.local_ephemeral, self.remote_ephemeral,
-                 self._chaining_key, self._hash, self._split) = saved
-                raise
+            self._finish_initiation(crossed.local_index, crossed.local_ephemeral, crossed.chaining_key,
+                                    crossed.hash, body)
             self.crossed = None
         elif self.state is not HandshakeState.INITIATION_CREATED or msg.receiver != self.local_index:
             raise HandshakeError(DropReason.UNEXPECTED_RESPONSE)
         else:
-            self.read_response(msg.ephemeral + msg.encrypted_nothing)
+            self.read_response(body)
         self.remote_index = msg.sender
 
     # -- both: transport keys -------------------------------------------------

@@ -97,27 +97,26 @@ def _pure_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ep
     return ephemeral, encrypted, c, hash_(h, encrypted), t1 + t2
 
 
-def _native_read_static(local: bytes, h0: bytes, ephemeral: bytes,
-                        encrypted_static: bytes) -> tuple[bytes, bytes, bytes]:
-    out = _noise.read_static(local, h0, ephemeral, encrypted_static)
+def _native_ok(out: Any) -> Any:
+    """A native step's outputs, or ``HandshakeError`` for the ``DropReason`` it answered instead."""
     if isinstance(out, DropReason):
         raise HandshakeError(out)
-    return out  # type: ignore[no-any-return]
+    return out
+
+
+def _native_read_static(local: bytes, h0: bytes, ephemeral: bytes,
+                        encrypted_static: bytes) -> tuple[bytes, bytes, bytes]:
+    return _native_ok(_noise.read_static(local, h0, ephemeral, encrypted_static))  # type: ignore[no-any-return]
 
 
 def _native_read_payload(c: bytes, h: bytes, ss: bytes, encrypted: bytes) -> tuple[bytes, bytes, bytes]:
-    out = _noise.read_payload(c, h, ss, encrypted)
-    if isinstance(out, DropReason):
-        raise HandshakeError(out)
-    return out  # type: ignore[no-any-return]
+    return _native_ok(_noise.read_payload(c, h, ss, encrypted))  # type: ignore[no-any-return]
 
 
 def _native_write_response(c: bytes, h: bytes, ephemeral_private: bytes, remote_ephemeral: bytes, remote_static: bytes,
                            psk: bytes, payload: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
-    out = _noise.write_response(c, h, ephemeral_private, remote_ephemeral, remote_static, psk, payload)
-    if isinstance(out, DropReason):
-        raise HandshakeError(out)
-    return out  # type: ignore[no-any-return]
+    return _native_ok(_noise.write_response(c, h, ephemeral_private, remote_ephemeral,  # type: ignore[no-any-return]
+                                            remote_static, psk, payload))
 
 
 PURE: Final = Steps("pure", _pure_read_static, _pure_read_payload, _pure_write_response)

@@ -201,7 +201,7 @@ def _receive_initiation(
     if dev.identity is None:
         dev.drops[DropReason.NO_PRIVATE_KEY] += 1
         return None
-    consumed = consume_initiation(msg, dev.identity, static_static=lambda key: _static_static(dev, key, True))
+    consumed = consume_initiation(msg, dev.identity, static_static=lambda key: _static_static(dev, key))
     peer = dev.peer(consumed.remote_static)
     if peer is None:
         dev.drops[DropReason.UNKNOWN_PEER] += 1
@@ -209,9 +209,7 @@ def _receive_initiation(
     if via is not None and peer.public_key != via:
         dev.drops[DropReason.RELAY_WRONG_PEER] += 1
         return None
-    previous = peer.handshake.local_index  # our own initiation, when they cross: kept as ``crossed``
-    peer.handshake.accept_initiation(consumed, now)
-    dev.release_handshake_index(peer, previous)
+    peer.handshake.accept_initiation(consumed, now)  # our own initiation, when they cross: kept as ``crossed``
     dev.note(Event.INITIATION_RECEIVED, peer, src)
     roam(dev, peer, src, via, size, now, out)
     peer.rx_bytes += size
@@ -221,13 +219,12 @@ def _receive_initiation(
     return peer
 
 
-def _static_static(dev: Device, key: PublicKey, note_unknown: bool = False) -> bytes | None:
-    """The configured peer's precomputed static-static DH (None: unknown peer, remembered with
-    ``note_unknown``: ``Device.unknown_initiators``, ``wgpy.unknown_initiators``)."""
+def _static_static(dev: Device, key: PublicKey) -> bytes | None:
+    """The configured peer's precomputed static-static DH (None: unknown peer, remembered in
+    ``Device.unknown_initiators``)."""
     peer = dev.peer(key)
     if peer is None:
-        if note_unknown:
-            dev.unknown_initiators.note(key, dev.wall_clock())
+        dev.unknown_initiators.note(key, dev.wall_clock())
         return None
     if peer.handshake.precomputed_static_static is None:
         raise HandshakeError(DropReason.ZERO_DH)

@@ -115,7 +115,7 @@ def send_initiation(dev: Device, peer: Peer, now: float, out: list[Action], *, r
 
 def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> None:
     """Answer a consumed initiation and derive the responder's keypair (in ``next``)."""
-    index = _new_handshake_index(dev, peer, keep_crossed=True)
+    index = dev.indices.new_index(peer, dev.rng)  # an accepted initiation holds no index of ours
     try:
         msg = peer.handshake.create_response(index, dev.rng(32))
     except HandshakeError as exc:
@@ -128,10 +128,9 @@ def send_response(dev: Device, peer: Peer, now: float, out: list[Action]) -> Non
     _send_handshake(dev, peer, data, now, out, Event.RESPONSE_SENT)
 
 
-def _new_handshake_index(dev: Device, peer: Peer, *, keep_crossed: bool = False) -> int:
-    """A fresh local index for the peer's next handshake message (the old one is released, and the
-    crossed initiation's unless ``keep_crossed``: a response keeps it for the answer to it)."""
-    dev.release_handshake_index(peer, keep_crossed=keep_crossed)
+def _new_handshake_index(dev: Device, peer: Peer) -> int:
+    """A fresh local index for the peer's next initiation (the handshake's old ones are released)."""
+    dev.release_handshake_index(peer)
     return dev.indices.new_index(peer, dev.rng)
 
 
