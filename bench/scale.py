@@ -69,6 +69,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from kubespan import api  # noqa: E402
+from kubespan.api import AgentNotRunning  # noqa: E402
+from kubespan.errors import KubespanError  # noqa: E402
 from lab.mesh import Lab, LabError, Node, missing_requirements  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -176,38 +179,34 @@ class MeshWatch:
         for thread in self.threads:
             thread.start()
 
-    def _connect(self, node: Node) -> socket.socket | None:
-        while not self.stopping and time.monotonic() < self.deadline:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(HEADER_TIMEOUT)
-                sock.connect(str(node.api_socket))
-                sock.sendall(b'{"watch": "kubespanpeerstatuses"}\n')
-                return sock
-            except OSError:
-                sock.close()
-                time.sleep(CONNECT_RETRY)
-        return None
+    def _opened(self, name: str) -> Any:
+        def keep(sock: socket.socket) -> None:
+            with self.lock:
+                self.socks[name] = sock
+        return keep
 
     def _follow(self, node: Node) -> None:
-        sock = self._connect(node)
-        if sock is None:
+        while not self.stopping and time.monotonic() < self.deadline:
+            events = api.watch(str(node.api_socket), "kubespanpeerstatuses", timeout=HEADER_TIMEOUT,
+                               on_open=self._opened(node.name))
+            try:
+                header = next(events, {})
+            except AgentNotRunning:  # not listening yet
+                time.sleep(CONNECT_RETRY)
+                continue
+            except KubespanError as exc:
+                self._failed(node, exc)
+                return
+            break
+        else:
             return
-        with self.lock:
-            self.socks[node.name] = sock
         try:
-            stream = sock.makefile("rb")
-            header = json.loads(stream.readline() or b"{}")
-            if "error" in header or "type" not in header:
-                raise ValueError(f"no watch header: {header}")
-            sock.settimeout(None)
+            if "type" not in header:
+                raise KubespanError(f"no watch header: {header}")
             with self.changed:
                 self.answered[node.name] = time.monotonic()
                 self.changed.notify_all()
-            for raw in stream:
-                event = json.loads(raw)
-                if "error" in event:
-                    raise ValueError(event["error"])
+            for event in events:
                 resource = event.get("resource")
                 if resource is None:
                     continue
@@ -219,13 +218,16 @@ class MeshWatch:
                     else:
                         states[str(spec.get("label"))] = str(spec.get("state"))
                     self._count(node.name)
-        except (OSError, ValueError) as exc:
-            if not self.stopping:
-                with self.changed:
-                    self.errors.append(f"{node.name}: {exc}")
-                    self.changed.notify_all()
+        except KubespanError as exc:
+            self._failed(node, exc)
         finally:
-            sock.close()
+            events.close()
+
+    def _failed(self, node: Node, exc: Exception) -> None:
+        if not self.stopping:
+            with self.changed:
+                self.errors.append(f"{node.name}: {exc}")
+                self.changed.notify_all()
 
     def _count(self, name: str) -> None:
         states = self.states[name]

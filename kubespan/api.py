@@ -297,14 +297,17 @@ def _exchange(path: str, req: dict[str, Any], timeout: float) -> dict[str, Any]:
     return _decode(b"".join(chunks))
 
 
-def watch(path: str, type_name: str, resource_id: str | None = None,
-          timeout: float = 10.0) -> Iterator[dict[str, Any]]:
+def watch(path: str, type_name: str, resource_id: str | None = None, timeout: float = 10.0,
+          on_open: Callable[[socket.socket], None] | None = None) -> Iterator[dict[str, Any]]:
     """Watch one type (or one resource): the header line, then every event line, until
-    the agent ends the stream.  Blocks between events; ``KubespanError`` on an error line."""
+    the agent ends the stream.  Blocks between events; ``KubespanError`` on an error line.
+    ``on_open`` gets the connected socket (another thread may shut it down to end the watch)."""
     req: dict[str, Any] = {"watch": type_name}
     if resource_id is not None:
         req["id"] = resource_id
     sock = _connect(path, req, timeout)
+    if on_open is not None:
+        on_open(sock)
     stream = sock.makefile("rb")
     try:
         first = True

@@ -504,3 +504,20 @@ def test_watch_ends_when_the_agent_stops(tmp_path: Path) -> None:
     finally:
         cli.stop()
     assert out.startswith("node: node-a\nevent: created\nmetadata:\n")
+
+
+def test_a_watch_ends_when_its_socket_is_shut_down(api: str) -> None:
+    """``api.watch(on_open=)`` hands the caller the socket: another thread shuts it down to end the watch."""
+    from kubespan.api import watch
+
+    opened: list[socket.socket] = []
+    events = watch(api, "kubespanpeerstatuses", on_open=opened.append)
+    header = next(events)
+    assert header.get("type") and len(opened) == 1
+    timer = threading.Timer(0.2, opened[0].shutdown, (socket.SHUT_RDWR,))
+    timer.start()
+    try:
+        rest = list(events)  # the current resources, then the end of the stream
+    finally:
+        timer.cancel()
+    assert all("resource" in event for event in rest)
