@@ -517,7 +517,8 @@ def test_a_watch_ends_when_its_socket_is_shut_down(api: str) -> None:
     timer = threading.Timer(0.2, opened[0].shutdown, (socket.SHUT_RDWR,))
     timer.start()
     try:
-        rest = list(events)  # the current resources, then the end of the stream
+        rest = list(events)  # the current resources, "bootstrapped", then the end of the stream
     finally:
         timer.cancel()
-    assert all("resource" in event for event in rest)
+    assert [e["event"] for e in rest] == ["created"] * (len(rest) - 1) + ["bootstrapped"]
+    assert len(rest) > 1 and all("resource" in e for e in rest[:-1])
